@@ -1,0 +1,286 @@
+"""Configurations: frozen, validated dataclasses, and the traced hyperparameters.
+
+Two kinds of setting:
+
+* A config field that changes shapes or program structure (the env, ``num_envs``,
+  ``num_steps``, epochs, minibatches, layer sizes, booleans) is static: a new value means a new
+  compile.
+* The hyperparameters in :class:`HParams` (learning rate, gamma, lambda, clip, coefficients,
+  max grad norm, baseline decay) are traced float32 arrays inside the train function, so they can
+  be vmapped over and changed without recompiling. The config's values are their defaults.
+
+Every field is checked when the config is built; a bad value raises ``ValueError`` naming the
+field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpg.envs import Env, make_env
+from jaxpg.networks import ACTIVATIONS
+
+
+class HParams(NamedTuple):
+    """Hyperparameters that are traced, so a sweep over them is one compiled program.
+
+    Each leaf is a float32 array: a scalar for one run, or with a leading axis for a
+    ``jax.vmap`` sweep. Fields an algorithm does not use are ignored by it.
+    """
+
+    lr: jax.Array
+    gamma: jax.Array
+    gae_lambda: jax.Array
+    clip_eps: jax.Array
+    ent_coef: jax.Array
+    vf_coef: jax.Array
+    max_grad_norm: jax.Array
+    baseline_decay: jax.Array
+
+
+def _fail(field: str, value: Any, allowed: str):
+    raise ValueError(f"{field}={value!r} is invalid: {allowed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _CommonConfig:
+    # Environment.
+    env: Any = "CartPole-v1"  # a gymnax registry name, or a gymnax Environment instance
+    env_params: Any = None  # None: the environment's default params
+    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # for gymnax.make
+    # Budget and batch shape.
+    total_timesteps: int = 500_000
+    num_envs: int = 4
+    num_steps: int = 128
+    # Optimisation (lr, gamma, ent_coef, vf_coef and max_grad_norm are traced HParams).
+    lr: float = 2.5e-4
+    anneal_lr: bool = True  # linear decay to 0 over the run
+    adam_eps: float = 1e-5
+    max_grad_norm: float = 0.5  # clip by global norm
+    gamma: float = 0.99
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    normalize_advantages: bool = True
+    # Networks.
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    shared_network: bool = False  # one torso for actor and critic
+    # Environment wrappers.
+    normalize_obs: bool = False  # running mean/std of observations
+    normalize_rewards: bool = False  # divide by the running std of the discounted return
+    clip_actions: bool = True  # continuous actions: clip to the bounds (loss uses the raw sample)
+
+    algorithm = "base"
+
+    # -- validation ----------------------------------------------------------------------
+    def __post_init__(self):
+        self._coerce_ints("total_timesteps", "num_envs", "num_steps")
+        self._check_bools("anneal_lr", "normalize_advantages", "shared_network", "normalize_obs",
+                          "normalize_rewards", "clip_actions")
+        self._check_positive_ints("total_timesteps", "num_envs")
+        if self.num_steps is not None:
+            self._check_positive_ints("num_steps")
+        self._check_range("lr", low=0.0, low_open=True)
+        self._check_range("adam_eps", low=0.0, low_open=True)
+        self._check_range("max_grad_norm", low=0.0, low_open=True)
+        self._check_range("gamma", low=0.0, high=1.0)
+        self._check_range("ent_coef", low=0.0)
+        self._check_range("vf_coef", low=0.0)
+        hidden = self.hidden_sizes
+        if isinstance(hidden, (list, tuple)) and all(_is_int(h) and h > 0 for h in hidden) and hidden:
+            object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in hidden))
+        else:
+            _fail("hidden_sizes", hidden, "a non-empty tuple of positive ints, e.g. (64, 64)")
+        if self.activation not in ACTIVATIONS:
+            _fail("activation", self.activation, f"one of {sorted(ACTIVATIONS)}")
+        if not isinstance(self.env_kwargs, Mapping):
+            _fail("env_kwargs", self.env_kwargs, "a mapping of keyword arguments for gymnax.make")
+        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        # Builds the environment once, so a bad name fails here and not inside a trace.
+        object.__setattr__(self, "_env", make_env(self.env, self.env_params, **self.env_kwargs))
+
+    def _coerce_ints(self, *names):
+        for name in names:
+            value = getattr(self, name)
+            if isinstance(value, float) and value.is_integer():
+                object.__setattr__(self, name, int(value))
+
+    def _check_bools(self, *names):
+        for name in names:
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                _fail(name, getattr(self, name), "True or False")
+
+    def _check_positive_ints(self, *names):
+        for name in names:
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                _fail(name, value, "a positive integer")
+
+    def _check_range(self, name, low=None, high=None, low_open=False):
+        value = getattr(self, name)
+        ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value)
+        if ok and low is not None:
+            ok = value > low if low_open else value >= low
+        if ok and high is not None:
+            ok = value <= high
+        if not ok:
+            bound = []
+            if low is not None:
+                bound.append(f"{'>' if low_open else '>='} {low}")
+            if high is not None:
+                bound.append(f"<= {high}")
+            _fail(name, value, "a finite number " + " and ".join(bound))
+
+    # -- derived -------------------------------------------------------------------------
+    @property
+    def env_spec(self) -> Env:
+        """The built environment (registry lookup done once, at construction)."""
+        return self._env  # type: ignore[attr-defined]
+
+    @property
+    def batch_size(self) -> int:
+        """Env steps per update: ``num_envs * num_steps``."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+    @property
+    def has_critic(self) -> bool:
+        return True
+
+    def hparams(self, **overrides) -> HParams:
+        """The traced hyperparameters, from this config's values (and ``overrides``)."""
+        unknown = set(overrides) - set(HParams._fields)
+        if unknown:
+            raise ValueError(
+                f"hparams: unknown hyperparameter(s) {sorted(unknown)}; traced ones are "
+                f"{list(HParams._fields)}"
+            )
+        values = {name: getattr(self, name, 0.0) for name in HParams._fields}
+        values.update(overrides)
+        return HParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+
+    def replace(self, **changes):
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly fields. An Environment instance is recorded by its class name."""
+        out = {"algorithm": self.algorithm}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "env" and not isinstance(value, str):
+                value = f"{type(value).__module__}.{type(value).__qualname__}"
+            elif f.name == "env_params" and value is not None:
+                value = repr(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    def _check_batch_fits_budget(self):
+        if self.total_timesteps < self.batch_size:
+            _fail(
+                "total_timesteps",
+                self.total_timesteps,
+                f"at least one update's worth of env steps, num_envs * num_steps = "
+                f"{self.num_envs} * {self.num_steps} = {self.batch_size}",
+            )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(_CommonConfig):
+    """PPO (Schulman et al., 2017): GAE advantages and the clipped-ratio surrogate.
+
+    Defaults are the usual CartPole-scale ones (as in CleanRL and PureJaxRL).
+    """
+
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    clip_value_loss: bool = True  # PPO2's clipped value loss, with clip_eps
+
+    algorithm = "ppo"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._coerce_ints("num_epochs", "num_minibatches")
+        self._check_positive_ints("num_epochs", "num_minibatches")
+        self._check_bools("clip_value_loss")
+        self._check_range("gae_lambda", low=0.0, high=1.0)
+        self._check_range("clip_eps", low=0.0, low_open=True)
+        if self.batch_size % self.num_minibatches:
+            _fail(
+                "num_minibatches",
+                self.num_minibatches,
+                f"must divide the batch num_envs * num_steps = {self.batch_size}",
+            )
+        self._check_batch_fits_budget()
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+
+REINFORCE_BASELINES = ("none", "moving_average", "value")
+REINFORCE_MODES = ("intermediate", "trajectory")
+
+
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig(_CommonConfig):
+    """REINFORCE (Williams, 1992): ``A_t = G_t - b_t``, one gradient step per batch.
+
+    ``mode="intermediate"`` uses fixed-length rollouts with per-step returns-to-go;
+    ``mode="trajectory"`` rolls out whole episodes (``num_steps=None`` means the environment's
+    ``max_steps_in_episode``) and gives every step of an episode the advantage ``R(tau) - b``.
+    The defaults are the CartPole config that the learning test uses.
+    """
+
+    num_envs: int = 16
+    num_steps: int | None = 256
+    lr: float = 3e-3
+    anneal_lr: bool = False
+    ent_coef: float = 0.0
+    baseline: str = "value"  # "none", "moving_average" or "value" (a learned critic)
+    baseline_decay: float = 0.9  # moving-average baseline: b <- decay * b + (1 - decay) * mean(G)
+    mode: str = "intermediate"  # or "trajectory"
+
+    algorithm = "reinforce"
+
+    def __post_init__(self):
+        if self.baseline not in REINFORCE_BASELINES:
+            _fail("baseline", self.baseline, f"one of {list(REINFORCE_BASELINES)}")
+        if self.mode not in REINFORCE_MODES:
+            _fail("mode", self.mode, f"one of {list(REINFORCE_MODES)}")
+        super().__post_init__()
+        self._check_range("baseline_decay", low=0.0, high=1.0)
+        if self.num_steps is None:
+            if self.mode != "trajectory":
+                _fail("num_steps", None, "a positive integer (None only in trajectory mode)")
+            steps = self.env_spec.max_steps_in_episode
+            if steps is None:
+                _fail("num_steps", None, "a positive integer: the environment's params have no "
+                      "max_steps_in_episode to take it from")
+            object.__setattr__(self, "num_steps", steps)
+        self._check_batch_fits_budget()
+
+    @property
+    def has_critic(self) -> bool:
+        return self.baseline == "value"
+
+
+Config = PPOConfig | ReinforceConfig

@@ -1,0 +1,75 @@
+"""Action distributions as pure functions of arrays (no distribution objects in the hot path).
+
+A discrete policy's parameters are ``logits [..., A]``; a continuous policy's are the pair
+``(mean [..., D], log_std [D])`` of a diagonal Gaussian whose log standard deviation is a
+learned, state-independent vector. :class:`ActionDist` groups the four functions the trainer
+needs, chosen once from the action space.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class ActionDist(NamedTuple):
+    sample: Callable[[jax.Array, Any], jax.Array]  # (key, dist_params) -> action
+    log_prob: Callable[[Any, jax.Array], jax.Array]  # (dist_params, action) -> [...]
+    entropy: Callable[[Any], jax.Array]  # dist_params -> [...]
+    mode: Callable[[Any], jax.Array]  # dist_params -> the deterministic action
+
+
+def _categorical_sample(key, logits):
+    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def _categorical_log_prob(logits, action):
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(log_p, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def _categorical_entropy(logits):
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def _categorical_mode(logits):
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+CATEGORICAL = ActionDist(
+    _categorical_sample, _categorical_log_prob, _categorical_entropy, _categorical_mode
+)
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _gaussian_sample(key, dist_params):
+    mean, log_std = dist_params
+    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+
+
+def _gaussian_log_prob(dist_params, action):
+    mean, log_std = dist_params
+    z = (action - mean) * jnp.exp(-log_std)
+    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * _LOG_2PI, axis=-1)
+
+
+def _gaussian_entropy(dist_params):
+    mean, log_std = dist_params
+    per_dim = jnp.broadcast_to(log_std + 0.5 * (1.0 + _LOG_2PI), mean.shape)
+    return jnp.sum(per_dim, axis=-1)
+
+
+def _gaussian_mode(dist_params):
+    return dist_params[0]
+
+
+DIAG_GAUSSIAN = ActionDist(_gaussian_sample, _gaussian_log_prob, _gaussian_entropy, _gaussian_mode)
+
+
+def action_dist(discrete: bool) -> ActionDist:
+    return CATEGORICAL if discrete else DIAG_GAUSSIAN

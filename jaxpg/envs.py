@@ -1,0 +1,161 @@
+"""Vectorized gymnax environments: the only module that knows gymnax's step tuple.
+
+An :class:`Env` wraps a gymnax ``Environment`` (built from a registry name or given as an
+instance) with its params and the facts the trainer needs about its spaces. ``reset`` and
+``step`` are vmapped over a leading batch axis of ``num_envs`` environments; gymnax >= 1.0
+auto-resets inside ``step``, and :class:`StepResult` keeps what learning needs from it:
+the reward, ``terminated`` and ``truncated`` as separate flags, and the true final
+observation of an episode that ended (``info["final_observation"]``), which is where the value
+bootstrap of a truncated episode comes from. The returned ``obs`` is where the next step starts.
+
+Observations are returned as float32 arrays of shape ``[num_envs, *obs_shape]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import gymnax
+from gymnax.environments import environment as gx_env
+from gymnax.environments import spaces as gx_spaces
+
+
+class StepResult(NamedTuple):
+    """One batched environment step. Leading axis: ``num_envs``."""
+
+    obs: jax.Array  # observation to act on next (a reset observation where an episode ended)
+    env_state: Any
+    reward: jax.Array  # float32
+    terminated: jax.Array  # bool: the MDP reached a terminal state, no bootstrap
+    truncated: jax.Array  # bool: cut by a time limit, bootstrap from V(final_obs)
+    final_obs: jax.Array  # the observation the transition really reached (== obs unless done)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Env:
+    """A gymnax environment with its params and the shape facts of its spaces."""
+
+    env: gx_env.Environment
+    params: Any
+    name: str
+    obs_shape: tuple[int, ...]
+    discrete: bool
+    action_dim: int  # number of actions (discrete) or size of the action vector (continuous)
+    action_low: np.ndarray | None = None  # continuous bounds, shape [action_dim]
+    action_high: np.ndarray | None = None
+
+    @property
+    def max_steps_in_episode(self) -> int | None:
+        steps = getattr(self.params, "max_steps_in_episode", None)
+        return None if steps is None else int(steps)
+
+    def reset(self, key: jax.Array, num_envs: int) -> tuple[jax.Array, Any]:
+        """Resets ``num_envs`` environments; returns ``(obs [N, *obs_shape], env_state)``."""
+        keys = jax.random.split(key, num_envs)
+        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+        return _as_float(obs), state
+
+    def step(self, key: jax.Array, env_state: Any, action: jax.Array) -> StepResult:
+        """Steps every environment once, auto-resetting those whose episode ended."""
+        num_envs = action.shape[0]
+        keys = jax.random.split(key, num_envs)
+        obs, state, reward, terminated, truncated, info = jax.vmap(
+            self.env.step, in_axes=(0, 0, 0, None)
+        )(keys, env_state, action, self.params)
+        return StepResult(
+            obs=_as_float(obs),
+            env_state=state,
+            reward=jnp.asarray(reward, jnp.float32),
+            terminated=jnp.asarray(terminated, jnp.bool_),
+            truncated=jnp.asarray(truncated, jnp.bool_),
+            final_obs=_as_float(info["final_observation"]),
+        )
+
+    def describe(self) -> str:
+        """One line: name, observation shape and action space."""
+        if self.discrete:
+            actions = f"Discrete({self.action_dim})"
+        else:
+            actions = (
+                f"Box({_fmt(self.action_low)}, {_fmt(self.action_high)}, ({self.action_dim},))"
+            )
+        return f"{self.name}: obs {self.obs_shape}, actions {actions}"
+
+
+def _as_float(obs: jax.Array) -> jax.Array:
+    return jnp.asarray(obs, jnp.float32)
+
+
+def _fmt(x: np.ndarray | None) -> str:
+    if x is None:
+        return "None"
+    return str(float(x[0])) if np.all(x == x[0]) else np.array2string(x, precision=3)
+
+
+def registered_envs() -> list[str]:
+    """The names ``make_env`` accepts, as gymnax registers them."""
+    return list(gymnax.registered_envs)
+
+
+def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_kwargs) -> Env:
+    """Builds an :class:`Env` from a gymnax registry name or an ``Environment`` instance.
+
+    Args:
+      env: a registry name such as ``"CartPole-v1"``, a gymnax ``Environment`` instance (a user's
+        own environment works like a built-in one), or an existing :class:`Env` (returned as is).
+      env_params: the environment's params; defaults to ``env.default_params``.
+      **env_kwargs: passed through to ``gymnax.make`` for a registry name.
+    """
+    if isinstance(env, Env):
+        return env
+    if isinstance(env, str):
+        if env not in gymnax.registered_envs:
+            raise ValueError(
+                f"env: unknown environment {env!r}. Registered gymnax environments: "
+                + ", ".join(gymnax.registered_envs)
+            )
+        instance, default_params = gymnax.make(env, **env_kwargs)
+        name = env
+    elif isinstance(env, gx_env.Environment):
+        if env_kwargs:
+            raise ValueError(
+                f"env_kwargs: {sorted(env_kwargs)} only apply to a registry name, "
+                f"not to an Environment instance ({type(env).__name__})"
+            )
+        instance, default_params = env, env.default_params
+        name = env.name
+    else:
+        raise ValueError(
+            f"env: expected a gymnax registry name or a gymnax Environment instance, "
+            f"got {type(env).__name__}: {env!r}"
+        )
+    params = default_params if env_params is None else env_params
+
+    obs_space = instance.observation_space(params)
+    if not hasattr(obs_space, "shape") or isinstance(obs_space, (gx_spaces.Dict, gx_spaces.Tuple)):
+        raise ValueError(
+            f"env: {name} has a {type(obs_space).__name__} observation space; jaxpg needs an "
+            "array observation (Box or Discrete)"
+        )
+    action_space = instance.action_space(params)
+    if isinstance(action_space, gx_spaces.Discrete):
+        return Env(instance, params, name, tuple(obs_space.shape), True, int(action_space.n))
+    if isinstance(action_space, gx_spaces.Box):
+        shape = tuple(action_space.shape)
+        if len(shape) != 1:
+            raise ValueError(
+                f"env: {name} has a Box action space of shape {shape}; jaxpg supports "
+                "Discrete and 1-D Box action spaces"
+            )
+        low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape).copy()
+        high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape).copy()
+        return Env(instance, params, name, tuple(obs_space.shape), False, shape[0], low, high)
+    raise ValueError(
+        f"env: {name} has a {type(action_space).__name__} action space; jaxpg supports "
+        "Discrete and 1-D Box action spaces"
+    )

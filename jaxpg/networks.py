@@ -1,0 +1,119 @@
+"""Actor and critic networks as an ``(init, apply)`` pair.
+
+``apply(params, obs)`` runs one forward pass and returns ``(dist_params, value)``: the policy's
+distribution parameters (see :mod:`jaxpg.distributions`) and the critic's value ``[...]`` (or
+``None`` when the network has no critic). Observations of any rank are flattened after the
+batch axes. Initialisation is orthogonal, as in the standard PPO implementations: gain sqrt(2)
+for hidden layers, 0.01 for the policy head, 1 for the value head, zero biases.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
+
+
+def _dense(features: int, gain: float, name: str | None = None) -> nn.Dense:
+    return nn.Dense(
+        features,
+        kernel_init=nn.initializers.orthogonal(gain),
+        bias_init=nn.initializers.zeros,
+        name=name,
+    )
+
+
+class _Torso(nn.Module):
+    hidden_sizes: Sequence[int]
+    activation: str
+
+    @nn.compact
+    def __call__(self, x):
+        act = ACTIVATIONS[self.activation]
+        for size in self.hidden_sizes:
+            x = act(_dense(size, math.sqrt(2.0))(x))
+        return x
+
+
+class ActorCritic(nn.Module):
+    """Policy head (logits, or a Gaussian mean with a state-independent log std) and a value head.
+
+    ``shared=True`` puts both heads on one torso; otherwise the actor and the critic have their
+    own. ``critic=False`` builds no value head (REINFORCE without a learned baseline).
+    """
+
+    action_dim: int
+    discrete: bool
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    shared: bool = False
+    critic: bool = True
+    log_std_init: float = 0.0
+    obs_rank: int = 1  # rank of one observation
+
+    @nn.compact
+    def __call__(self, obs):
+        # Flatten each observation (MinAtar's [10, 10, C] grids included) after the batch axes.
+        x = obs.reshape(obs.shape[: obs.ndim - self.obs_rank] + (-1,))
+        actor_features = _Torso(self.hidden_sizes, self.activation, name="actor_torso")(x)
+        head = _dense(self.action_dim, 0.01, name="policy_head")(actor_features)
+        if self.discrete:
+            dist_params = head
+        else:
+            log_std = self.param(
+                "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
+            )
+            dist_params = (head, log_std)
+        if not self.critic:
+            return dist_params, None
+        critic_features = (
+            actor_features
+            if self.shared
+            else _Torso(self.hidden_sizes, self.activation, name="critic_torso")(x)
+        )
+        value = _dense(1, 1.0, name="value_head")(critic_features)[..., 0]
+        return dist_params, value
+
+
+class Network(NamedTuple):
+    init: Callable[[jax.Array], Any]  # key -> params
+    apply: Callable[[Any, jax.Array], tuple[Any, jax.Array | None]]  # (params, obs) -> (dist, v)
+    has_critic: bool
+
+
+def make_network(
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    discrete: bool,
+    hidden_sizes: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    shared: bool = False,
+    critic: bool = True,
+) -> Network:
+    module = ActorCritic(
+        action_dim=action_dim,
+        discrete=discrete,
+        hidden_sizes=tuple(hidden_sizes),
+        activation=activation,
+        shared=shared,
+        critic=critic,
+        obs_rank=max(len(obs_shape), 1),
+    )
+    dummy = jnp.zeros((1, *obs_shape), jnp.float32)
+    if len(obs_shape) == 0:
+        dummy = dummy[..., None]
+
+    def init(key):
+        return module.init(key, dummy)
+
+    def apply(params, obs):
+        if len(obs_shape) == 0:
+            obs = obs[..., None]
+        return module.apply(params, obs)
+
+    return Network(init, apply, critic)
