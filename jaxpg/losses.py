@@ -1,0 +1,303 @@
+"""Policy-gradient losses and diagnostics: pure math on time-major arrays.
+
+Every array argument is time-major, `[T, *batch]`, and all arguments of one
+call share that shape (checked at trace time, see `_check_same_shape`). Every
+loss returns a scalar and takes an optional `mask` of the same shape: a bool
+or {0, 1} float array where nonzero marks a valid entry. Means run over valid
+entries only (`masked_mean`).
+
+Quantities that are targets rather than outputs of the network being trained
+(advantages, old log-probs, returns, old values) go through
+`lax.stop_gradient`, so a caller cannot leak gradient into them by accident.
+
+Scalar hyperparameters (`clip_eps`) may be Python floats or traced 0-d arrays,
+so they can be swept with `jax.vmap`.
+
+No flax, no gymnax: only jax, jax.numpy and chex.
+"""
+
+from typing import Optional
+
+import chex
+import jax.numpy as jnp
+from jax import lax
+
+Array = chex.Array
+Numeric = chex.Numeric
+
+
+# -----------------------------------------------------------------------------
+# Trace-time argument checks, shared with advantages.py.
+# Shapes are static under jit/vmap, so these run while tracing, never inside
+# the compiled program. They are plain `ValueError`s rather than chex asserts:
+# `chex.disable_asserts()` must not switch off validation of user input, and
+# the message should name the offending arguments of the public function.
+
+
+def _check_same_shape(fn: str, **arrays) -> None:
+    """Raises ValueError unless every non-None array has the same shape."""
+    shapes = {k: jnp.shape(v) for k, v in arrays.items() if v is not None}
+    if len(set(shapes.values())) > 1:
+        got = ", ".join(f"{k} {s}" for k, s in shapes.items())
+        raise ValueError(f"{fn}: arguments must share one shape [T, *batch]; got {got}")
+
+
+def _check_time_major(fn: str, **arrays) -> None:
+    """Raises ValueError if an array has no leading time axis."""
+    for k, v in arrays.items():
+        if jnp.ndim(v) < 1:
+            raise ValueError(
+                f"{fn}: {k} must be time-major [T, *batch] with ndim >= 1; "
+                f"got shape {jnp.shape(v)}"
+            )
+
+
+def _check_scalar(fn: str, **scalars) -> None:
+    """Raises ValueError unless each hyperparameter is a Python or 0-d scalar."""
+    for k, v in scalars.items():
+        if jnp.ndim(v) != 0:
+            raise ValueError(
+                f"{fn}: {k} must be a scalar (Python float or 0-d array; vmap to "
+                f"sweep it); got shape {jnp.shape(v)}"
+            )
+
+
+def _as_float(x: Array) -> Array:
+    x = jnp.asarray(x)
+    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32)
+
+
+# -----------------------------------------------------------------------------
+# Masked statistics.
+
+
+def masked_mean(x: Array, mask: Optional[Array] = None) -> Array:
+    """Mean of `x` over the entries where `mask` is nonzero.
+
+    Args:
+      x: `[T, *batch]` (any shape); bool/int inputs are averaged as float32.
+      mask: optional, same shape as `x`; nonzero marks a valid entry.
+
+    Returns:
+      Scalar `sum(x[mask]) / count(mask)`; `0.0` if no entry is valid.
+
+    Masked-out entries are selected away with `jnp.where`, not multiplied by
+    zero, so NaN/inf padding neither leaks into the value nor into the gradient
+    (which is exactly zero for masked-out entries, and everywhere when nothing
+    is valid).
+    """
+    x = _as_float(x)
+    if mask is None:
+        return jnp.mean(x)
+    _check_same_shape("masked_mean", x=x, mask=mask)
+    valid = jnp.asarray(mask).astype(bool)
+    count = jnp.sum(valid, dtype=x.dtype)
+    # max(count, 1): zero valid entries gives 0 / 1 = 0, never 0 / 0.
+    return jnp.sum(jnp.where(valid, x, 0.0)) / jnp.maximum(count, 1.0)
+
+
+def masked_var(x: Array, mask: Optional[Array] = None) -> Array:
+    """Population variance (ddof=0) of `x` over valid entries; 0 if none valid."""
+    centred = _as_float(x) - masked_mean(x, mask)
+    return masked_mean(jnp.square(centred), mask)
+
+
+# -----------------------------------------------------------------------------
+# Policy losses.
+
+
+def reinforce_loss(
+    log_prob: Array, advantages: Array, mask: Optional[Array] = None
+) -> Array:
+    """Vanilla policy-gradient (REINFORCE) surrogate loss.
+
+        L = -mean_t[ log pi(a_t | s_t) * A_t ]
+
+    so that grad L = -E[ grad log pi * A ], the score-function estimator.
+
+    Args:
+      log_prob: `[T, *batch]` log pi(a_t | s_t) of the taken actions.
+      advantages: `[T, *batch]` A_t (treated as constant).
+      mask: optional `[T, *batch]` validity mask.
+
+    Returns:
+      Scalar loss.
+
+    Reference: Williams (1992), "Simple statistical gradient-following
+    algorithms for connectionist reinforcement learning".
+    """
+    _check_same_shape("reinforce_loss", log_prob=log_prob, advantages=advantages, mask=mask)
+    advantages = lax.stop_gradient(advantages)
+    return -masked_mean(log_prob * advantages, mask)
+
+
+def ppo_clip_loss(
+    log_prob: Array,
+    old_log_prob: Array,
+    advantages: Array,
+    clip_eps: Numeric,
+    mask: Optional[Array] = None,
+) -> Array:
+    """PPO clipped surrogate loss.
+
+        r_t = exp(log pi(a_t|s_t) - log pi_old(a_t|s_t))
+        L   = -mean_t[ min(r_t * A_t, clip(r_t, 1 - eps, 1 + eps) * A_t) ]
+
+    At r_t = 1 its gradient equals that of `reinforce_loss`.
+
+    Args:
+      log_prob: `[T, *batch]` log-probs under the current policy.
+      old_log_prob: `[T, *batch]` log-probs under the behaviour policy (constant).
+      advantages: `[T, *batch]` A_t (constant).
+      clip_eps: scalar eps (Python float or 0-d array).
+      mask: optional `[T, *batch]` validity mask.
+
+    Returns:
+      Scalar loss.
+
+    Reference: Schulman et al. (2017), "Proximal Policy Optimization
+    Algorithms", eq. (7).
+    """
+    _check_same_shape(
+        "ppo_clip_loss", log_prob=log_prob, old_log_prob=old_log_prob,
+        advantages=advantages, mask=mask,
+    )
+    _check_scalar("ppo_clip_loss", clip_eps=clip_eps)
+    advantages = lax.stop_gradient(advantages)
+    ratio = jnp.exp(log_prob - lax.stop_gradient(old_log_prob))
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return -masked_mean(jnp.minimum(ratio * advantages, clipped * advantages), mask)
+
+
+def value_loss(
+    values: Array,
+    returns: Array,
+    old_values: Optional[Array] = None,
+    clip_eps: Optional[Numeric] = None,
+    mask: Optional[Array] = None,
+) -> Array:
+    """Squared-error value loss, optionally with PPO-style value clipping.
+
+    Unclipped:  L = 0.5 * mean_t[ (V_t - R_t)^2 ]
+    Clipped:    V^clip_t = V^old_t + clip(V_t - V^old_t, -eps, eps)
+                L = 0.5 * mean_t[ max((V_t - R_t)^2, (V^clip_t - R_t)^2) ]
+
+    Args:
+      values: `[T, *batch]` current value predictions V_t.
+      returns: `[T, *batch]` regression targets R_t (constant).
+      old_values: optional `[T, *batch]` predictions at collection time
+        (constant). Must be given together with `clip_eps`.
+      clip_eps: optional scalar eps. Must be given together with `old_values`.
+      mask: optional `[T, *batch]` validity mask.
+
+    Returns:
+      Scalar loss.
+
+    Reference: the clipped form follows OpenAI Baselines' PPO2, discussed in
+    Engstrom et al. (2020), "Implementation Matters in Deep Policy Gradients".
+    """
+    if (old_values is None) != (clip_eps is None):
+        raise ValueError(
+            "value_loss: old_values and clip_eps must be given together (both for "
+            "the clipped loss, neither for the plain one); got "
+            f"old_values={'None' if old_values is None else jnp.shape(old_values)}, "
+            f"clip_eps={clip_eps!r}"
+        )
+    _check_same_shape(
+        "value_loss", values=values, returns=returns, old_values=old_values, mask=mask
+    )
+    returns = lax.stop_gradient(returns)
+    sq_err = jnp.square(values - returns)
+    if old_values is not None:
+        _check_scalar("value_loss", clip_eps=clip_eps)
+        old_values = lax.stop_gradient(old_values)
+        clipped = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
+        sq_err = jnp.maximum(sq_err, jnp.square(clipped - returns))
+    return 0.5 * masked_mean(sq_err, mask)
+
+
+def entropy_bonus(entropy: Array, mask: Optional[Array] = None) -> Array:
+    """Mean policy entropy over valid steps, `[T, *batch] -> []`.
+
+    A bonus, not a loss: the trainer subtracts `ent_coef * entropy_bonus`.
+    Reference: Williams & Peng (1991); Mnih et al. (2016), "Asynchronous
+    Methods for Deep Reinforcement Learning".
+    """
+    return masked_mean(entropy, mask)
+
+
+# -----------------------------------------------------------------------------
+# Diagnostics (no gradient).
+
+
+def approx_kl(
+    log_prob: Array, old_log_prob: Array, mask: Optional[Array] = None
+) -> Array:
+    """Estimate of KL(pi_old || pi) from samples of pi_old, always >= 0.
+
+        log r_t = log pi(a_t|s_t) - log pi_old(a_t|s_t)
+        KL ~= mean_t[ (r_t - 1) - log r_t ]            (the "k3" estimator)
+
+    Args:
+      log_prob, old_log_prob: `[T, *batch]`; mask: optional `[T, *batch]`.
+
+    Returns:
+      Scalar, gradient stopped.
+
+    Reference: Schulman (2020), "Approximating KL Divergence",
+    http://joschu.net/blog/kl-approx.html
+    """
+    _check_same_shape("approx_kl", log_prob=log_prob, old_log_prob=old_log_prob, mask=mask)
+    log_ratio = lax.stop_gradient(log_prob - old_log_prob)
+    # expm1 keeps (r - 1) - log r accurate for the small ratios seen in practice.
+    return masked_mean(jnp.expm1(log_ratio) - log_ratio, mask)
+
+
+def clip_fraction(
+    log_prob: Array,
+    old_log_prob: Array,
+    clip_eps: Numeric,
+    mask: Optional[Array] = None,
+) -> Array:
+    """Fraction of valid steps whose ratio left the trust region.
+
+        mean_t[ |r_t - 1| > eps ],  r_t = exp(log_prob_t - old_log_prob_t)
+
+    Args:
+      log_prob, old_log_prob: `[T, *batch]`; clip_eps: scalar;
+      mask: optional `[T, *batch]`.
+
+    Returns:
+      Scalar in [0, 1], gradient stopped.
+    """
+    _check_same_shape(
+        "clip_fraction", log_prob=log_prob, old_log_prob=old_log_prob, mask=mask
+    )
+    _check_scalar("clip_fraction", clip_eps=clip_eps)
+    ratio = jnp.exp(lax.stop_gradient(log_prob - old_log_prob))
+    return masked_mean(jnp.abs(ratio - 1.0) > clip_eps, mask)
+
+
+def explained_variance(
+    values: Array, returns: Array, mask: Optional[Array] = None
+) -> Array:
+    """Fraction of the variance of the returns explained by the value function.
+
+        EV = 1 - Var[R - V] / Var[R]      (population variances, valid steps)
+
+    1 is a perfect fit, 0 is no better than a constant, negative is worse.
+
+    Args:
+      values, returns: `[T, *batch]`; mask: optional `[T, *batch]`.
+
+    Returns:
+      Scalar, gradient stopped. NaN when Var[R] == 0 (constant returns, or no
+      valid entry): the ratio is undefined there and a NaN is easy to spot in
+      logs, unlike an arbitrary 0 or 1.
+    """
+    _check_same_shape("explained_variance", values=values, returns=returns, mask=mask)
+    values, returns = lax.stop_gradient(values), lax.stop_gradient(returns)
+    var_returns = masked_var(returns, mask)
+    var_resid = masked_var(returns - values, mask)
+    safe = jnp.where(var_returns > 0, var_returns, 1.0)
+    return jnp.where(var_returns > 0, 1.0 - var_resid / safe, jnp.nan)

@@ -1,0 +1,111 @@
+"""Hyperparameter sweeps as one compiled program.
+
+The hyperparameters in :class:`jaxpg.HParams` are traced, so a batch of them is just a leading
+axis that ``jax.vmap`` maps over. Build the batch with :func:`grid` or :func:`random_search`,
+then run it with :func:`make_sweep`: ``K`` hyperparameter settings times ``S`` seeds train in
+one program, and a second sweep with other values reuses the compiled program.
+
+Shapes (``num_envs``, ``num_steps``, network sizes, epochs, ...) are static: sweeping them needs
+one config (and one compile) per value, and these helpers refuse them with a clear message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpg.config import HParams
+from jaxpg.train import make_train
+
+SWEEPABLE = HParams._fields
+
+
+def _check_names(config, names) -> None:
+    for name in names:
+        if name in SWEEPABLE:
+            continue
+        if hasattr(config, name):
+            raise ValueError(
+                f"sweep: {name!r} is a static config field (it changes shapes or program "
+                f"structure), so it cannot be swept in one program; build one config per value. "
+                f"Sweepable: {list(SWEEPABLE)}"
+            )
+        raise ValueError(f"sweep: unknown hyperparameter {name!r}; sweepable: {list(SWEEPABLE)}")
+
+
+def stack_hparams(config, settings: Sequence[dict]) -> HParams:
+    """One :class:`HParams` with leading axis ``len(settings)``; unspecified fields come from
+    ``config``."""
+    if not settings:
+        raise ValueError("sweep: no settings to sweep over")
+    for s in settings:
+        _check_names(config, s)
+    rows = [config.hparams(**s) for s in settings]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
+
+
+def grid(config, **values: Sequence[float]) -> tuple[HParams, list[dict]]:
+    """The Cartesian product of ``values``, e.g. ``grid(cfg, lr=[1e-4, 3e-4], gamma=[0.99])``.
+
+    Returns the batched :class:`HParams` and the list of settings, one dict per member.
+    """
+    _check_names(config, values)
+    for name, vals in values.items():
+        if np.ndim(vals) != 1 or len(vals) == 0:
+            raise ValueError(f"sweep: {name} needs a non-empty list of values, got {vals!r}")
+    names = list(values)
+    settings = [dict(zip(names, combo)) for combo in itertools.product(*values.values())]
+    settings = [{k: float(v) for k, v in s.items()} for s in settings]
+    return stack_hparams(config, settings), settings
+
+
+def random_search(config, key: jax.Array, num: int, **ranges: tuple) -> tuple[HParams, list[dict]]:
+    """``num`` settings drawn uniformly from ``ranges``: ``name=(low, high)`` or
+    ``name=(low, high, "log")`` for a log-uniform draw (learning rates)."""
+    _check_names(config, ranges)
+    draws = {}
+    for i, (name, spec) in enumerate(ranges.items()):
+        if len(spec) not in (2, 3) or (len(spec) == 3 and spec[2] not in ("log", "linear")):
+            raise ValueError(f"sweep: {name}={spec!r}; use (low, high) or (low, high, 'log')")
+        low, high = float(spec[0]), float(spec[1])
+        u = np.asarray(jax.random.uniform(jax.random.fold_in(key, i), (num,)))
+        if len(spec) == 3 and spec[2] == "log":
+            if low <= 0:
+                raise ValueError(f"sweep: {name} log range needs low > 0, got {low}")
+            draws[name] = np.exp(math.log(low) + u * (math.log(high) - math.log(low)))
+        else:
+            draws[name] = low + u * (high - low)
+    settings = [{k: float(v[j]) for k, v in draws.items()} for j in range(num)]
+    return stack_hparams(config, settings), settings
+
+
+def parse_sweep_spec(specs: Sequence[str]) -> dict[str, list[float]]:
+    """Parses CLI strings like ``"lr=1e-4,3e-4,1e-3"`` into ``{"lr": [1e-4, 3e-4, 1e-3]}``."""
+    values: dict[str, list[float]] = {}
+    for spec in specs:
+        name, sep, rest = spec.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not rest:
+            raise ValueError(f"--sweep {spec!r}: expected NAME=V1,V2,... e.g. lr=1e-4,3e-4")
+        try:
+            values[name] = [float(v) for v in rest.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--sweep {spec!r}: values must be numbers") from None
+    return values
+
+
+def make_sweep(config):
+    """``sweep(keys [S], hparams [K]) -> TrainResult`` with leading axes ``[K, S]``.
+
+    Every setting trains with the same seeds, so member ``(k, s)`` equals
+    ``make_train(config)(keys[s], hparams[k])``. Jit it once; other values of the same shape
+    reuse the compiled program.
+    """
+    train = make_train(config)
+    over_seeds = jax.vmap(train, in_axes=(0, None))
+    return jax.vmap(over_seeds, in_axes=(None, 0))
