@@ -113,6 +113,10 @@ def init_state(config: Config, key: jax.Array, hparams: HParams | None = None) -
     )
 
 
+def _global_norm(tree) -> jax.Array:
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 def _all_finite(tree) -> jax.Array:
     leaves = jax.tree.leaves(tree)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
@@ -126,7 +130,7 @@ def gradient_step(params, opt_state, mb: Minibatch, hp: HParams, lr, *, loss_fn,
     new_params = optax.apply_updates(params, updates)
     finite = jnp.isfinite(loss) & _all_finite(grads)
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    aux = {**aux, "loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
+    aux = {**aux, "loss": loss, "grad_norm": _global_norm(grads), "finite": finite}
     return keep(new_params, params), keep(new_opt_state, opt_state), aux
 
 

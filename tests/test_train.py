@@ -1,0 +1,238 @@
+"""The train function: API, config validation, determinism, REINFORCE masks, non-finite guard."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxpg
+from jaxpg.algorithms import first_episode_mask, rollout_cut_mask
+from toy_envs import CountEnv
+
+TINY_PPO = dict(total_timesteps=512 * 3)
+
+
+def arrays(tree):
+    """The leaves as NumPy arrays (PRNG keys as their raw data)."""
+    as_np = lambda x: np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+    return [as_np(x) for x in jax.tree.leaves(tree)]
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(arrays(a), arrays(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def leaves_close(a, b, atol):
+    for x, y in zip(arrays(a), arrays(b), strict=True):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
+
+
+# -- the public API, as the README shows it ---------------------------------------------------
+
+
+def test_readme_snippet_runs_as_written():
+    config = jaxpg.PPOConfig(env="CartPole-v1", total_timesteps=2048)
+    train = jaxpg.make_train(config)
+    result = jax.jit(train)(jax.random.key(0))
+    assert result.metrics["episode_return"].shape == (config.num_updates,)
+    for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
+                 "explained_variance", "learning_rate", "env_steps"):
+        assert result.metrics[name].shape == (config.num_updates,), name
+    np.testing.assert_array_equal(result.metrics["env_steps"], [512, 1024, 1536, 2048])
+    # lr anneals linearly from 2.5e-4 over the 4 updates.
+    np.testing.assert_allclose(result.metrics["learning_rate"], 2.5e-4 * np.array([1, .75, .5, .25]),
+                               rtol=1e-6)
+    policy = jaxpg.make_policy(config)
+    obs = jnp.zeros((7, 4))
+    action = policy.act(result.params, obs, jax.random.key(1))
+    assert action.shape == (7,) and action.dtype == jnp.int32
+    greedy = policy.act(result.params, obs)
+    np.testing.assert_array_equal(greedy, policy.act(result.params, obs))
+    assert policy.value(result.params, obs).shape == (7,)
+    results = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
+    assert results.metrics["episode_return"].shape == (8, config.num_updates)
+
+
+def test_episode_return_is_nan_where_no_episode_ended():
+    # CountEnv episodes last 300 steps; 4 envs x 128 steps: the first update ends none.
+    config = jaxpg.PPOConfig(env=CountEnv(limit=300), total_timesteps=512 * 3)
+    metrics = jax.jit(jaxpg.make_train(config))(jax.random.key(0)).metrics
+    ret = np.asarray(metrics["episode_return"])
+    assert np.isnan(ret[0]) and np.isnan(ret[1])  # steps 0..255 end nothing
+    assert ret[2] == 300.0  # the episodes ending at step 299 return 300
+
+
+def test_policy_value_without_critic_is_a_clear_error():
+    config = jaxpg.ReinforceConfig(baseline="none", total_timesteps=16 * 256)
+    policy = jaxpg.make_policy(config)
+    params = jaxpg.init_state(config, jax.random.key(0))
+    with pytest.raises(ValueError, match="no critic"):
+        policy.value(jaxpg.PolicyParams(params.params), jnp.zeros((1, 4)))
+
+
+def test_continuous_policy_act_is_within_bounds():
+    config = jaxpg.PPOConfig(env="Pendulum-v1", total_timesteps=512)
+    result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
+    policy = jaxpg.make_policy(config)
+    obs = jax.random.normal(jax.random.key(0), (64, 3))
+    actions = policy.act(result.params, obs, jax.random.key(2))
+    assert actions.shape == (64, 1) and np.all(np.abs(actions) <= 2.0)
+
+
+# -- configs --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("num_envs", 0, "num_envs=0"),
+        ("num_envs", 2.5, "num_envs=2.5"),
+        ("lr", -1.0, "lr=-1.0"),
+        ("gamma", 1.5, "gamma=1.5"),
+        ("gae_lambda", -0.1, "gae_lambda"),
+        ("clip_eps", 0.0, "clip_eps"),
+        ("num_minibatches", 3, "num_minibatches=3.*divide"),
+        ("hidden_sizes", (), "hidden_sizes"),
+        ("activation", "sigmoidal", "activation='sigmoidal'"),
+        ("anneal_lr", "yes", "anneal_lr"),
+        ("total_timesteps", 100, "total_timesteps=100.*512"),
+        ("env", 42, "env"),
+    ],
+)
+def test_bad_ppo_config_names_the_field(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        jaxpg.PPOConfig(**{field: value})
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("baseline", "learned"), ("mode", "episodic"), ("baseline_decay", 2.0)],
+)
+def test_bad_reinforce_config_names_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        jaxpg.ReinforceConfig(**{field: value})
+
+
+def test_configs_are_frozen_and_replace_revalidates():
+    config = jaxpg.PPOConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.lr = 1.0
+    assert config.replace(lr=1e-3).lr == 1e-3
+    with pytest.raises(ValueError, match="num_envs"):
+        config.replace(num_envs=-4)
+    assert jaxpg.PPOConfig(total_timesteps=1e6).total_timesteps == 1_000_000
+
+
+def test_trajectory_mode_takes_num_steps_from_the_env():
+    config = jaxpg.ReinforceConfig(mode="trajectory", num_steps=None, total_timesteps=10**5)
+    assert config.num_steps == 500
+    with pytest.raises(ValueError, match="num_steps"):
+        jaxpg.ReinforceConfig(mode="intermediate", num_steps=None)
+
+
+# -- determinism -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        jaxpg.PPOConfig(**TINY_PPO),
+        jaxpg.ReinforceConfig(total_timesteps=16 * 256 * 2),
+        jaxpg.PPOConfig(env="Pendulum-v1", normalize_obs=True, normalize_rewards=True, **TINY_PPO),
+    ],
+    ids=["ppo", "reinforce", "ppo-continuous-normalised"],
+)
+def test_vmapped_seed_equals_single_run_and_runs_are_bit_identical(config):
+    train = jaxpg.make_train(config)
+    keys = jax.random.split(jax.random.key(3), 3)
+    batched = jax.jit(jax.vmap(train))(keys)
+    single = jax.jit(train)(keys[1])
+    again = jax.jit(train)(keys[1])
+    assert_trees_equal(single, again)
+    # Batched matmuls may round differently from unbatched ones, by an ulp or so.
+    leaves_close(jax.tree.map(lambda x: x[1], batched.params), single.params, atol=1e-6)
+    np.testing.assert_allclose(batched.metrics["policy_loss"][1], single.metrics["policy_loss"],
+                               atol=1e-6)
+
+
+def test_chunks_compose_exactly():
+    config = jaxpg.PPOConfig(total_timesteps=512 * 4)
+    whole = jax.jit(jaxpg.make_train(config))(jax.random.key(5))
+    chunk = jax.jit(jaxpg.make_train_chunk(config, 2))
+    state = jaxpg.init_state(config, jax.random.key(5))
+    state, m1 = chunk(state)
+    state, m2 = chunk(state)
+    assert_trees_equal(whole.state, state)
+    np.testing.assert_array_equal(
+        np.concatenate([m1["policy_loss"], m2["policy_loss"]]), whole.metrics["policy_loss"]
+    )
+
+
+# -- REINFORCE pieces ---------------------------------------------------------------------------
+
+
+def test_rollout_cut_mask_against_numpy():
+    rng = np.random.default_rng(0)
+    term = rng.random((12, 5)) < 0.15
+    trunc = rng.random((12, 5)) < 0.1
+    got = np.asarray(rollout_cut_mask(jnp.asarray(term), jnp.asarray(trunc)))
+    done = term | trunc
+    want = np.zeros((12, 5))
+    for n in range(5):
+        last_end = np.flatnonzero(done[:, n])
+        if len(last_end):
+            want[: last_end[-1] + 1, n] = 1.0
+    np.testing.assert_array_equal(got, want)
+
+
+def test_first_episode_mask_against_numpy():
+    done = np.zeros((6, 3), bool)
+    done[2, 0] = True
+    done[4, 0] = True
+    done[5, 1] = True
+    got = np.asarray(first_episode_mask(jnp.asarray(done), jnp.zeros_like(jnp.asarray(done))))
+    want = np.array([[1, 1, 1], [1, 1, 1], [1, 1, 1], [0, 1, 1], [0, 1, 1], [0, 1, 1]], float)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_trajectory_mode_gives_every_step_the_episode_return():
+    env = CountEnv(limit=5)
+    config = jaxpg.ReinforceConfig(env=env, mode="trajectory", num_steps=8, num_envs=2,
+                                   baseline="none", normalize_advantages=False,
+                                   total_timesteps=16)
+    update = jax.jit(jaxpg.make_update(config))
+    state = jaxpg.init_state(config, jax.random.key(0))
+    # Run the pieces of one update by hand through the public estimator.
+    from jaxpg.algorithms import make_algorithm
+    from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
+    from jaxpg.distributions import action_dist
+    from jaxpg.policy import network_for
+
+    network = network_for(config)
+    carry = env_carry_init(jax.random.key(1), config.env_spec, 2)
+    _, batch = rollout(jax.random.key(2), state.params, carry, jnp.float32(0.99),
+                       env=config.env_spec, network=network, dist=action_dist(True),
+                       num_steps=8, options=RolloutOptions(False, False, True))
+    targets, _ = make_algorithm(config).estimate_advantages(
+        batch, jnp.zeros((8, 2)), state.hparams, state.baseline
+    )
+    np.testing.assert_array_equal(targets.mask[:, 0], [1, 1, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(targets.advantages[:, 0], [5, 5, 5, 5, 5, 0, 0, 0])
+    new_state, metrics = update(state)
+    assert float(metrics["episode_return"]) == 5.0
+    assert int(new_state.update_step) == 1
+
+
+# -- non-finite losses ------------------------------------------------------------------------
+
+
+def test_nan_rewards_are_detected_and_not_trained_on():
+    config = jaxpg.PPOConfig(env=CountEnv(limit=3, reward=float("nan")), total_timesteps=512 * 2)
+    result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
+    assert np.all(np.asarray(result.metrics["nonfinite"]))
+    assert int(result.state.nonfinite_updates) == 2
+    initial = jaxpg.init_state(config, jax.random.key(0))
+    assert_trees_equal(result.state.params, initial.params)
