@@ -1,0 +1,42 @@
+"""Named configs whose learning results are tested in CI (tests/test_learning.py).
+
+Each preset is a plain config; override any field with ``config.replace(...)``.
+"""
+
+from __future__ import annotations
+
+from jaxpg.config import PPOConfig, ReinforceConfig
+
+
+def ppo_cartpole() -> PPOConfig:
+    """The PPO defaults (CleanRL/PureJaxRL CartPole settings): 4 envs x 128 steps, 500k steps."""
+    return PPOConfig(env="CartPole-v1", total_timesteps=500_000)
+
+
+def reinforce_cartpole() -> ReinforceConfig:
+    """REINFORCE with a learned value baseline: 16 envs x 256 steps, lr 3e-3, 1M steps."""
+    return ReinforceConfig(env="CartPole-v1", total_timesteps=1_000_000)
+
+
+def ppo_pendulum() -> PPOConfig:
+    """Continuous PPO on Pendulum-v1: 16 envs x 128 steps, 10 epochs of 8 minibatches,
+    lr 1e-3, gamma 0.95, no entropy bonus, reward scaling; 1M steps."""
+    return PPOConfig(
+        env="Pendulum-v1",
+        total_timesteps=1_000_000,
+        num_envs=16,
+        num_steps=128,
+        num_epochs=10,
+        num_minibatches=8,
+        lr=1e-3,
+        gamma=0.95,
+        ent_coef=0.0,
+        normalize_rewards=True,
+    )
+
+
+PRESETS = {
+    "ppo-cartpole": ppo_cartpole,
+    "reinforce-cartpole": reinforce_cartpole,
+    "ppo-pendulum": ppo_pendulum,
+}
