@@ -35,8 +35,21 @@ def ppo_pendulum() -> PPOConfig:
     )
 
 
+def reinforce_cartpole_trajectory() -> ReinforceConfig:
+    """Single-trajectory-reward REINFORCE: whole episodes (500 steps), one reward R(tau) per
+    episode, a moving-average baseline; 16 envs, lr 3e-3, 500k steps."""
+    return ReinforceConfig(
+        env="CartPole-v1",
+        mode="trajectory",
+        num_steps=None,
+        baseline="moving_average",
+        total_timesteps=500_000,
+    )
+
+
 PRESETS = {
     "ppo-cartpole": ppo_cartpole,
     "reinforce-cartpole": reinforce_cartpole,
     "ppo-pendulum": ppo_pendulum,
+    "reinforce-cartpole-trajectory": reinforce_cartpole_trajectory,
 }

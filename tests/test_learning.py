@@ -37,3 +37,8 @@ def test_reinforce_with_learned_baseline_on_cartpole():
 def test_continuous_ppo_on_pendulum():
     mean, _ = final_return(presets.ppo_pendulum(), num_seeds=2)
     assert mean >= -300.0
+
+
+def test_single_trajectory_reward_reinforce_on_cartpole():
+    mean, _ = final_return(presets.reinforce_cartpole_trajectory(), num_seeds=2)
+    assert mean >= 400.0
