@@ -4,44 +4,64 @@
     config = jaxpg.PPOConfig(env="CartPole-v1", total_timesteps=500_000)
     train = jaxpg.make_train(config)          # pure: key -> TrainResult
     result = jax.jit(train)(jax.random.key(0))
+
+Names are imported lazily: importing gymnax starts JAX's backend, and
+``jax.distributed.initialize`` (``jaxpg train --distributed``) must run before that.
 """
 
-from jaxpg import advantages, losses
-from jaxpg.algorithms import Algorithm, make_algorithm
-from jaxpg.config import HParams, PPOConfig, ReinforceConfig
-from jaxpg.envs import Env, make_env, registered_envs
-from jaxpg.policy import Policy, PolicyParams, make_policy
-from jaxpg.train import (
-    TrainResult,
-    TrainState,
-    init_state,
-    make_init,
-    make_train,
-    make_train_chunk,
-    make_update,
-)
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Algorithm",
-    "Env",
-    "HParams",
-    "PPOConfig",
-    "Policy",
-    "PolicyParams",
-    "ReinforceConfig",
-    "TrainResult",
-    "TrainState",
-    "advantages",
-    "init_state",
-    "losses",
-    "make_algorithm",
-    "make_env",
-    "make_init",
-    "make_policy",
-    "make_train",
-    "make_train_chunk",
-    "make_update",
-    "registered_envs",
-]
+_EXPORTS = {
+    "Algorithm": "jaxpg.algorithms",
+    "make_algorithm": "jaxpg.algorithms",
+    "HParams": "jaxpg.config",
+    "PPOConfig": "jaxpg.config",
+    "ReinforceConfig": "jaxpg.config",
+    "Env": "jaxpg.envs",
+    "make_env": "jaxpg.envs",
+    "registered_envs": "jaxpg.envs",
+    "Policy": "jaxpg.policy",
+    "PolicyParams": "jaxpg.policy",
+    "make_policy": "jaxpg.policy",
+    "TrainResult": "jaxpg.train",
+    "TrainState": "jaxpg.train",
+    "init_state": "jaxpg.train",
+    "make_init": "jaxpg.train",
+    "make_train": "jaxpg.train",
+    "make_train_chunk": "jaxpg.train",
+    "make_update": "jaxpg.train",
+    "policy_params": "jaxpg.train",
+    "CheckpointError": "jaxpg.checkpoint",
+    "save_checkpoint": "jaxpg.checkpoint",
+    "restore_checkpoint": "jaxpg.checkpoint",
+    "EvalResult": "jaxpg.evaluate",
+    "make_evaluate": "jaxpg.evaluate",
+    "render_gif": "jaxpg.evaluate",
+    "grid": "jaxpg.sweep",
+    "random_search": "jaxpg.sweep",
+    "make_sweep": "jaxpg.sweep",
+}
+_SUBMODULES = {
+    "advantages", "algorithms", "checkpoint", "config", "distributions", "envs", "evaluate",
+    "losses", "networks", "normalization", "plotting", "policy", "presets", "rollout", "runs",
+    "sweep", "train", "distributed",
+}
+
+__all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"jaxpg.{name}")
+    else:
+        raise AttributeError(f"module 'jaxpg' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

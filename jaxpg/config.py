@@ -55,21 +55,21 @@ class _CommonConfig:
     env_params: Any = None  # None: the environment's default params
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # for gymnax.make
     # Budget and batch shape.
-    total_timesteps: int = 500_000
-    num_envs: int = 4
-    num_steps: int = 128
+    total_timesteps: int = 500_000  # env steps in all; num_updates = this // (num_envs * num_steps)
+    num_envs: int = 4  # parallel environments (vmapped)
+    num_steps: int = 128  # rollout length per environment per update
     # Optimisation (lr, gamma, ent_coef, vf_coef and max_grad_norm are traced HParams).
-    lr: float = 2.5e-4
+    lr: float = 2.5e-4  # Adam learning rate
     anneal_lr: bool = True  # linear decay to 0 over the run
-    adam_eps: float = 1e-5
+    adam_eps: float = 1e-5  # Adam epsilon
     max_grad_norm: float = 0.5  # clip by global norm
-    gamma: float = 0.99
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    normalize_advantages: bool = True
+    gamma: float = 0.99  # discount factor
+    ent_coef: float = 0.01  # weight of the entropy bonus
+    vf_coef: float = 0.5  # weight of the value loss
+    normalize_advantages: bool = True  # zero mean, unit std per minibatch
     # Networks.
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
+    hidden_sizes: tuple[int, ...] = (64, 64)  # MLP layer sizes (actor and critic each)
+    activation: str = "tanh"  # tanh, relu, elu, gelu or swish
     shared_network: bool = False  # one torso for actor and critic
     # Environment wrappers.
     normalize_obs: bool = False  # running mean/std of observations
@@ -208,10 +208,10 @@ class PPOConfig(_CommonConfig):
     Defaults are the usual CartPole-scale ones (as in CleanRL and PureJaxRL).
     """
 
-    num_epochs: int = 4
-    num_minibatches: int = 4
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
+    num_epochs: int = 4  # passes over each batch
+    num_minibatches: int = 4  # must divide num_envs * num_steps
+    gae_lambda: float = 0.95  # GAE lambda
+    clip_eps: float = 0.2  # PPO ratio clip (and value clip)
     clip_value_loss: bool = True  # PPO2's clipped value loss, with clip_eps
 
     algorithm = "ppo"
@@ -250,11 +250,11 @@ class ReinforceConfig(_CommonConfig):
     The defaults are the CartPole config that the learning test uses.
     """
 
-    num_envs: int = 16
-    num_steps: int | None = 256
-    lr: float = 3e-3
-    anneal_lr: bool = False
-    ent_coef: float = 0.0
+    num_envs: int = 16  # parallel environments (vmapped)
+    num_steps: int | None = 256  # rollout length; None in trajectory mode: the episode limit
+    lr: float = 3e-3  # Adam learning rate
+    anneal_lr: bool = False  # linear decay to 0 over the run
+    ent_coef: float = 0.0  # weight of the entropy bonus
     baseline: str = "value"  # "none", "moving_average" or "value" (a learned critic)
     baseline_decay: float = 0.9  # moving-average baseline: b <- decay * b + (1 - decay) * mean(G)
     mode: str = "intermediate"  # or "trajectory"

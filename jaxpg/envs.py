@@ -94,7 +94,8 @@ def _as_float(obs: jax.Array) -> jax.Array:
 def _fmt(x: np.ndarray | None) -> str:
     if x is None:
         return "None"
-    return str(float(x[0])) if np.all(x == x[0]) else np.array2string(x, precision=3)
+    values = [f"{float(np.float32(v)):.6g}" for v in np.ravel(x)]
+    return values[0] if len(set(values)) == 1 else "[" + ", ".join(values) + "]"
 
 
 def registered_envs() -> list[str]:

@@ -1,0 +1,347 @@
+"""Checkpoints of a :class:`jaxpg.TrainState` through orbax.
+
+Layout: ``<directory>/<update>/{state, meta}``. ``state`` is the train state (batched or not:
+a CLI run saves all its seeds and sweep members in one ``[M]``-batched state), ``meta`` is JSON
+with the config (``config.to_dict()``), the update count, the batch shape and the jaxpg version.
+Orbax writes each checkpoint to a temporary directory and renames it into place once complete,
+so a crash never leaves a half-written checkpoint under a step's name.
+
+Restoring needs the config: the target pytree is built by ``init_state`` for that config (and the
+recorded batch shape), so the result has the right types (``TrainState``, typed PRNG keys,
+optimiser states), and a checkpoint from another environment, algorithm or network is refused
+with a message that says what differs. Restoring never writes or deletes anything.
+
+    path = save_checkpoint("ckpt", state, config)          # -> ckpt/<update>
+    state, meta = restore_checkpoint("ckpt", config)       # the latest one
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CHECKPOINT_FORMAT = 1
+
+# Config fields that must match for a checkpoint's state to mean the same thing under a config:
+# they fix the environment, the state's shapes, or what the network computes.
+COMPATIBILITY_FIELDS = (
+    "algorithm",
+    "env",
+    "env_kwargs",
+    "env_params",
+    "num_envs",
+    "hidden_sizes",
+    "activation",
+    "shared_network",
+    "baseline",
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or does not fit the config."""
+
+
+def _ocp():
+    import orbax.checkpoint as ocp
+
+    return ocp
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    # orbax logs routine facts (a read-only manager, its options) as absl warnings.
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _batch_shape(state) -> tuple[int, ...]:
+    return tuple(np.shape(state.update_step))
+
+
+def _key_data(state):
+    """Typed PRNG keys as their raw uint32 data (portable on disk)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, state)
+
+
+def _is_key(x) -> bool:
+    return hasattr(x, "dtype") and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _wrap_keys(restored, target, impl: str):
+    return jax.tree.map(
+        lambda r, t: jax.random.wrap_key_data(r, impl=impl) if _is_key(t) else r,
+        restored,
+        target,
+    )
+
+
+def _key_impl(state) -> str:
+    key = state.key
+    return str(jax.random.key_impl(key)) if _is_key(key) else "threefry2x32"
+
+
+def checkpoint_steps(directory: str | os.PathLike) -> list[int]:
+    """The updates at which complete checkpoints exist under ``directory``, ascending."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    steps = []
+    for child in directory.iterdir():
+        if child.is_dir() and child.name.isdigit():
+            steps.append(int(child.name))
+    return sorted(steps)
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    steps = checkpoint_steps(directory)
+    return Path(directory).absolute() / str(steps[-1]) if steps else None
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    state,
+    config,
+    *,
+    step: int | None = None,
+    keep: int | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    multiprocessing_options: Any = None,
+) -> Path:
+    """Saves ``state`` as ``<directory>/<step>`` and returns that path.
+
+    Args:
+      directory: the checkpoints folder (created if needed).
+      state: a :class:`jaxpg.TrainState`, optionally batched over leading axes (seeds).
+      config: the config it was trained with (recorded, and checked on restore).
+      step: the checkpoint's number; default: the state's ``update_step``.
+      keep: keep only the newest ``keep`` checkpoints (older ones are deleted after this one
+        is complete); ``None`` keeps all.
+      metadata: extra JSON-able facts to store (seeds, sweep settings, ...).
+      multiprocessing_options: an ``orbax.checkpoint.options.MultiprocessingOptions`` for
+        multi-process runs (the CLI's ``--distributed`` hook).
+    """
+    ocp = _ocp()
+    import jaxpg
+
+    directory = Path(directory).absolute()  # orbax requires absolute paths
+    if step is None:
+        step = int(np.max(np.asarray(jax.device_get(state.update_step))))
+    if keep is not None and keep < 1:
+        raise ValueError(f"keep={keep!r} is invalid: a positive number of checkpoints, or None")
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "jaxpg_version": getattr(jaxpg, "__version__", "unknown"),
+        "step": int(step),
+        "batch_shape": list(_batch_shape(state)),
+        "key_impl": _key_impl(state),
+        "config": config.to_dict(),
+        **dict(metadata or {}),
+    }
+    from jaxpg.runs import _jsonable
+
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        create=True,
+        enable_async_checkpointing=False,
+        **({"multiprocessing_options": multiprocessing_options} if multiprocessing_options else {}),
+    )
+    with (
+        _quiet_absl(),
+        ocp.CheckpointManager(directory, options=options, item_names=("state", "meta")) as manager,
+    ):
+        manager.save(
+            int(step),
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_key_data(state)),
+                meta=ocp.args.JsonSave(_jsonable(meta)),
+            ),
+            force=True,
+        )
+        manager.wait_until_finished()
+    return directory / str(int(step))
+
+
+def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON metadata of one checkpoint (``<directory>/<step>``)."""
+    import json
+
+    path = Path(path)
+    meta_dir = path / "meta"
+    files = sorted(meta_dir.glob("*")) if meta_dir.is_dir() else []
+    for f in files:
+        if f.is_file():
+            try:
+                with open(f, encoding="utf-8") as fh:
+                    return json.load(fh)
+            except (OSError, ValueError):
+                continue
+    raise CheckpointError(
+        f"checkpoint {path} has no readable metadata (meta/ is missing or corrupt); "
+        "it was not written by jaxpg, or it is damaged"
+    )
+
+
+def _resolve(directory: str | os.PathLike, step: int | None) -> tuple[Path, int]:
+    directory = Path(directory).absolute()
+    if not directory.exists():
+        raise CheckpointError(f"no checkpoint: {directory} does not exist")
+    # A path to one checkpoint (".../checkpoints/40") is accepted too.
+    if directory.name.isdigit() and (directory / "state").exists() and step is None:
+        return directory.parent, int(directory.name)
+    steps = checkpoint_steps(directory)
+    if not steps:
+        raise CheckpointError(f"no checkpoint found in {directory}")
+    if step is None:
+        return directory, steps[-1]
+    if step not in steps:
+        raise CheckpointError(f"no checkpoint for update {step} in {directory}; there are {steps}")
+    return directory, int(step)
+
+
+def check_compatible(meta: Mapping[str, Any], config, where: str = "checkpoint") -> None:
+    """Raises :class:`CheckpointError` if ``meta['config']`` differs from ``config`` in a field
+    that fixes the environment, the state's shapes or the network."""
+    saved = meta.get("config", {})
+    current = config.to_dict()
+    diffs = []
+    for name in COMPATIBILITY_FIELDS:
+        if name not in saved and name not in current:
+            continue
+        a, b = saved.get(name), current.get(name)
+        if _normalize(a) != _normalize(b):
+            diffs.append(f"{name}: saved {a!r}, config {b!r}")
+    if diffs:
+        raise CheckpointError(f"{where} is incompatible with this config: " + "; ".join(diffs))
+
+
+def _normalize(v):
+    if isinstance(v, (list, tuple)):
+        return [_normalize(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _normalize(x) for k, x in v.items()}
+    return v
+
+
+def abstract_state(config, batch_shape: tuple[int, ...] = (), key_impl: str | None = None):
+    """The ``TrainState`` structure (shapes and dtypes only) for ``config`` and ``batch_shape``."""
+    from jaxpg.train import init_state
+
+    def build():
+        key = jax.random.key(0, impl=key_impl)
+        keys = jax.random.split(key, int(np.prod(batch_shape, dtype=int)))
+        state = jax.vmap(lambda k: init_state(config, k))(keys)
+        return jax.tree.map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), state)
+
+    return jax.eval_shape(build)
+
+
+def _flat_shapes(tree) -> dict[str, tuple]:
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = ".".join(_key_name(p) for p in path)
+        out[name] = tuple(getattr(leaf, "shape", ()))
+    return out
+
+
+def _key_name(p) -> str:
+    for attr in ("name", "key", "idx"):
+        if hasattr(p, attr):
+            return str(getattr(p, attr))
+    return str(p)
+
+
+def _check_shapes(manager, step: int, target, where: str) -> None:
+    try:
+        tree = manager.item_metadata(step)["state"]
+        tree = getattr(tree, "tree", tree)
+    except Exception:  # noqa: BLE001 - a missing metadata file surfaces in restore
+        return
+    if tree is None:
+        return
+    stored = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: hasattr(x, "shape") and not isinstance(x, (dict, list))
+    )[0]:
+        stored[".".join(_key_name(p) for p in path)] = tuple(getattr(leaf, "shape", ()))
+    wanted = _flat_shapes(target)
+    missing = sorted(set(wanted) - set(stored))
+    extra = sorted(set(stored) - set(wanted))
+    wrong = [
+        f"{k}: {where} {stored[k]}, config {wanted[k]}"
+        for k in sorted(set(wanted) & set(stored))
+        if stored[k] != wanted[k]
+    ]
+    problems = []
+    if wrong:
+        problems.append(
+            "shape mismatch: " + "; ".join(wrong[:4]) + (" ..." if len(wrong) > 4 else "")
+        )
+    if missing:
+        problems.append(f"missing arrays: {missing[:4]}" + (" ..." if len(missing) > 4 else ""))
+    if extra:
+        problems.append(f"unexpected arrays: {extra[:4]}" + (" ..." if len(extra) > 4 else ""))
+    if problems:
+        raise CheckpointError(
+            f"{where} does not fit this config's train state: " + "; ".join(problems)
+        )
+
+
+def restore_checkpoint(directory: str | os.PathLike, config, *, step: int | None = None):
+    """Restores ``(state, metadata)`` from the latest (or the given) checkpoint in ``directory``.
+
+    ``directory`` is a checkpoints folder or one checkpoint's folder. The state comes back with
+    the structure and types that ``init_state(config, ...)`` builds, batched as it was saved.
+    Raises :class:`CheckpointError` (and changes nothing on disk) when there is no checkpoint,
+    when it cannot be read, or when it belongs to another environment, algorithm or network.
+    """
+    ocp = _ocp()
+    directory, step = _resolve(directory, step)
+    path = directory / str(step)
+    where = f"checkpoint {path}"
+    meta = read_checkpoint_metadata(path)
+    if meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
+        raise CheckpointError(f"{where} has unknown metadata (format {meta.get('format')!r})")
+    check_compatible(meta, config, where)
+    batch_shape = tuple(meta.get("batch_shape", ()))
+    key_impl = meta.get("key_impl", "threefry2x32")
+    target = abstract_state(config, batch_shape, key_impl)
+    target_on_disk = jax.eval_shape(_key_data, target)
+    try:
+        with (
+            _quiet_absl(),
+            ocp.CheckpointManager(
+                directory,
+                options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+                item_handlers={
+                    "state": ocp.StandardCheckpointHandler(),
+                    "meta": ocp.JsonCheckpointHandler(),
+                },
+            ) as manager,
+        ):
+            _check_shapes(manager, step, target_on_disk, where)
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardRestore(target_on_disk)),
+            )
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - orbax/tensorstore raise many kinds; say which file
+        message = " ".join(str(e).split())[:300]
+        raise CheckpointError(
+            f"{where} cannot be read, it may be corrupt ({type(e).__name__}: {message})"
+        ) from e
+    state = _wrap_keys(restored["state"], target, key_impl)
+    state = jax.tree.map(jnp.asarray, state)
+    return state, meta

@@ -1,0 +1,286 @@
+"""Evaluation of a trained policy on fresh episodes, vmapped; and GIF rendering.
+
+:func:`evaluate` resets ``num_episodes`` environments and steps them together with the policy
+(``jax.lax.while_loop`` until every one has finished its first episode, at most the
+environment's own time limit ``max_steps_in_episode``). Only each environment's first episode
+counts, so a short episode does not get re-sampled and bias the mean. The returns are raw,
+undiscounted rewards.
+
+:func:`render_gif` records one episode and animates it with gymnax's ``Visualizer`` (matplotlib,
+written with Pillow, which matplotlib already depends on). gymnax draws only the environments in
+:data:`RENDERABLE_ENVS`; for the others it raises :class:`RenderError`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxpg.policy import PolicyParams, make_policy
+
+# The environments gymnax's Visualizer can draw (gymnax/visualize/visualizer.py).
+RENDERABLE_ENVS = (
+    "Acrobot-v1",
+    "CartPole-v1",
+    "Pendulum-v1",
+    "MountainCar-v0",
+    "MountainCarContinuous-v0",
+    "Catch-bsuite",
+    "Asterix-MinAtar",
+    "Breakout-MinAtar",
+    "Freeway-MinAtar",
+    "Seaquest-MinAtar",
+    "SpaceInvaders-MinAtar",
+    "Pong-misc",
+    "PointRobot-misc",
+    "MetaMaze-misc",
+    "FourRooms-misc",
+)
+
+
+# gymnax draws these through gymnasium's classic-control renderer, which needs pygame.
+_NEEDS_PYGAME = (
+    "Acrobot-v1",
+    "CartPole-v1",
+    "Pendulum-v1",
+    "MountainCar-v0",
+    "MountainCarContinuous-v0",
+)
+
+
+class RenderError(ValueError):
+    """The environment cannot be rendered by gymnax's visualizer (or a renderer is missing)."""
+
+
+def render_problem(env_name: str) -> str | None:
+    """Why ``env_name`` cannot be rendered here, or ``None`` if it can."""
+    import importlib.util
+
+    if env_name not in RENDERABLE_ENVS:
+        return f"gymnax has no visualizer for {env_name}; it can render " + ", ".join(
+            RENDERABLE_ENVS
+        )
+    if env_name in _NEEDS_PYGAME and importlib.util.find_spec("pygame") is None:
+        return (
+            f"rendering {env_name} needs pygame (gymnasium's classic-control renderer): "
+            "pip install 'jaxpg[render]'"
+        )
+    return None
+
+
+class EvalResult(NamedTuple):
+    episode_return: jax.Array  # [num_episodes] raw undiscounted return of each first episode
+    episode_length: jax.Array  # [num_episodes] int32
+    finished: jax.Array  # [num_episodes] bool: the episode ended within max_steps
+
+
+def _max_steps(config, max_steps: int | None) -> int:
+    if max_steps is not None:
+        if int(max_steps) < 1:
+            raise ValueError(f"max_steps={max_steps!r} is invalid: a positive integer")
+        return int(max_steps)
+    steps = config.env_spec.max_steps_in_episode
+    if steps is None:
+        raise ValueError(
+            f"max_steps: {config.env_spec.name}'s params have no max_steps_in_episode; "
+            "give max_steps to bound the evaluation episodes"
+        )
+    return steps
+
+
+def evaluate(
+    config,
+    params: PolicyParams,
+    key: jax.Array,
+    num_episodes: int = 100,
+    *,
+    deterministic: bool = False,
+    max_steps: int | None = None,
+) -> EvalResult:
+    """Runs ``num_episodes`` fresh episodes of the policy ``params`` at once.
+
+    Args:
+      config: the config the policy was trained with (environment, network, normalisation).
+      params: a :class:`PolicyParams` (``TrainResult.params`` or ``policy_params(config, state)``).
+      key: PRNG key for the resets and, unless ``deterministic``, the actions.
+      num_episodes: how many environments, each counted for its first episode only.
+      deterministic: act with the distribution's mode instead of sampling.
+      max_steps: step bound; default: the environment's ``max_steps_in_episode`` (its own time
+        limit, after which gymnax truncates, so every episode finishes).
+
+    Jittable (``num_episodes``, ``deterministic`` and ``max_steps`` are static) and vmappable over
+    ``params`` (for many seeds). Returns an :class:`EvalResult`.
+    """
+    if not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
+        raise ValueError(f"num_episodes={num_episodes!r} is invalid: a positive integer")
+    limit = _max_steps(config, max_steps)
+    return _evaluate(config, params, key, int(num_episodes), bool(deterministic), limit)
+
+
+def _evaluate(config, params, key, num_episodes, deterministic, limit):
+    env = config.env_spec
+    policy = make_policy(config)
+    reset_key, key = jax.random.split(key)
+    obs, env_state = env.reset(reset_key, num_episodes)
+    zeros = jnp.zeros((num_episodes,), jnp.float32)
+    done = jnp.zeros((num_episodes,), jnp.bool_)
+    init = (env_state, obs, zeros, jnp.zeros((num_episodes,), jnp.int32), done, key, jnp.int32(0))
+
+    def cond(carry):
+        *_, done, _, t = carry
+        return jnp.logical_not(jnp.all(done)) & (t < limit)
+
+    def body(carry):
+        env_state, obs, ret, length, done, key, t = carry
+        key, act_key, step_key = jax.random.split(key, 3)
+        action = policy.act(params, obs, None if deterministic else act_key)
+        out = env.step(step_key, env_state, action)
+        running = jnp.logical_not(done)
+        ret = ret + jnp.where(running, out.reward, 0.0)
+        length = length + running.astype(jnp.int32)
+        done = done | out.terminated | out.truncated
+        return out.env_state, out.obs, ret, length, done, key, t + 1
+
+    _, _, ret, length, done, _, _ = jax.lax.while_loop(cond, body, init)
+    return EvalResult(ret, length, done)
+
+
+def make_evaluate(
+    config, num_episodes: int = 100, *, deterministic: bool = False, max_steps: int | None = None
+):
+    """``evaluate(params, key) -> EvalResult`` with the static arguments bound, ready to jit or
+    vmap over params (many seeds)."""
+    if not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
+        raise ValueError(f"num_episodes={num_episodes!r} is invalid: a positive integer")
+    limit = _max_steps(config, max_steps)
+
+    def evaluate_fn(params: PolicyParams, key: jax.Array) -> EvalResult:
+        return _evaluate(config, params, key, int(num_episodes), bool(deterministic), limit)
+
+    return evaluate_fn
+
+
+def episode_states(
+    config,
+    params: PolicyParams,
+    key: jax.Array,
+    *,
+    deterministic: bool = False,
+    max_steps: int | None = None,
+):
+    """One episode's environment states, for rendering: ``(states, rewards)`` as lists, the
+    first state being the reset one, up to the end of the first episode."""
+    env = config.env_spec
+    limit = _max_steps(config, max_steps)
+    policy = make_policy(config)
+
+    @jax.jit
+    def run(key):
+        reset_key, key = jax.random.split(key)
+        obs, state = env.reset(reset_key, 1)
+
+        def step(carry, step_key):
+            state, obs, done = carry
+            act_key, env_key = jax.random.split(step_key)
+            action = policy.act(params, obs, None if deterministic else act_key)
+            out = env.step(env_key, state, action)
+            return (out.env_state, out.obs, done | out.terminated | out.truncated), (
+                state,
+                out.reward,
+                done | out.terminated | out.truncated,
+            )
+
+        _, (states, rewards, dones) = jax.lax.scan(
+            step, (state, obs, jnp.zeros((1,), jnp.bool_)), jax.random.split(key, limit)
+        )
+        return states, rewards[:, 0], dones[:, 0]
+
+    states, rewards, dones = jax.device_get(run(key))
+    dones = np.asarray(dones)
+    # The frame before each step is kept; the episode ends at the first step flagged done.
+    length = int(np.argmax(dones)) + 1 if dones.any() else len(dones)
+    frames = [jax.tree.map(lambda x, t=t: x[t, 0], states) for t in range(length)]
+    return frames, [float(r) for r in np.asarray(rewards)[:length]]
+
+
+def render_gif(
+    config,
+    params: PolicyParams,
+    key: jax.Array,
+    path: str,
+    *,
+    deterministic: bool = False,
+    max_steps: int | None = None,
+) -> int:
+    """Renders one episode of the policy to ``path`` (a .gif); returns the number of frames.
+
+    Raises :class:`RenderError` if gymnax cannot draw this environment.
+    """
+    import os
+
+    env = config.env_spec
+    problem = render_problem(env.name)
+    if problem:
+        raise RenderError(problem)
+    if not str(path).lower().endswith(".gif"):
+        raise RenderError(f"render: {str(path)!r} is not a .gif file name")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # headless: no sound card, no display
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+    from jaxpg.runs import atomic_path
+
+    frames, rewards = episode_states(
+        config, params, key, deterministic=deterministic, max_steps=max_steps
+    )
+    cumulative = np.cumsum(rewards)
+    with atomic_path(path) as tmp:
+        tmp_gif = tmp.with_suffix(".gif")  # the writers pick the format from the suffix
+        try:
+            if env.name in _NEEDS_PYGAME:
+                _classic_control_gif(env, frames, cumulative, tmp_gif)
+            else:
+                from gymnax.visualize import Visualizer
+
+                Visualizer(env.env, env.params, frames, cumulative).animate(str(tmp_gif))
+            tmp_gif.replace(tmp)
+        except Exception as e:  # noqa: BLE001 - the visualizer's backends fail in many ways
+            raise RenderError(f"rendering {env.name} failed: {type(e).__name__}: {e}") from e
+        finally:
+            tmp_gif.unlink(missing_ok=True)
+    return len(frames)
+
+
+def _classic_control_gif(env, frames, cumulative, path, frame_ms: int = 40) -> None:
+    """gymnax's classic-control drawing, with one gymnasium env for the whole episode.
+
+    gymnax's Visualizer builds a new gymnasium env for every frame, which takes minutes for a
+    500-step CartPole episode; this uses gymnax's own state conversion and one renderer.
+    """
+    import gymnasium as gym
+    from gymnax.visualize import vis_gym
+    from PIL import Image, ImageDraw
+
+    gym_env = gym.make(env.name, render_mode="rgb_array")
+    images = []
+    try:
+        gym_env.reset()
+        raw = gym_env.unwrapped
+        vis_gym.set_gym_params(raw, env.name, env.params)
+        for t, state in enumerate(frames):
+            raw.state = vis_gym.get_gym_state(state, env.name)
+            if env.name == "Pendulum-v1":
+                raw.last_u = np.asarray(state.last_u, dtype=np.float64)
+            image = Image.fromarray(np.asarray(gym_env.render()))
+            ImageDraw.Draw(image).text(
+                (8, 8), f"{env.name}  step {t + 1}  return {cumulative[t]:.0f}", fill=(0, 0, 0)
+            )
+            images.append(image.convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
+    finally:
+        gym_env.close()
+    images[0].save(
+        path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0, optimize=True
+    )

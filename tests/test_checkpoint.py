@@ -1,0 +1,192 @@
+"""Checkpoints: round trips (types, keys, batching), keep-last-N, and clear errors that destroy
+nothing for missing, corrupt and incompatible checkpoints. No training (no train compile)."""
+
+import hashlib
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpg import checkpoint as ckpt
+from jaxpg.config import PPOConfig, ReinforceConfig
+from jaxpg.train import TrainState, init_state
+
+pytestmark = pytest.mark.timeout(120)
+
+CONFIG = PPOConfig(total_timesteps=1024, num_envs=4, num_steps=32, hidden_sizes=(8,))
+
+
+def _batched_state(config=CONFIG, seeds=(0, 1)):
+    keys = jnp.stack([jax.random.key(s) for s in seeds])
+    return jax.jit(jax.vmap(lambda k: init_state(config, k)))(keys)
+
+
+def _leaves(state):
+    return [
+        np.asarray(
+            jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+        )
+        for x in jax.tree.leaves(state)
+    ]
+
+
+def _assert_same(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(_leaves(a), _leaves(b)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+
+def _snapshot(directory):
+    """Every file under ``directory`` with a hash of its bytes."""
+    out = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ckpt")
+    state = _batched_state()
+    for step in (2, 4, 6, 8):
+        ckpt.save_checkpoint(
+            directory,
+            state.replace(update_step=state.update_step + step),
+            CONFIG,
+            keep=3,
+            metadata={"seeds": [0, 1]},
+        )
+    return directory, state
+
+
+def test_round_trip_gives_back_the_same_typed_state(saved):
+    directory, state = saved
+    restored, meta = ckpt.restore_checkpoint(directory, CONFIG)
+    assert isinstance(restored, TrainState)
+    assert jax.dtypes.issubdtype(restored.key.dtype, jax.dtypes.prng_key)
+    assert meta["step"] == 8 and meta["batch_shape"] == [2] and meta["seeds"] == [0, 1]
+    assert meta["config"] == CONFIG.to_dict()
+    _assert_same(restored, state.replace(update_step=state.update_step + 8))
+    # The restored key continues the same random stream.
+    np.testing.assert_array_equal(
+        jax.random.key_data(jax.random.split(restored.key[0])),
+        jax.random.key_data(jax.random.split(state.key[0])),
+    )
+
+
+def test_keeps_the_last_n_and_restores_a_given_step(saved):
+    directory, state = saved
+    assert ckpt.checkpoint_steps(directory) == [4, 6, 8]
+    restored, meta = ckpt.restore_checkpoint(directory, CONFIG, step=4)
+    assert meta["step"] == 4
+    _assert_same(restored, state.replace(update_step=state.update_step + 4))
+    # A path to one checkpoint works too.
+    _, meta = ckpt.restore_checkpoint(directory / "6", CONFIG)
+    assert meta["step"] == 6
+    with pytest.raises(ckpt.CheckpointError, match=r"no checkpoint for update 5 .* \[4, 6, 8\]"):
+        ckpt.restore_checkpoint(directory, CONFIG, step=5)
+
+
+def test_unbatched_state_and_another_algorithm(tmp_path):
+    config = ReinforceConfig(
+        total_timesteps=2048, num_envs=4, num_steps=16, baseline="moving_average"
+    )
+    state = init_state(config, jax.random.key(3))
+    path = ckpt.save_checkpoint(tmp_path, state, config)
+    assert path == tmp_path.absolute() / "0"
+    restored, meta = ckpt.restore_checkpoint(tmp_path, config)
+    assert meta["batch_shape"] == []
+    _assert_same(restored, state)
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(env="Acrobot-v1"), "env"),
+        (dict(hidden_sizes=(16,)), "hidden_sizes"),
+        (dict(num_envs=8), "num_envs"),
+        (dict(activation="relu"), "activation"),
+    ],
+)
+def test_incompatible_config_is_refused_and_nothing_is_destroyed(saved, change, field):
+    directory, _ = saved
+    before = _snapshot(directory)
+    with pytest.raises(
+        ckpt.CheckpointError, match=rf"incompatible with this config: {field}: saved"
+    ):
+        ckpt.restore_checkpoint(directory, CONFIG.replace(**change))
+    assert _snapshot(directory) == before
+
+
+def test_another_algorithm_is_refused(saved):
+    directory, _ = saved
+    with pytest.raises(ckpt.CheckpointError, match="algorithm: saved 'ppo', config 'reinforce'"):
+        ckpt.restore_checkpoint(
+            directory, ReinforceConfig(total_timesteps=1024, num_envs=4, hidden_sizes=(8,))
+        )
+
+
+def test_shape_mismatch_behind_matching_metadata_is_refused(tmp_path, saved):
+    # A checkpoint whose metadata claims a config it was not saved with: the stored array
+    # shapes are checked against the config's train state before anything is restored.
+    directory, _ = saved
+    copy = tmp_path / "ckpt"
+    shutil.copytree(directory / "8", copy / "8")
+    meta_file = next(p for p in (copy / "8" / "meta").iterdir() if p.is_file())
+    meta = json.loads(meta_file.read_text())
+    meta["config"]["hidden_sizes"] = [16]
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(
+        ckpt.CheckpointError, match="does not fit this config's train state: shape mismatch"
+    ):
+        ckpt.restore_checkpoint(copy, CONFIG.replace(hidden_sizes=(16,)))
+
+
+def test_missing_checkpoint(tmp_path):
+    with pytest.raises(ckpt.CheckpointError, match="does not exist"):
+        ckpt.restore_checkpoint(tmp_path / "nope", CONFIG)
+    with pytest.raises(ckpt.CheckpointError, match="no checkpoint found"):
+        ckpt.restore_checkpoint(tmp_path, CONFIG)
+    assert os.listdir(tmp_path) == []
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_left_as_it_was(tmp_path, saved):
+    directory, _ = saved
+    copy = tmp_path / "ckpt"
+    shutil.copytree(directory, copy)
+    # Scribble over every data file of the newest checkpoint's state.
+    for root, _, files in os.walk(copy / "8" / "state"):
+        for name in files:
+            with open(os.path.join(root, name), "r+b") as f:
+                size = max(1, os.path.getsize(f.name))
+                f.write(b"\x00garbage" * (size // 8 + 1))
+    before = _snapshot(copy)
+    with pytest.raises(
+        ckpt.CheckpointError, match=r"checkpoint .*8 cannot be read, it may be corrupt"
+    ):
+        ckpt.restore_checkpoint(copy, CONFIG)
+    assert _snapshot(copy) == before
+    # The older checkpoints are still there and readable.
+    _, meta = ckpt.restore_checkpoint(copy, CONFIG, step=6)
+    assert meta["step"] == 6
+
+
+def test_checkpoint_without_metadata(tmp_path, saved):
+    directory, _ = saved
+    shutil.copytree(directory / "8", tmp_path / "8")
+    shutil.rmtree(tmp_path / "8" / "meta")
+    with pytest.raises(ckpt.CheckpointError, match="no readable metadata"):
+        ckpt.restore_checkpoint(tmp_path, CONFIG)
+
+
+def test_save_refuses_bad_keep(tmp_path, saved):
+    with pytest.raises(ValueError, match="keep=0 is invalid"):
+        ckpt.save_checkpoint(tmp_path, saved[1], CONFIG, keep=0)
