@@ -19,10 +19,44 @@ import jax.numpy as jnp
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
 
 
+def _gram_schmidt(a: jax.Array) -> jax.Array:
+    """Orthonormal columns spanning ``a``'s ([n, m], n >= m), by modified Gram-Schmidt applied
+    twice ("twice is enough" for float32). Equals the Q of a QR with a positive diagonal R."""
+
+    def column(q, j):
+        v = q[:, j]
+        for _ in range(2):
+            earlier = (jnp.arange(q.shape[1]) < j).astype(q.dtype)
+            v = v - q @ ((q.T @ v) * earlier)
+        return q.at[:, j].set(v / jnp.linalg.norm(v)), None
+
+    q, _ = jax.lax.scan(column, a, jnp.arange(a.shape[1]))
+    return q
+
+
+def orthogonal(scale: float = 1.0):
+    """Orthogonal initialiser (Saxe et al., 2014), as ``flax.linen.initializers.orthogonal``.
+
+    It orthogonalises a Gaussian matrix with Gram-Schmidt instead of LAPACK's QR: under
+    ``jax.vmap`` (seeds vmapped through ``train``), jax 0.10's batched QR on CPU can deadlock.
+    """
+
+    def init(key, shape, dtype=jnp.float32):
+        n_cols = shape[-1]
+        n_rows = math.prod(shape) // n_cols
+        tall = (max(n_rows, n_cols), min(n_rows, n_cols))
+        q = _gram_schmidt(jax.random.normal(key, tall, jnp.float32))
+        if n_rows < n_cols:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
+
+
 def _dense(features: int, gain: float, name: str | None = None) -> nn.Dense:
     return nn.Dense(
         features,
-        kernel_init=nn.initializers.orthogonal(gain),
+        kernel_init=orthogonal(gain),
         bias_init=nn.initializers.zeros,
         name=name,
     )

@@ -1,0 +1,74 @@
+"""Networks and distributions: orthogonal init, heads, log-probs and entropies."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpg.distributions import CATEGORICAL, DIAG_GAUSSIAN
+from jaxpg.networks import make_network, orthogonal
+
+
+@pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (400, 64)])
+def test_orthogonal_init_equals_numpy_qr_of_the_same_gaussian(shape):
+    key = jax.random.key(3)
+    got = np.asarray(orthogonal(2.0)(key, shape))
+    n_rows, n_cols = shape
+    tall = (max(shape), min(shape))
+    a = np.asarray(jax.random.normal(key, tall, jnp.float32), np.float64)
+    q, r = np.linalg.qr(a)
+    q = q * np.sign(np.diag(r))  # the unique QR with a positive diagonal
+    want = 2.0 * (q.T if n_rows < n_cols else q)
+    np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_vmapped_init_of_an_image_network_compiles_and_runs():
+    """jax 0.10's batched LAPACK QR deadlocked here on a 2-core CPU (the reason for our own
+    Gram-Schmidt); the whole suite runs under a timeout, so a regression fails, not hangs."""
+    net = make_network((10, 10, 4), 3, True)
+    params = jax.jit(jax.vmap(net.init))(jax.random.split(jax.random.key(0), 8))
+    kernel = params["params"]["actor_torso"]["Dense_0"]["kernel"]
+    assert kernel.shape == (8, 400, 64)
+    gram = np.einsum("bij,bik->bjk", kernel, kernel)
+    np.testing.assert_allclose(gram, np.broadcast_to(2.0 * np.eye(64), gram.shape), atol=1e-4)
+
+
+def test_heads_and_initial_scales():
+    net = make_network((4,), 2, True)
+    params = net.init(jax.random.key(0))
+    logits, value = net.apply(params, jnp.ones((5, 4)))
+    assert logits.shape == (5, 2) and value.shape == (5,)
+    assert np.max(np.abs(logits)) < 0.1  # policy head gain 0.01: a near-uniform start
+    shared = make_network((4,), 2, True, shared=True).init(jax.random.key(0))
+    assert "critic_torso" not in shared["params"] and "critic_torso" in params["params"]
+    no_critic = make_network((4,), 2, True, critic=False)
+    assert no_critic.apply(no_critic.init(jax.random.key(0)), jnp.ones((1, 4)))[1] is None
+
+
+def test_categorical_against_numpy():
+    logits = jnp.asarray([[1.0, 2.0, -1.0], [0.0, 0.0, 0.0]])
+    p = np.exp(np.asarray(logits)) / np.exp(np.asarray(logits)).sum(-1, keepdims=True)
+    actions = jnp.asarray([1, 2])
+    np.testing.assert_allclose(CATEGORICAL.log_prob(logits, actions), np.log(p[[0, 1], [1, 2]]),
+                               rtol=1e-6)
+    np.testing.assert_allclose(CATEGORICAL.entropy(logits), -(p * np.log(p)).sum(-1), rtol=1e-6)
+    np.testing.assert_array_equal(CATEGORICAL.mode(logits), [1, 0])
+    samples = CATEGORICAL.sample(jax.random.key(0), jnp.broadcast_to(logits[0], (20000, 3)))
+    np.testing.assert_allclose(np.bincount(samples, minlength=3) / 20000, p[0], atol=0.015)
+
+
+def test_diag_gaussian_against_closed_form():
+    mean = jnp.asarray([[0.5, -1.0]])
+    log_std = jnp.asarray([0.1, -0.3])
+    action = jnp.asarray([[0.0, 0.2]])
+    std = np.exp(np.asarray(log_std))
+    z = (np.asarray(action) - np.asarray(mean)) / std
+    want = np.sum(-0.5 * z**2 - np.log(std) - 0.5 * math.log(2 * math.pi), axis=-1)
+    np.testing.assert_allclose(DIAG_GAUSSIAN.log_prob((mean, log_std), action), want, rtol=1e-6)
+    want_h = np.sum(0.5 * np.log(2 * math.pi * math.e * std**2))
+    np.testing.assert_allclose(DIAG_GAUSSIAN.entropy((mean, log_std)), [want_h], rtol=1e-6)
+    draws = DIAG_GAUSSIAN.sample(jax.random.key(1), (jnp.broadcast_to(mean, (40000, 2)), log_std))
+    np.testing.assert_allclose(np.mean(draws, 0), mean[0], atol=0.02)
+    np.testing.assert_allclose(np.std(draws, 0), std, rtol=0.02)
