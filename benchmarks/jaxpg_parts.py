@@ -1,0 +1,221 @@
+"""jaxpg-side programs for the benchmarks: the whole trainer, the rollout alone, the update alone,
+and an evaluation of a trained policy.
+
+The rollout-only and update-only programs are built from the same pieces that
+:func:`jaxpg.train.update` uses (``rollout``, ``bootstrap_values``, the algorithm's advantage
+estimator, ``optimize``), each scanned ``num_updates`` times inside one jitted program, so their
+env-steps-per-second figures are comparable with the whole program's:
+
+* rollout only: ``num_updates`` rollouts of ``num_steps`` steps with fixed parameters. Every
+  field of each batch is reduced to a sum and returned, so XLA cannot drop the forward pass's
+  value and log-probability as dead code;
+* update only: ``num_updates`` times, on one fixed batch: ``V(final_obs)``, advantages, and the
+  epochs of minibatch gradient steps.
+
+Their sum is close to, but not exactly, the whole program (which also materialises each batch
+between the two phases).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import jaxpg
+from jaxpg import train as train_lib
+from jaxpg.algorithms import actor_critic_loss, make_algorithm
+from jaxpg.distributions import action_dist
+from jaxpg.policy import network_for
+from jaxpg.rollout import bootstrap_values, rollout
+
+
+def make_config(algo: str, env: str, **overrides):
+    """A PPO or REINFORCE config from its defaults plus ``overrides``."""
+    cls = {"ppo": jaxpg.PPOConfig, "reinforce": jaxpg.ReinforceConfig}.get(algo)
+    if cls is None:
+        raise ValueError(f"--algos: unknown algorithm {algo!r}; use ppo or reinforce")
+    return cls(env=env, **overrides)
+
+
+def with_updates(config, num_updates: int):
+    """``config`` with ``total_timesteps`` set to exactly ``num_updates`` updates."""
+    return config.replace(total_timesteps=num_updates * config.batch_size)
+
+
+def train_program(config):
+    """``key -> (metrics, state)`` for the whole training run."""
+    train = jaxpg.make_train(config)
+
+    def run(key):
+        result = train(key)
+        return result.metrics, result.state
+
+    return run
+
+
+def init_states(config, keys) -> Any:
+    """One :class:`jaxpg.TrainState` per key, stacked on a leading seed axis.
+
+    Each state is initialised on its own (a jitted ``init_state`` per key) rather than under
+    ``jax.vmap``: on jax 0.10 on a CPU with few cores, the batched LAPACK QR behind the
+    orthogonal initialiser can deadlock XLA's thread pool. ``init_state`` is deterministic,
+    so the states are the ones ``jax.vmap(train)`` would build.
+    """
+    init = jax.jit(functools.partial(jaxpg.init_state, config))
+    states = [init(key) for key in keys]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def seeds_program(config):
+    """``states [S] -> (metrics [S, num_updates], state [S])``: every update of ``S`` agents in
+    one vmapped program (the states from :func:`init_states`)."""
+    chunk = jaxpg.make_train_chunk(config, config.num_updates)
+
+    def run(states):
+        state, metrics = jax.vmap(chunk)(states)
+        return metrics, state
+
+    return run
+
+
+def rollout_program(config, num_updates: int):
+    """``state -> per-update sums of every batch field``: rollouts alone, fixed params."""
+    env = config.env_spec
+    network = network_for(config)
+    dist = action_dist(env.discrete)
+    options = train_lib._rollout_options(config)
+
+    def run(state):
+        def one(carry_and_key, _):
+            carry, key = carry_and_key
+            key, sub = jax.random.split(key)
+            carry, batch = rollout(
+                sub,
+                state.params,
+                carry,
+                state.hparams.gamma,
+                env=env,
+                network=network,
+                dist=dist,
+                num_steps=config.num_steps,
+                options=options,
+            )
+            sums = jax.tree.map(lambda x: jnp.sum(x.astype(jnp.float32)), batch)
+            return (carry, key), sums
+
+        _, sums = jax.lax.scan(one, (state.env, state.key), None, length=num_updates)
+        return sums
+
+    return run
+
+
+def one_batch(config, state):
+    """One rollout's batch from ``state`` (to feed the update-only program)."""
+    env = config.env_spec
+
+    def run(state):
+        _, batch = rollout(
+            state.key,
+            state.params,
+            state.env,
+            state.hparams.gamma,
+            env=env,
+            network=network_for(config),
+            dist=action_dist(env.discrete),
+            num_steps=config.num_steps,
+            options=train_lib._rollout_options(config),
+        )
+        return batch
+
+    return jax.jit(run)(state)
+
+
+def update_program(config, num_updates: int):
+    """``(state, batch) -> (params, metrics)``: the update alone, ``num_updates`` times on one
+    fixed batch (advantages, then epochs of minibatch steps), as in :func:`jaxpg.train.update`."""
+    env = config.env_spec
+    network = network_for(config)
+    algorithm = make_algorithm(config)
+    loss_fn = functools.partial(
+        actor_critic_loss,
+        network=network,
+        dist=action_dist(env.discrete),
+        surrogate=algorithm.surrogate,
+        normalize_advantages=config.normalize_advantages,
+        clip_value_loss=getattr(config, "clip_value_loss", False),
+    )
+
+    def run(state, batch):
+        hp = state.hparams
+
+        def one(carry, _):
+            params, opt_state, key, step = carry
+            key, opt_key = jax.random.split(key)
+            if network.has_critic:
+                next_values = bootstrap_values(params, network, batch.final_obs)
+            else:
+                next_values = jnp.zeros_like(batch.reward)
+            targets, _ = algorithm.estimate_advantages(batch, next_values, hp, state.baseline)
+            lr = train_lib.learning_rate(config, hp, step)
+            params, opt_state, metrics, _ = train_lib.optimize(
+                params,
+                opt_state,
+                train_lib._flatten(batch, targets),
+                hp,
+                lr,
+                opt_key,
+                config=config,
+                loss_fn=loss_fn,
+            )
+            return (params, opt_state, key, step + 1), metrics
+
+        init = (state.params, state.opt_state, state.key, state.update_step)
+        (params, _, _, _), metrics = jax.lax.scan(one, init, None, length=num_updates)
+        return params, metrics
+
+    return run
+
+
+def evaluate_program(config, num_episodes: int):
+    """``(policy_params, key) -> returns [num_episodes]``: the undiscounted return of the first
+    episode of ``num_episodes`` environments, actions sampled from the trained policy (as in
+    training). Runs ``max_steps_in_episode`` steps, so every episode ends."""
+    env = config.env_spec
+    policy = jaxpg.make_policy(config)
+    max_steps = env.max_steps_in_episode
+    if max_steps is None:
+        raise ValueError(f"evaluate: {env.name} has no max_steps_in_episode")
+
+    def run(params, key):
+        reset_key, key = jax.random.split(key)
+        obs, env_state = env.reset(reset_key, num_episodes)
+
+        def step(carry, step_key):
+            obs, env_state, ret, alive = carry
+            act_key, env_key = jax.random.split(step_key)
+            action = policy.act(params, obs, act_key)
+            out = env.step(env_key, env_state, action)
+            ret = ret + jnp.where(alive, out.reward, 0.0)
+            alive = alive & ~(out.terminated | out.truncated)
+            return (out.obs, out.env_state, ret, alive), None
+
+        init = (obs, env_state, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
+        (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(key, max_steps))
+        return ret
+
+    return run
+
+
+def final_train_return(episode_return, fraction: float = 0.05) -> Any:
+    """Mean of the training ``episode_return`` metric over the last ``fraction`` of updates
+    (at least one), ignoring updates where no episode ended. Works on a leading seed axis."""
+    n = episode_return.shape[-1]
+    k = max(1, int(round(n * fraction)))
+    return jnp.nanmean(episode_return[..., n - k :], axis=-1)
+
+
+def init_state(config, key):
+    return jax.jit(functools.partial(jaxpg.init_state, config))(key)

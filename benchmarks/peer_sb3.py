@@ -1,0 +1,103 @@
+"""Peer driver: Stable-Baselines3 PPO (PyTorch, CPU) with the shared settings of
+benchmarks/peers.py.
+
+Runs in the SB3 venv (``benchmarks/setup_peers.sh`` makes it):
+
+    benchmarks/.venv-sb3/bin/python benchmarks/peer_sb3.py --spec SPEC.json --out RESULT.json
+
+SB3 has no compile step: ``setup_s`` is building the vectorised env and the model, and each
+seed's ``model.learn(total_timesteps)`` is one call. The first seed's call is ``first_call_s``;
+later seeds' calls are the steady state (with one seed, the first call is also the steady one).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+PACKAGES = ("stable-baselines3", "torch", "gymnasium", "numpy")
+
+
+def run(spec: dict) -> dict:
+    import numpy as np
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    if spec.get("torch_threads"):
+        torch.set_num_threads(int(spec["torch_threads"]))
+    batch = spec["num_envs"] * spec["num_steps"]
+    activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[spec["activation"]]
+    hidden = list(spec["hidden_sizes"])
+    setup_times, times, cpu, evals, finals = [], [], [], [], []
+    for seed in range(spec["seeds"]):
+        start = time.perf_counter()
+        env = make_vec_env(spec["env"], n_envs=spec["num_envs"], seed=seed)
+        model = PPO(
+            "MlpPolicy",
+            env,
+            learning_rate=spec["lr"],
+            n_steps=spec["num_steps"],
+            batch_size=batch // spec["num_minibatches"],
+            n_epochs=spec["num_epochs"],
+            gamma=spec["gamma"],
+            gae_lambda=spec["gae_lambda"],
+            clip_range=spec["clip_eps"],
+            clip_range_vf=spec["clip_eps"],
+            ent_coef=spec["ent_coef"],
+            vf_coef=spec["vf_coef"],
+            max_grad_norm=spec["max_grad_norm"],
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            policy_kwargs=dict(net_arch=dict(pi=hidden, vf=hidden), activation_fn=activation),
+        )
+        setup_times.append(time.perf_counter() - start)
+        start, cpu_start = time.perf_counter(), time.process_time()
+        model.learn(total_timesteps=spec["total_timesteps"])
+        times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
+        ep = [info["r"] for info in model.ep_info_buffer]
+        finals.append(float(np.mean(ep)) if ep else None)
+        eval_env = make_vec_env(
+            spec["env"], n_envs=min(8, spec["eval_episodes"]), seed=10_000 + seed
+        )
+        mean, _ = evaluate_policy(
+            model, eval_env, n_eval_episodes=spec["eval_episodes"], deterministic=False
+        )
+        evals.append(float(mean))
+        env.close()
+        eval_env.close()
+    env_steps = model.num_timesteps
+    steady = times[1:] or times[:1]
+    return {
+        "peer": "sb3",
+        "compile_s": None,
+        "setup_s": setup_times[0],
+        "first_call_s": times[0],
+        "steady_s": float(np.median(steady)),
+        "steady_all_s": steady,
+        "steady_cpu_s": float(np.median(cpu[1:] or cpu[:1])),
+        "cores_used": common.cores_used(cpu[1:] or cpu[:1], steady),
+        "env_steps": env_steps,
+        "steps_per_s": env_steps / float(np.median(steady)),
+        "eval_return_per_seed": evals,
+        "final_train_return_per_seed": finals,  # mean of SB3's last 100 training episodes
+        "torch_threads": torch.get_num_threads(),
+        "notes": [
+            "gymnasium CartPole (not gymnax); clip_range_vf clips the value prediction "
+            "(SB3's form); one Adam (eps 1e-5), global-norm clipping, orthogonal init; "
+            "Python-loop DummyVecEnv"
+            + ("" if spec["seeds"] > 1 else "; one seed: steady = first call")
+        ],
+    }
+
+
+if __name__ == "__main__":
+    common.driver_main(run, PACKAGES)

@@ -1,0 +1,202 @@
+"""Smoke test of the benchmark suite (benchmarks/): every jaxpg-side script runs at tiny sizes
+and writes a valid JSON record, a markdown table and a plot. The peer venvs are not needed
+(``peers.py`` runs with jaxpg alone).
+
+All four scripts run in one subprocess that shares a persistent XLA compilation cache, so the
+programs they have in common (the same tiny config) compile once, and with XLA's backend
+optimisations off, which halves compile time; the programs compute the same values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPTS = ("throughput", "many_agents", "learning", "peers", "memory")
+
+# One tiny PPO CartPole config (4 envs x 8 steps, 2 updates) shared across the scripts; only
+# learning draws its plot (one plot is enough to check the PNG path).
+RUNS = {
+    "throughput": [
+        "--algos",
+        "ppo",
+        "--envs",
+        "CartPole-v1",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "8",
+        "--steps-per-point",
+        "64",
+        "--min-updates",
+        "1",
+        "--repeats",
+        "1",
+        "--set",
+        "anneal_lr=false",
+        "--no-plot",
+    ],
+    "many_agents": [
+        "--num-agents",
+        "2",
+        "--total-timesteps",
+        "64",
+        "--num-steps",
+        "8",
+        "--repeats",
+        "1",
+        "--no-plot",
+    ],
+    "learning": [
+        "--envs",
+        "CartPole-v1",
+        "--seeds",
+        "2",
+        "--total-timesteps",
+        "64",
+        "--eval-episodes",
+        "2",
+        "--set",
+        "num_steps=8",
+    ],
+    "peers": [
+        "--settings",
+        "classic",
+        "--peers",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "8",
+        "--total-timesteps",
+        "64",
+        "--seeds",
+        "1",
+        "--eval-episodes",
+        "2",
+        "--timeout",
+        "120",
+        "--no-plot",
+    ],
+    "memory": [
+        "--budgets",
+        "64",
+        "128",
+        "--no-run",
+        "--set",
+        "anneal_lr=false",
+        "num_steps=8",
+        "--no-plot",
+    ],
+}
+
+DRIVER = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import importlib, json
+out, runs = sys.argv[2], json.loads(sys.argv[3])
+for name, args in runs.items():
+    importlib.import_module(name).main(args + ["--out-dir", out])
+"""
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ)
+    env.update(
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=str(out / "xla-cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        XLA_FLAGS=(
+            env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+            " --xla_llvm_disable_expensive_passes=true"
+        ).strip(),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(BENCH), str(out), json.dumps(RUNS)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return out
+
+
+@pytest.mark.parametrize("script", SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3"))
+def test_help(script):
+    # --help needs neither jax nor the peers' packages: every heavy import is lazy.
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / f"{script}.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "usage" in proc.stdout.lower()
+
+
+def _load(outputs, name):
+    data = json.loads((outputs / f"{name}.json").read_text())
+    assert data["benchmark"] == name
+    machine = data["machine"]
+    for key in ("cpu_model", "cpu_count", "backend", "versions"):
+        assert machine[key], key
+    for pkg in ("jax", "jaxlib", "jaxpg"):
+        assert machine["versions"][pkg], pkg
+    assert data["command"].startswith("python benchmarks/")
+    assert (outputs / f"{name}.md").read_text().startswith(f"### {name}")
+    return data
+
+
+def test_throughput(outputs):
+    data = _load(outputs, "throughput")
+    parts = {r["part"]: r for r in data["results"]}
+    assert set(parts) == {"train", "rollout", "update"}
+    for r in parts.values():
+        assert r["env_steps"] == 64 and r["num_updates"] == 2
+        assert r["compile_s"] > 0 and r["steady_s"] > 0 and r["steps_per_s"] > 0
+    (row,) = data["summary"]
+    assert 0 < row["rollout_share"] < 1
+    assert abs(row["rollout_share"] + row["update_share"] - 1) < 1e-9
+
+
+def test_many_agents(outputs):
+    data = _load(outputs, "many_agents")
+    (rec,) = data["results"]
+    assert rec["num_agents"] == 2
+    assert rec["s_per_agent"] == pytest.approx(rec["steady_s"] / 2)
+
+
+def test_learning(outputs):
+    data = _load(outputs, "learning")
+    (rec,) = data["results"]
+    assert rec["env"] == "CartPole-v1" and rec["seeds"] == 2
+    assert len(rec["eval_return"]) == 2
+    assert all(1 <= r <= 500 for r in rec["eval_return"])
+    assert rec["references"]
+    assert (outputs / "learning.png").stat().st_size > 0
+
+
+def test_peers(outputs):
+    data = _load(outputs, "peers")
+    (setting,) = data["results"]
+    (ours,) = setting["results"]
+    assert ours["peer"] == "jaxpg" and "error" not in ours, ours
+    assert ours["env_steps"] == setting["spec"]["total_timesteps"] == 64
+    assert ours["steps_per_s"] > 0 and ours["peak_rss_mib"] > 0
+
+
+def test_memory(outputs):
+    data = _load(outputs, "memory")
+    small, large = data["results"]
+    assert (small["budget"], large["budget"]) == (64, 128)
+    # The scan over updates keeps the program's temporaries independent of the budget.
+    assert small["memory"]["temp_size_in_bytes"] == large["memory"]["temp_size_in_bytes"]
