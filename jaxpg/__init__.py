@@ -42,6 +42,11 @@ _EXPORTS = {
     "grid": "jaxpg.sweep",
     "random_search": "jaxpg.sweep",
     "make_sweep": "jaxpg.sweep",
+    "parse_sweep_spec": "jaxpg.sweep",
+    "results_table": "jaxpg.sweep",
+    "make_sharded_train": "jaxpg.distributed",
+    "make_sharded_sweep": "jaxpg.distributed",
+    "initialize_distributed": "jaxpg.distributed",
 }
 _SUBMODULES = {
     "advantages", "algorithms", "checkpoint", "config", "distributions", "envs", "evaluate",

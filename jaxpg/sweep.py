@@ -108,4 +108,58 @@ def make_sweep(config):
     """
     train = make_train(config)
     over_seeds = jax.vmap(train, in_axes=(0, None))
-    return jax.vmap(over_seeds, in_axes=(None, 0))
+    over_settings = jax.vmap(over_seeds, in_axes=(None, 0))
+
+    def sweep(keys: jax.Array, hparams: HParams):
+        if not isinstance(hparams, HParams):
+            raise ValueError(
+                f"sweep: hparams must be jaxpg.HParams (from grid or random_search), got "
+                f"{type(hparams).__name__}"
+            )
+        sizes = {np.shape(leaf)[:1] for leaf in hparams}
+        if len(sizes) != 1 or () in sizes:
+            raise ValueError(
+                f"sweep: every hyperparameter needs the same leading axis of settings, got "
+                f"shapes {[np.shape(leaf) for leaf in hparams]}; build them with grid or "
+                "random_search"
+            )
+        typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
+        if np.ndim(keys) != (1 if typed else 2):
+            raise ValueError(
+                f"sweep: keys must be a 1-D batch of keys (jax.random.split(key, num_seeds)), "
+                f"got shape {np.shape(keys)}"
+            )
+        return over_settings(keys, hparams)
+
+    return sweep
+
+
+def results_table(metrics: dict, settings: Sequence[dict], seeds: Sequence[int] | None = None,
+                  last: int = 10) -> list[dict]:
+    """One row per (setting, seed) of a sweep's ``[K, S, num_updates]`` metrics.
+
+    Each row holds the setting's values, ``seed``, ``final_return`` (the mean episode return
+    of the last ``last`` updates, skipping those in which no episode ended; NaN if none did)
+    and ``env_steps``.
+    Rows are setting-major: row ``k * S + s`` is member ``(k, s)``.
+    """
+    returns = np.asarray(metrics["episode_return"], np.float64)
+    env_steps = np.asarray(metrics["env_steps"])
+    num_settings, num_seeds = returns.shape[:2]
+    if len(settings) != num_settings:
+        raise ValueError(f"results_table: {len(settings)} settings for {num_settings} swept")
+    seeds = list(range(num_seeds)) if seeds is None else list(seeds)
+    if len(seeds) != num_seeds:
+        raise ValueError(f"results_table: {len(seeds)} seeds for {num_seeds} swept")
+    rows = []
+    for k, setting in enumerate(settings):
+        for s, seed in enumerate(seeds):
+            window = returns[k, s, -last:]
+            ended = window[~np.isnan(window)]
+            rows.append({
+                **setting,
+                "seed": seed,
+                "final_return": float(ended.mean()) if ended.size else float("nan"),
+                "env_steps": int(env_steps[k, s, -1]),
+            })
+    return rows
