@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 import jaxpg
 from jaxpg import train as train_lib
-from jaxpg.algorithms import actor_critic_loss, make_algorithm
+from jaxpg.algorithms import make_algorithm
 from jaxpg.distributions import action_dist
 from jaxpg.policy import network_for
 from jaxpg.rollout import bootstrap_values, rollout
@@ -86,7 +86,7 @@ def rollout_program(config, num_updates: int):
     env = config.env_spec
     network = network_for(config)
     dist = action_dist(env.discrete)
-    options = train_lib._rollout_options(config)
+    options = train_lib.rollout_options(config)
 
     def run(state):
         def one(carry_and_key, _):
@@ -126,7 +126,7 @@ def one_batch(config, state):
             network=network_for(config),
             dist=action_dist(env.discrete),
             num_steps=config.num_steps,
-            options=train_lib._rollout_options(config),
+            options=train_lib.rollout_options(config),
         )
         return batch
 
@@ -136,17 +136,9 @@ def one_batch(config, state):
 def update_program(config, num_updates: int):
     """``(state, batch) -> (params, metrics)``: the update alone, ``num_updates`` times on one
     fixed batch (advantages, then epochs of minibatch steps), as in :func:`jaxpg.train.update`."""
-    env = config.env_spec
     network = network_for(config)
     algorithm = make_algorithm(config)
-    loss_fn = functools.partial(
-        actor_critic_loss,
-        network=network,
-        dist=action_dist(env.discrete),
-        surrogate=algorithm.surrogate,
-        normalize_advantages=config.normalize_advantages,
-        clip_value_loss=getattr(config, "clip_value_loss", False),
-    )
+    loss_fn = train_lib.make_loss_fn(config, network, algorithm)
 
     def run(state, batch):
         hp = state.hparams
@@ -163,7 +155,7 @@ def update_program(config, num_updates: int):
             params, opt_state, metrics, _ = train_lib.optimize(
                 params,
                 opt_state,
-                train_lib._flatten(batch, targets),
+                train_lib.flatten_batch(batch, targets),
                 hp,
                 lr,
                 opt_key,

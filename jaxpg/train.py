@@ -64,10 +64,33 @@ class TrainResult(NamedTuple):
     state: TrainState  # to continue training, or to checkpoint
 
 
-def make_optimizer(hp: HParams, learning_rate: jax.Array, adam_eps: float) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam, built from traced values (a sweep never recompiles)."""
+def _clip_by_known_global_norm(g_norm: jax.Array, max_norm: jax.Array) -> optax.GradientTransformation:
+    """``optax.clip_by_global_norm`` with the norm computed by the caller (who also reports it),
+    so a gradient step computes it once. Same arithmetic and the same (empty) state."""
+
+    def update_fn(updates, state, params=None):
+        del params
+        trigger = g_norm < max_norm
+        clip = lambda t: jax.lax.select(trigger, t, (t / g_norm.astype(t.dtype)) * max_norm)
+        return jax.tree.map(clip, updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
+def make_optimizer(
+    hp: HParams, learning_rate: jax.Array, adam_eps: float, grad_norm: jax.Array | None = None
+) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam, built from traced values (a sweep never recompiles).
+
+    ``grad_norm``, when given, is the global norm of the gradients about to be clipped.
+    """
+    clip = (
+        optax.clip_by_global_norm(hp.max_grad_norm)
+        if grad_norm is None
+        else _clip_by_known_global_norm(grad_norm, hp.max_grad_norm)
+    )
     return optax.chain(
-        optax.clip_by_global_norm(hp.max_grad_norm),
+        clip,
         optax.scale_by_adam(eps=adam_eps),
         optax.scale(-learning_rate),
     )
@@ -90,7 +113,8 @@ def _coerce_hparams(config: Config, hparams: HParams | None) -> HParams:
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hparams)
 
 
-def _rollout_options(config: Config) -> RolloutOptions:
+def rollout_options(config: Config) -> RolloutOptions:
+    """The rollout's static switches from ``config``."""
     return RolloutOptions(config.normalize_obs, config.normalize_rewards, config.clip_actions)
 
 
@@ -113,31 +137,32 @@ def init_state(config: Config, key: jax.Array, hparams: HParams | None = None) -
     )
 
 
-def _global_norm(tree) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
-def _all_finite(tree) -> jax.Array:
-    leaves = jax.tree.leaves(tree)
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
-
-
 def gradient_step(params, opt_state, mb: Minibatch, hp: HParams, lr, *, loss_fn, adam_eps):
-    """One clipped Adam step on ``loss_fn``; a non-finite loss or gradient leaves all unchanged."""
+    """One clipped Adam step on ``loss_fn``.
+
+    Returns the new params and optimiser state, unguarded, and the step's metrics with
+    ``finite``: whether the loss and the gradient were finite. :func:`optimize` discards the
+    whole update when any step was not (one select per update instead of one per step).
+    """
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, hp)
-    tx = make_optimizer(hp, lr, adam_eps)
+    grad_norm = optax.tree.norm(grads)
+    tx = make_optimizer(hp, lr, adam_eps, grad_norm)
     updates, new_opt_state = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    finite = jnp.isfinite(loss) & _all_finite(grads)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-    aux = {**aux, "loss": loss, "grad_norm": _global_norm(grads), "finite": finite}
-    return keep(new_params, params), keep(new_opt_state, opt_state), aux
+    # The global norm is finite exactly when every gradient element is, except that a sum of
+    # squares overflowing float32 (a norm above ~1.8e19) also counts as non-finite.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    aux = {**aux, "loss": loss, "grad_norm": grad_norm, "finite": finite}
+    return new_params, new_opt_state, aux
 
 
-def optimize(params, opt_state, data: Minibatch, hp: HParams, lr, key, *, config: Config, loss_fn):
+def optimize(params, opt_state, data: Minibatch, hp: HParams, lr, key, *, config: Config, loss_fn,
+             constrain_minibatches=None):
     """Epochs of shuffled minibatches over the flat batch ``data`` (leading axis ``T * N``).
 
-    Returns the new params and optimiser state and the mean of each loss metric.
+    Returns the new params and optimiser state, the mean of each loss metric, and whether every
+    step's loss and gradient were finite. When one was not, the params and optimiser state come
+    back unchanged: an update never trains on a non-finite loss or gradient.
     """
     num_epochs = getattr(config, "num_epochs", 1)
     num_minibatches = getattr(config, "num_minibatches", 1)
@@ -157,16 +182,26 @@ def optimize(params, opt_state, data: Minibatch, hp: HParams, lr, key, *, config
                 lambda x: jnp.take(x, perm, axis=0).reshape(num_minibatches, -1, *x.shape[1:]),
                 data,
             )
+        if constrain_minibatches is not None:
+            # jaxpg.distributed: split each minibatch's rows over the devices.
+            shaped = constrain_minibatches(shaped)
         return jax.lax.scan(minibatch_step, carry, shaped)
 
-    (params, opt_state), aux = jax.lax.scan(
+    (new_params, new_opt_state), aux = jax.lax.scan(
         epoch, (params, opt_state), jax.random.split(key, num_epochs)
     )
     finite = jnp.all(aux.pop("finite"))
-    return params, opt_state, jax.tree.map(jnp.mean, aux), finite
+    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+    return (
+        keep(new_params, params),
+        keep(new_opt_state, opt_state),
+        jax.tree.map(jnp.mean, aux),
+        finite,
+    )
 
 
-def _flatten(batch: Transition, targets: Targets) -> Minibatch:
+def flatten_batch(batch: Transition, targets: Targets) -> Minibatch:
+    """The rollout batch and its targets as one flat :class:`Minibatch` (leading axis ``T * N``)."""
     flat = lambda x: x.reshape(-1, *x.shape[2:])
     return jax.tree.map(
         flat,
@@ -183,7 +218,20 @@ def _flatten(batch: Transition, targets: Targets) -> Minibatch:
     )
 
 
-def update(state: TrainState, *, config: Config, network: Network, algorithm: Algorithm) -> tuple[TrainState, dict]:
+def make_loss_fn(config: Config, network: Network, algorithm: Algorithm):
+    """``loss_fn(params, minibatch, hparams) -> (loss, metrics)``: the loss the update minimises."""
+    return functools.partial(
+        actor_critic_loss,
+        network=network,
+        dist=action_dist(config.env_spec.discrete),
+        surrogate=algorithm.surrogate,
+        normalize_advantages=config.normalize_advantages,
+        clip_value_loss=getattr(config, "clip_value_loss", False),
+    )
+
+
+def update(state: TrainState, *, config: Config, network: Network, algorithm: Algorithm,
+           constrain_minibatches=None) -> tuple[TrainState, dict]:
     """One update: rollout, advantages, optimisation, metrics."""
     env = config.env_spec
     hp = state.hparams
@@ -199,7 +247,7 @@ def update(state: TrainState, *, config: Config, network: Network, algorithm: Al
     carry, batch = rollout(
         rollout_key, state.params, carry, hp.gamma,
         env=env, network=network, dist=action_dist(env.discrete),
-        num_steps=config.num_steps, options=_rollout_options(config),
+        num_steps=config.num_steps, options=rollout_options(config),
     )
     if network.has_critic:
         next_values = bootstrap_values(state.params, network, batch.final_obs)
@@ -208,17 +256,10 @@ def update(state: TrainState, *, config: Config, network: Network, algorithm: Al
     targets, baseline = algorithm.estimate_advantages(batch, next_values, hp, state.baseline)
 
     lr = learning_rate(config, hp, state.update_step)
-    loss_fn = functools.partial(
-        actor_critic_loss,
-        network=network,
-        dist=action_dist(env.discrete),
-        surrogate=algorithm.surrogate,
-        normalize_advantages=config.normalize_advantages,
-        clip_value_loss=getattr(config, "clip_value_loss", False),
-    )
+    loss_fn = make_loss_fn(config, network, algorithm)
     params, opt_state, loss_metrics, finite = optimize(
-        state.params, state.opt_state, _flatten(batch, targets), hp, lr, opt_key,
-        config=config, loss_fn=loss_fn,
+        state.params, state.opt_state, flatten_batch(batch, targets), hp, lr, opt_key,
+        config=config, loss_fn=loss_fn, constrain_minibatches=constrain_minibatches,
     )
     update_step = state.update_step + 1
     metrics = {
@@ -243,10 +284,15 @@ def update(state: TrainState, *, config: Config, network: Network, algorithm: Al
     return new_state, metrics
 
 
-def make_update(config: Config):
-    """``update(state) -> (state, metrics)``: one update of ``config``'s algorithm."""
+def make_update(config: Config, constrain_minibatches=None):
+    """``update(state) -> (state, metrics)``: one update of ``config``'s algorithm.
+
+    ``constrain_minibatches`` (a hook for :mod:`jaxpg.distributed`) is applied to each epoch's
+    stacked minibatches ``[num_minibatches, B, ...]`` before the scan over them.
+    """
     return functools.partial(
-        update, config=config, network=network_for(config), algorithm=make_algorithm(config)
+        update, config=config, network=network_for(config), algorithm=make_algorithm(config),
+        constrain_minibatches=constrain_minibatches,
     )
 
 
