@@ -200,3 +200,14 @@ def test_memory(outputs):
     assert (small["budget"], large["budget"]) == (64, 128)
     # The scan over updates keeps the program's temporaries independent of the budget.
     assert small["memory"]["temp_size_in_bytes"] == large["memory"]["temp_size_in_bytes"]
+
+
+def test_learning_benchmark_uses_the_tested_pendulum_preset():
+    sys.path.insert(0, str(BENCH))
+    import learning  # noqa: E402
+
+    from jaxpg import presets
+
+    preset = presets.ppo_pendulum()
+    for name, value in learning.PENDULUM_OVERRIDES.items():
+        assert getattr(preset, name) == value, name
