@@ -64,6 +64,11 @@ class TrainResult(NamedTuple):
     state: TrainState  # to continue training, or to checkpoint
 
 
+def _global_norm(tree) -> jax.Array:
+    """``sqrt(sum of squares)`` over every leaf (as optax computes it, on any optax version)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 def _clip_by_known_global_norm(g_norm: jax.Array, max_norm: jax.Array) -> optax.GradientTransformation:
     """``optax.clip_by_global_norm`` with the norm computed by the caller (who also reports it),
     so a gradient step computes it once. Same arithmetic and the same (empty) state."""
@@ -145,7 +150,7 @@ def gradient_step(params, opt_state, mb: Minibatch, hp: HParams, lr, *, loss_fn,
     whole update when any step was not (one select per update instead of one per step).
     """
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mb, hp)
-    grad_norm = optax.tree.norm(grads)
+    grad_norm = _global_norm(grads)
     tx = make_optimizer(hp, lr, adam_eps, grad_norm)
     updates, new_opt_state = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
