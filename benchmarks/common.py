@@ -231,6 +231,24 @@ def cores_used(cpu_s: Sequence[float], wall_s: Sequence[float]) -> float | None:
     return sum(cpu_s) / wall if wall > 0 and cpu_s else None
 
 
+def steady_record(times: Sequence[float], cpu: Sequence[float], env_steps: int) -> dict[str, Any]:
+    """The timing fields every peer driver reports: ``times``/``cpu`` are the calls in order,
+    the first (which may include warm-up) recorded apart, the median of the rest as the steady
+    state (with one call only, that call)."""
+    steady = list(times[1:]) or list(times[:1])
+    steady_cpu = list(cpu[1:]) or list(cpu[:1])
+    median = float(statistics.median(steady))
+    return {
+        "first_call_s": times[0],
+        "steady_s": median,
+        "steady_all_s": steady,
+        "steady_cpu_s": float(statistics.median(steady_cpu)),
+        "cores_used": cores_used(steady_cpu, steady),
+        "env_steps": env_steps,
+        "steps_per_s": env_steps / median,
+    }
+
+
 def memory_stats(compiled) -> dict[str, int] | None:
     """XLA's own account of a compiled program's buffers (bytes), where the backend gives one."""
     try:

@@ -59,17 +59,10 @@ def run(spec: dict) -> dict:
             evals[seed] = float(np.mean(evaluate(params, jax.random.fold_in(key, 1))))
             finals[seed] = float(jp.final_train_return(metrics["episode_return"]))
     env_steps = config.num_updates * config.batch_size
-    steady = times[1:]
     return {
         "peer": "jaxpg",
         "compile_s": compile_s,
-        "first_call_s": times[0],
-        "steady_s": float(np.median(steady)),
-        "steady_all_s": steady,
-        "steady_cpu_s": float(np.median(cpu[1:])),
-        "cores_used": common.cores_used(cpu[1:], steady),
-        "env_steps": env_steps,
-        "steps_per_s": env_steps / float(np.median(steady)),
+        **common.steady_record(times, cpu, env_steps),
         "eval_return_per_seed": [evals[s] for s in sorted(evals)],
         "final_train_return_per_seed": [finals[s] for s in sorted(finals)],
         "memory": common.memory_stats(compiled),

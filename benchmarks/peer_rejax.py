@@ -76,17 +76,10 @@ def run(spec: dict) -> dict:
             )
             evals[seed] = float(np.mean(returns))
     env_steps = iterations * batch
-    steady = times[1:]
     return {
         "peer": "rejax",
         "compile_s": compile_s,
-        "first_call_s": times[0],
-        "steady_s": float(np.median(steady)),
-        "steady_all_s": steady,
-        "steady_cpu_s": float(np.median(cpu[1:])),
-        "cores_used": common.cores_used(cpu[1:], steady),
-        "env_steps": env_steps,
-        "steps_per_s": env_steps / float(np.median(steady)),
+        **common.steady_record(times, cpu, env_steps),
         "eval_return_per_seed": [evals[s] for s in sorted(evals)],
         "final_train_return_per_seed": None,  # rejax logs no training returns
         "memory": common.memory_stats(compiled),

@@ -75,18 +75,11 @@ def run(spec: dict) -> dict:
         env.close()
         eval_env.close()
     env_steps = model.num_timesteps
-    steady = times[1:] or times[:1]
     return {
         "peer": "sb3",
         "compile_s": None,
         "setup_s": setup_times[0],
-        "first_call_s": times[0],
-        "steady_s": float(np.median(steady)),
-        "steady_all_s": steady,
-        "steady_cpu_s": float(np.median(cpu[1:] or cpu[:1])),
-        "cores_used": common.cores_used(cpu[1:] or cpu[:1], steady),
-        "env_steps": env_steps,
-        "steps_per_s": env_steps / float(np.median(steady)),
+        **common.steady_record(times, cpu, env_steps),
         "eval_return_per_seed": evals,
         "final_train_return_per_seed": finals,  # mean of SB3's last 100 training episodes
         "torch_threads": torch.get_num_threads(),
