@@ -456,6 +456,19 @@ def write_results(
     return paths
 
 
+def publish(args, name: str, data: dict, rows, columns, draw=None, figsize=(10, 4.5)) -> dict[str, Path]:
+    """A script's last step: the table of ``rows``, written with ``data`` (and the plot that
+    ``draw`` makes, unless ``--no-plot``) under ``--out-dir``/``--name``, and printed."""
+    table = markdown_table(rows, columns)
+    out_dir = args.out_dir or default_out_dir(args.quick)
+    paths = write_results(
+        out_dir, args.name or name, data, table, None if args.no_plot else draw, figsize
+    )
+    print(table)
+    log("wrote " + ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
 def default_out_dir(quick: bool) -> Path:
     return QUICK_RESULTS_DIR if quick else RESULTS_DIR
 

@@ -271,19 +271,10 @@ def main(argv=None):
         notes=notes,
         wall_s=time.perf_counter() - start,
     )
-    out_dir = args.out_dir or common.default_out_dir(args.quick)
-    table = common.markdown_table(table_rows(records), COLUMNS)
-    paths = common.write_results(
-        out_dir,
-        args.name or "learning",
-        data,
-        table,
-        None if args.no_plot else draw(records),
+    return common.publish(
+        args, "learning", data, table_rows(records), COLUMNS, draw(records),
         figsize=(4 * max(len(records), 1), 3.8),
     )
-    print(table)
-    common.log("wrote " + ", ".join(str(p) for p in paths.values()))
-    return paths
 
 
 if __name__ == "__main__":

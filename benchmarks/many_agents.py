@@ -145,14 +145,7 @@ def main(argv=None):
         argv=argv,
         notes=notes,
     )
-    out_dir = args.out_dir or common.default_out_dir(args.quick)
-    table = common.markdown_table(records, COLUMNS)
-    paths = common.write_results(
-        out_dir, args.name or "many_agents", data, table, None if args.no_plot else draw(records)
-    )
-    print(table)
-    common.log("wrote " + ", ".join(str(p) for p in paths.values()))
-    return paths
+    return common.publish(args, "many_agents", data, records, COLUMNS, draw(records))
 
 
 if __name__ == "__main__":

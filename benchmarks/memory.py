@@ -162,19 +162,7 @@ def main(argv=None):
         argv=argv,
         notes=notes,
     )
-    out_dir = args.out_dir or common.default_out_dir(args.quick)
-    table = common.markdown_table(records, COLUMNS)
-    paths = common.write_results(
-        out_dir,
-        args.name or "memory",
-        data,
-        table,
-        None if args.no_plot else draw(records),
-        figsize=(6, 4),
-    )
-    print(table)
-    common.log("wrote " + ", ".join(str(p) for p in paths.values()))
-    return paths
+    return common.publish(args, "memory", data, records, COLUMNS, draw(records), figsize=(6, 4))
 
 
 if __name__ == "__main__":

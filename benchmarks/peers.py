@@ -325,14 +325,7 @@ def main(argv=None):
         summary=rows,
         notes=notes,
     )
-    out_dir = args.out_dir or common.default_out_dir(args.quick)
-    table = common.markdown_table(rows, COLUMNS)
-    paths = common.write_results(
-        out_dir, args.name or "peers", data, table, None if args.no_plot else draw(rows)
-    )
-    print(table)
-    common.log("wrote " + ", ".join(str(p) for p in paths.values()))
-    return paths
+    return common.publish(args, "peers", data, rows, COLUMNS, draw(rows))
 
 
 if __name__ == "__main__":

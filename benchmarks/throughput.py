@@ -239,18 +239,7 @@ def main(argv=None):
         summary=rows,
         notes=notes,
     )
-    out_dir = args.out_dir or common.default_out_dir(args.quick)
-    paths = common.write_results(
-        out_dir,
-        args.name or "throughput",
-        data,
-        common.markdown_table(rows, COLUMNS),
-        None if args.no_plot else draw(rows),
-        figsize=(12, 4.5),
-    )
-    print(common.markdown_table(rows, COLUMNS))
-    common.log("wrote " + ", ".join(str(p) for p in paths.values()))
-    return paths
+    return common.publish(args, "throughput", data, rows, COLUMNS, draw(rows), figsize=(12, 4.5))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Checkpoints: round trips (types, keys, batching), keep-last-N, and clear errors that destroy
 nothing for missing, corrupt and incompatible checkpoints. No training (no train compile)."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ import pytest
 from jaxpg import checkpoint as ckpt
 from jaxpg.config import PPOConfig, ReinforceConfig
 from jaxpg.train import TrainState, init_state
+from file_snapshots import snapshot
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -40,16 +40,6 @@ def _assert_same(a, b):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
 
-
-def _snapshot(directory):
-    """Every file under ``directory`` with a hash of its bytes."""
-    out = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -118,12 +108,12 @@ def test_unbatched_state_and_another_algorithm(tmp_path):
 )
 def test_incompatible_config_is_refused_and_nothing_is_destroyed(saved, change, field):
     directory, _ = saved
-    before = _snapshot(directory)
+    before = snapshot(directory)
     with pytest.raises(
         ckpt.CheckpointError, match=rf"incompatible with this config: {field}: saved"
     ):
         ckpt.restore_checkpoint(directory, CONFIG.replace(**change))
-    assert _snapshot(directory) == before
+    assert snapshot(directory) == before
 
 
 def test_another_algorithm_is_refused(saved):
@@ -168,12 +158,12 @@ def test_corrupt_checkpoint_is_a_clear_error_and_is_left_as_it_was(tmp_path, sav
             with open(os.path.join(root, name), "r+b") as f:
                 size = max(1, os.path.getsize(f.name))
                 f.write(b"\x00garbage" * (size // 8 + 1))
-    before = _snapshot(copy)
+    before = snapshot(copy)
     with pytest.raises(
         ckpt.CheckpointError, match=r"checkpoint .*8 cannot be read, it may be corrupt"
     ):
         ckpt.restore_checkpoint(copy, CONFIG)
-    assert _snapshot(copy) == before
+    assert snapshot(copy) == before
     # The older checkpoints are still there and readable.
     _, meta = ckpt.restore_checkpoint(copy, CONFIG, step=6)
     assert meta["step"] == 6

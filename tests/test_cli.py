@@ -7,7 +7,6 @@ incompatible checkpoints, the stop on NaN, ``eval`` and ``envs``.
 """
 
 import csv
-import hashlib
 import importlib.util
 import json
 import os
@@ -25,6 +24,7 @@ from gymnax.environments import environment, spaces
 
 from jaxpg import cli, runs
 from jaxpg.checkpoint import restore_checkpoint
+from file_snapshots import snapshot
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -206,27 +206,27 @@ def test_stop_then_resume_equals_one_run(sweep_run, env_vars, tmp_path):
 
 def test_resume_refuses_changed_settings(sweep_run):
     run_dir, _ = sweep_run
-    before = _snapshot(run_dir)
+    before = snapshot(run_dir)
     for flags, name in ((["--lr", "0.1"], "--lr"), (["--seeds", "3"], "--seeds")):
         code, err = run_main(["train", "--resume", str(run_dir), *flags])
         assert code == 2 and name in err and "cannot be changed when resuming" in err
-    assert _snapshot(run_dir) == before
+    assert snapshot(run_dir) == before
 
 
 def test_resume_from_an_older_checkpoint_would_overwrite_newer_ones(sweep_run):
     run_dir, _ = sweep_run
-    before = _snapshot(run_dir)
+    before = snapshot(run_dir)
     code, err = run_main(["train", "--resume", str(run_dir), "--resume-step", "4"])
     assert code == 2 and "later checkpoints [8]" in err
-    assert _snapshot(run_dir) == before
+    assert snapshot(run_dir) == before
 
 
 def test_resume_nothing_left(sweep_run):
     run_dir, _ = sweep_run
-    before = _snapshot(run_dir)
+    before = snapshot(run_dir)
     code, out = run_main(["train", "--resume", str(run_dir)], stream="out")
     assert code == 0 and "nothing to train: the run is at update 8 of 8" in out
-    assert _snapshot(run_dir) == before
+    assert snapshot(run_dir) == before
 
 
 def test_resume_from_corrupt_checkpoint_fails_and_destroys_nothing(sweep_run, tmp_path):
@@ -235,11 +235,11 @@ def test_resume_from_corrupt_checkpoint_fails_and_destroys_nothing(sweep_run, tm
     for root, _, files in os.walk(run_dir / "checkpoints" / "8" / "state"):
         for name in files:
             Path(root, name).write_bytes(b"not a checkpoint")
-    before = _snapshot(run_dir)
+    before = snapshot(run_dir)
     code, err = run_main(["train", "--resume", str(run_dir), "--no-progress"])
     assert code == 1
     assert "cannot resume" in err and "may be corrupt" in err and "checkpoints/8" in err
-    assert _snapshot(run_dir) == before
+    assert snapshot(run_dir) == before
 
 
 def test_resume_without_checkpoint(tmp_path):
@@ -469,12 +469,3 @@ def test_stops_on_nan_with_update_and_last_checkpoint(env_vars, tmp_path):
     config, _ = runs.read_config(run_dir)
     assert type(config.env).__name__ == "NaNRewardEnv"
 
-
-def _snapshot(directory):
-    out = {}
-    for root, _, files in os.walk(directory):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, directory)] = hashlib.sha256(f.read()).hexdigest()
-    return out
