@@ -31,6 +31,7 @@ from jaxpg.algorithms import Algorithm, Minibatch, Targets, actor_critic_loss, m
 from jaxpg.config import HParams, PPOConfig, ReinforceConfig
 from jaxpg.distributions import action_dist
 from jaxpg.networks import Network, make_network
+from jaxpg.permutation import random_permutation
 from jaxpg.policy import PolicyParams, network_for
 from jaxpg.rollout import (
     EnvCarry,
@@ -182,7 +183,7 @@ def optimize(params, opt_state, data: Minibatch, hp: HParams, lr, key, *, config
         if num_minibatches == 1 and num_epochs == 1:
             shaped = jax.tree.map(lambda x: x[None], data)
         else:
-            perm = jax.random.permutation(epoch_key, config.batch_size)
+            perm = random_permutation(epoch_key, config.batch_size)
             shaped = jax.tree.map(
                 lambda x: jnp.take(x, perm, axis=0).reshape(num_minibatches, -1, *x.shape[1:]),
                 data,
