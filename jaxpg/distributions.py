@@ -2,8 +2,13 @@
 
 A discrete policy's parameters are ``logits [..., A]``; a continuous policy's are the pair
 ``(mean [..., D], log_std [D])`` of a diagonal Gaussian whose log standard deviation is a
-learned, state-independent vector. :class:`ActionDist` groups the four functions the trainer
+learned, state-independent vector. :class:`ActionDist` groups the functions the trainer
 needs, chosen once from the action space.
+
+Sampling is split in two: ``noise(key, shape)`` draws the randomness (Gumbel noise for a
+categorical, standard normals for a Gaussian) and ``sample_with_noise`` turns it into an action
+(``argmax(logits + g)``, ``mean + std * eps``). A rollout draws the noise of all its steps in
+one call before its scan, since each ``jax.random`` call is a loop on a CPU.
 """
 
 from __future__ import annotations
@@ -16,14 +21,25 @@ import jax.numpy as jnp
 
 
 class ActionDist(NamedTuple):
-    sample: Callable[[jax.Array, Any], jax.Array]  # (key, dist_params) -> action
+    noise: Callable[[jax.Array, tuple[int, ...]], jax.Array]  # (key, [..., action_dim]) -> noise
+    sample_with_noise: Callable[[Any, jax.Array], jax.Array]  # (dist_params, noise) -> action
     log_prob: Callable[[Any, jax.Array], jax.Array]  # (dist_params, action) -> [...]
     entropy: Callable[[Any], jax.Array]  # dist_params -> [...]
     mode: Callable[[Any], jax.Array]  # dist_params -> the deterministic action
 
+    def sample(self, key: jax.Array, dist_params: Any) -> jax.Array:
+        """One action per row of ``dist_params``, with fresh noise from ``key``."""
+        shape = jax.tree.leaves(dist_params)[0].shape  # logits or mean: [..., action_dim]
+        return self.sample_with_noise(dist_params, self.noise(key, shape))
 
-def _categorical_sample(key, logits):
-    return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+def _categorical_noise(key, shape):
+    return jax.random.gumbel(key, shape, jnp.float32)
+
+
+def _categorical_sample_with_noise(logits, gumbel):
+    # The Gumbel-max trick, as jax.random.categorical samples.
+    return jnp.argmax(logits + gumbel, axis=-1).astype(jnp.int32)
 
 
 def _categorical_log_prob(logits, action):
@@ -41,15 +57,23 @@ def _categorical_mode(logits):
 
 
 CATEGORICAL = ActionDist(
-    _categorical_sample, _categorical_log_prob, _categorical_entropy, _categorical_mode
+    _categorical_noise,
+    _categorical_sample_with_noise,
+    _categorical_log_prob,
+    _categorical_entropy,
+    _categorical_mode,
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _gaussian_sample(key, dist_params):
+def _gaussian_noise(key, shape):
+    return jax.random.normal(key, shape, jnp.float32)
+
+
+def _gaussian_sample_with_noise(dist_params, eps):
     mean, log_std = dist_params
-    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+    return mean + jnp.exp(log_std) * eps
 
 
 def _gaussian_log_prob(dist_params, action):
@@ -68,7 +92,13 @@ def _gaussian_mode(dist_params):
     return dist_params[0]
 
 
-DIAG_GAUSSIAN = ActionDist(_gaussian_sample, _gaussian_log_prob, _gaussian_entropy, _gaussian_mode)
+DIAG_GAUSSIAN = ActionDist(
+    _gaussian_noise,
+    _gaussian_sample_with_noise,
+    _gaussian_log_prob,
+    _gaussian_entropy,
+    _gaussian_mode,
+)
 
 
 def action_dist(discrete: bool) -> ActionDist:

@@ -62,18 +62,59 @@ class Env:
 
     def step(self, key: jax.Array, env_state: Any, action: jax.Array) -> StepResult:
         """Steps every environment once, auto-resetting those whose episode ended."""
-        num_envs = action.shape[0]
-        keys = jax.random.split(key, num_envs)
-        obs, state, reward, terminated, truncated, info = jax.vmap(
-            self.env.step, in_axes=(0, 0, 0, None)
-        )(keys, env_state, action, self.params)
+        return self.step_with_keys(self.split_keys(key, action.shape[0]), env_state, action)
+
+    @staticmethod
+    def split_keys(key: jax.Array, num_envs: int, leading: tuple[int, ...] = ()) -> jax.Array:
+        """The keys :meth:`step_with_keys` takes, ``[*leading, num_envs, 2]``, in one call.
+
+        A rollout splits the keys of all its steps at once (``leading=(num_steps,)``): each
+        ``jax.random`` call is a loop on a CPU, so one call per rollout is much cheaper than a
+        few per step.
+        """
+        return jax.random.split(key, (*leading, num_envs, 2))
+
+    @property
+    def _standard_step(self) -> bool:
+        """Whether the env uses gymnax's own ``Environment.step`` (auto-reset around
+        ``step_env``), which :meth:`step_with_keys` can then run with presplit keys."""
+        return type(self.env).step is gx_env.Environment.step
+
+    def step_with_keys(self, keys: jax.Array, env_state: Any, action: jax.Array) -> StepResult:
+        """:meth:`step` with per-env keys ``[num_envs, 2]`` from :meth:`split_keys`.
+
+        For an env that keeps gymnax's ``Environment.step``, this is that method with its
+        internal ``split`` of each key replaced by the presplit pair (step key, reset key): the
+        same transition for the same key pair. An env that overrides ``step`` is stepped through its own method with the first
+        key of each pair.
+        """
+        if not self._standard_step:
+            obs, state, reward, terminated, truncated, info = jax.vmap(
+                self.env.step, in_axes=(0, 0, 0, None)
+            )(keys[:, 0], env_state, action, self.params)
+            final_obs = info["final_observation"]
+        else:
+            final_obs, state_st, reward, terminated, _ = jax.vmap(
+                self.env.step_env, in_axes=(0, 0, 0, None)
+            )(keys[:, 0], env_state, action, self.params)
+            truncated = jax.vmap(self.env.is_truncated, in_axes=(0, None))(state_st, self.params)
+            done = jnp.logical_or(terminated, truncated)
+
+            obs_re, state_re = jax.vmap(self.env.reset_env, in_axes=(0, None))(
+                keys[:, 1], self.params
+            )
+            pick = lambda reset_leaf, step_leaf: jnp.where(
+                done.reshape(done.shape + (1,) * (step_leaf.ndim - 1)), reset_leaf, step_leaf
+            )
+            state = jax.tree.map(pick, state_re, state_st)
+            obs = jax.tree.map(pick, obs_re, final_obs)
         return StepResult(
             obs=_as_float(obs),
             env_state=state,
             reward=jnp.asarray(reward, jnp.float32),
             terminated=jnp.asarray(terminated, jnp.bool_),
             truncated=jnp.asarray(truncated, jnp.bool_),
-            final_obs=_as_float(info["final_observation"]),
+            final_obs=_as_float(final_obs),
         )
 
     def describe(self) -> str:

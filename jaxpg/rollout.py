@@ -104,16 +104,16 @@ def rollout(
     def norm_obs(stats, obs):
         return normalize(stats, obs) if options.normalize_obs else obs
 
-    def step(carry: EnvCarry, step_key):
-        act_key, env_key = jax.random.split(step_key)
+    def step(carry: EnvCarry, step_randomness):
+        action_noise, env_keys = step_randomness
         obs = norm_obs(carry.obs_stats, carry.obs)
         dist_params, value = network.apply(params, obs)
-        action = dist.sample(act_key, dist_params)
+        action = dist.sample_with_noise(dist_params, action_noise)
         log_prob = dist.log_prob(dist_params, action)
         env_action = action
         if options.clip_actions and not env.discrete:
             env_action = jnp.clip(action, env.action_low, env.action_high)
-        out = env.step(env_key, carry.env_state, env_action)
+        out = env.step_with_keys(env_keys, carry.env_state, env_action)
         done = out.terminated | out.truncated
 
         obs_stats = carry.obs_stats
@@ -157,7 +157,15 @@ def rollout(
         )
         return carry, transition
 
-    return jax.lax.scan(step, carry, jax.random.split(key, num_steps))
+    # The randomness of every step, drawn before the scan in two calls (each jax.random call
+    # is a loop on a CPU; a few per step were most of a small rollout's time).
+    num_envs = carry.obs.shape[0]
+    noise_key, env_key = jax.random.split(key)
+    randomness = (
+        dist.noise(noise_key, (num_steps, num_envs, env.action_dim)),
+        env.split_keys(env_key, num_envs, leading=(num_steps,)),
+    )
+    return jax.lax.scan(step, carry, randomness)
 
 
 def bootstrap_values(params: Any, network: Network, final_obs: jax.Array) -> jax.Array:

@@ -85,7 +85,7 @@ def test_auto_reset_matches_hand_stepped_single_env():
         out = step(key, state, actions[t])
         for i in range(num_envs):
             state_i = jax.tree.map(lambda x: x[i], state)
-            key_step, key_reset = jax.random.split(jax.random.split(key, num_envs)[i])
+            key_step, key_reset = env.split_keys(key, num_envs)[i]
             true_obs, true_state, reward, terminated, _ = raw.step_env(
                 key_step, state_i, actions[t, i], params
             )
@@ -103,6 +103,57 @@ def test_auto_reset_matches_hand_stepped_single_env():
                 np.testing.assert_allclose(out.obs[i], true_obs, rtol=1e-5, atol=1e-6)
         obs, state = out.obs, out.env_state
     assert ended >= 3, "random CartPole episodes should end within 60 steps"
+
+
+@pytest.mark.parametrize("name", ["CartPole-v1", "Breakout-MinAtar", "Pendulum-v1"])
+def test_presplit_step_equals_gymnax_step(name):
+    """``step_with_keys`` (gymnax's auto-reset with presplit keys) against gymnax's own
+    ``Environment.step`` given the key whose split is that pair, over many steps and resets.
+    Breakout's step is random, so its step key matters too."""
+    env = make_env(name)
+    num_envs, num_steps = 8, 120
+    _, state = env.reset(jax.random.key(0), num_envs)
+    gymnax_step = jax.jit(jax.vmap(env.env.step, in_axes=(0, 0, 0, None)))
+    ours = jax.jit(env.step_with_keys)
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    ended = 0
+    for t in range(num_steps):
+        step_key = jax.random.fold_in(jax.random.key(1), t)
+        keys = jax.random.split(step_key, num_envs)  # one gymnax key per env
+        pairs = jax.vmap(jax.random.split)(keys)  # what gymnax's step splits each into
+        act_key = jax.random.fold_in(step_key, 7)
+        if env.discrete:
+            action = jax.random.randint(act_key, (num_envs,), 0, env.action_dim)
+        else:
+            action = jax.random.uniform(act_key, (num_envs, env.action_dim), minval=-2, maxval=2)
+        # Both step from the same state (so float rounding cannot accumulate between them).
+        out = ours(pairs, state, action)
+        obs, state, reward, terminated, truncated, info = gymnax_step(keys, state, action, env.params)
+        close(out.obs, obs)
+        close(out.final_obs, info["final_observation"])
+        close(out.reward, reward)
+        np.testing.assert_array_equal(out.terminated, terminated)
+        np.testing.assert_array_equal(out.truncated, truncated)
+        jax.tree.map(close, out.env_state, state)
+        ended += int(np.sum(terminated | truncated))
+    if name != "Pendulum-v1":  # Pendulum only ends at its 200-step limit
+        assert ended >= 3
+
+
+class _OwnStepEnv(CountEnv):
+    """An env that overrides ``step`` itself: jaxpg must call it, not gymnax's auto-reset."""
+
+    def step(self, key, state, action, params=None):
+        obs, new_state, reward, terminated, truncated, info = super().step(key, state, action, params)
+        return obs, new_state, reward + 100.0, terminated, truncated, info
+
+
+def test_env_that_overrides_step_is_stepped_through_its_own_method():
+    env = make_env(_OwnStepEnv(limit=3))
+    assert not env._standard_step and make_env(CountEnv(limit=3))._standard_step
+    _, state = env.reset(jax.random.key(0), 2)
+    out = env.step(jax.random.key(1), state, jnp.zeros(2, jnp.int32))
+    np.testing.assert_allclose(out.reward, [101.0, 101.0])
 
 
 # -- truncation and termination -----------------------------------------------------------------
@@ -205,12 +256,12 @@ def test_rollout_obs_statistics_match_numpy():
     # Replay the recorded actions on the raw environment with the same keys: the statistics
     # must be NumPy's mean and variance of the final observations it produces.
     state = carry.env_state
-    step = jax.jit(env.step)
-    keys = jax.random.split(jax.random.key(1), 30)
+    step = jax.jit(env.step_with_keys)
+    _, env_key = jax.random.split(jax.random.key(1))  # the rollout's (noise key, env key)
+    keys = env.split_keys(env_key, 8, leading=(30,))
     raw_final = []
     for t in range(30):
-        _, env_key = jax.random.split(keys[t])
-        out = step(env_key, state, batch.action[t])
+        out = step(keys[t], state, batch.action[t])
         raw_final.append(np.asarray(out.final_obs))
         state = out.env_state
     data = np.concatenate(raw_final)
