@@ -67,18 +67,33 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def point_config(algo, env, num_envs, args):
+    """The config of one point: ``max(min_updates, steps_per_point // batch)`` updates."""
+    import jaxpg_parts as jp
+
+    batch = num_envs * args.num_steps
+    num_updates = max(args.min_updates, args.steps_per_point // batch)
+    # The budget is set up front: the config's default (500k steps) is less than one update
+    # at 4096 envs, which its validation refuses.
+    return jp.make_config(
+        algo,
+        env,
+        **{
+            **common.parse_set(args.set),
+            "num_envs": num_envs,
+            "num_steps": args.num_steps,
+            "total_timesteps": num_updates * batch,
+        },
+    )
+
+
 def measure_point(algo, env, num_envs, args, parts):
     import jax
 
     import jaxpg_parts as jp
 
-    base = jp.make_config(
-        algo,
-        env,
-        **{**common.parse_set(args.set), "num_envs": num_envs, "num_steps": args.num_steps},
-    )
-    num_updates = max(args.min_updates, args.steps_per_point // base.batch_size)
-    config = jp.with_updates(base, num_updates)
+    config = point_config(algo, env, num_envs, args)
+    num_updates = config.num_updates
     env_steps = num_updates * config.batch_size
     key = jax.random.key(0)
     out = []
@@ -195,12 +210,18 @@ def draw(rows):
     return _draw
 
 
-def main(argv=None):
+def resolve_args(argv=None):
+    """The parsed arguments, with the full or quick preset filling what was not given."""
     args = parse_args(argv)
     preset = QUICK if args.quick else FULL
     for k in ("algos", "envs", "num_envs", "steps_per_point", "min_updates", "repeats"):
         if getattr(args, k, None) is None:
             setattr(args, k, preset[k])
+    return args
+
+
+def main(argv=None):
+    args = resolve_args(argv)
     machine = common.machine_info()
     records = []
     for algo in args.algos:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -153,6 +154,12 @@ def _load(outputs, name):
         assert machine["versions"][pkg], pkg
     assert data["command"].startswith("python benchmarks/")
     assert (outputs / f"{name}.md").read_text().startswith(f"### {name}")
+    # Written atomically, but with open()'s usual mode, not mkstemp's private 0600.
+    plain = outputs / f".mode-{name}"
+    plain.write_text("x")
+    assert stat.S_IMODE((outputs / f"{name}.json").stat().st_mode) == stat.S_IMODE(
+        plain.stat().st_mode
+    )
     return data
 
 
@@ -166,6 +173,17 @@ def test_throughput(outputs):
     (row,) = data["summary"]
     assert 0 < row["rollout_share"] < 1
     assert abs(row["rollout_share"] + row["update_share"] - 1) < 1e-9
+
+
+def test_throughput_point_beyond_the_default_budget():
+    # One update at 4096 envs is 524,288 steps, more than the config's default budget: the
+    # point's budget must be set before the config validates it (a full run once died here).
+    sys.path.insert(0, str(BENCH))
+    import throughput
+
+    args = throughput.resolve_args(["--num-envs", "4096"])
+    config = throughput.point_config("ppo", "CartPole-v1", 4096, args)
+    assert config.num_envs == 4096 and config.num_updates == args.min_updates >= 1
 
 
 def test_many_agents(outputs):

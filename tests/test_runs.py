@@ -3,6 +3,7 @@
 
 import json
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -23,6 +24,15 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
     runs.atomic_write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2}
     assert os.listdir(tmp_path) == ["summary.json"]
+
+
+def test_atomic_write_gives_the_mode_open_would(tmp_path):
+    # mkstemp's files are private (0600); a run directory's files must not be.
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    path = tmp_path / "config.json"
+    runs.atomic_write_json(path, {"a": 1})
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
 def test_atomic_write_failure_keeps_the_old_file(tmp_path):
