@@ -85,8 +85,8 @@ class Env:
 
         For an env that keeps gymnax's ``Environment.step``, this is that method with its
         internal ``split`` of each key replaced by the presplit pair (step key, reset key): the
-        same transition for the same key pair. An env that overrides ``step`` is stepped through its own method with the first
-        key of each pair.
+        same transition for the same key pair. An env that overrides ``step`` is stepped through
+        its own method with the first key of each pair.
         """
         if not self._standard_step:
             obs, state, reward, terminated, truncated, info = jax.vmap(
