@@ -2,15 +2,15 @@
 and an evaluation of a trained policy.
 
 The rollout-only and update-only programs are built from the same pieces that
-:func:`jaxpg.train.update` uses (``rollout``, ``bootstrap_values``, the algorithm's advantage
-estimator, ``optimize``), each scanned ``num_updates`` times inside one jitted program, so their
+:func:`jaxpg.train.update` uses (``rollout`` with its ``V(final_obs)`` pass, the algorithm's
+``targets`` and ``update``), each scanned ``num_updates`` times inside one jitted program, so their
 env-steps-per-second figures are comparable with the whole program's:
 
 * rollout only: ``num_updates`` rollouts of ``num_steps`` steps with fixed parameters. Every
   field of each batch is reduced to a sum and returned, so XLA cannot drop the forward pass's
   value and log-probability as dead code;
-* update only: ``num_updates`` times, on one fixed batch: ``V(final_obs)``, advantages, and the
-  epochs of minibatch gradient steps.
+* update only: ``num_updates`` times, on one fixed batch: advantages and the epochs of
+  minibatch gradient steps.
 
 Their sum is close to, but not exactly, the whole program (which also materialises each batch
 between the two phases).
@@ -25,19 +25,20 @@ import jax
 import jax.numpy as jnp
 
 import jaxpg
+from jaxpg import registry
 from jaxpg import train as train_lib
-from jaxpg.algorithms import make_algorithm
+from jaxpg.agents import make_agent
 from jaxpg.distributions import action_dist
-from jaxpg.policy import network_for
-from jaxpg.rollout import bootstrap_values, rollout
+from jaxpg.registry import make_algorithm
+from jaxpg.rollout import rollout
+from jaxpg.updates import Batch
 
 
 def make_config(algo: str, env: str, **overrides):
-    """A PPO or REINFORCE config from its defaults plus ``overrides``."""
-    cls = {"ppo": jaxpg.PPOConfig, "reinforce": jaxpg.ReinforceConfig}.get(algo)
-    if cls is None:
-        raise ValueError(f"--algos: unknown algorithm {algo!r}; use ppo or reinforce")
-    return cls(env=env, **overrides)
+    """A registered algorithm's config from its defaults plus ``overrides``."""
+    if algo not in registry.names():
+        raise ValueError(f"--algos: unknown algorithm {algo!r}; use one of {list(registry.names())}")
+    return registry.config_class(algo)(env=env, **overrides)
 
 
 def with_updates(config, num_updates: int):
@@ -84,7 +85,7 @@ def seeds_program(config):
 def rollout_program(config, num_updates: int):
     """``state -> per-update sums of every batch field``: rollouts alone, fixed params."""
     env = config.env_spec
-    network = network_for(config)
+    agent = make_agent(config)
     dist = action_dist(env.discrete)
     options = train_lib.rollout_options(config)
 
@@ -98,7 +99,7 @@ def rollout_program(config, num_updates: int):
                 carry,
                 state.hparams.gamma,
                 env=env,
-                network=network,
+                agent=agent,
                 dist=dist,
                 num_steps=config.num_steps,
                 options=options,
@@ -123,7 +124,7 @@ def one_batch(config, state):
             state.env,
             state.hparams.gamma,
             env=env,
-            network=network_for(config),
+            agent=make_agent(config),
             dist=action_dist(env.discrete),
             num_steps=config.num_steps,
             options=train_lib.rollout_options(config),
@@ -135,10 +136,9 @@ def one_batch(config, state):
 
 def update_program(config, num_updates: int):
     """``(state, batch) -> (params, metrics)``: the update alone, ``num_updates`` times on one
-    fixed batch (advantages, then epochs of minibatch steps), as in :func:`jaxpg.train.update`."""
-    network = network_for(config)
-    algorithm = make_algorithm(config)
-    loss_fn = train_lib.make_loss_fn(config, network, algorithm)
+    fixed batch (the algorithm's targets, then its update: the epochs of minibatch steps), as
+    in :func:`jaxpg.train.update`."""
+    algorithm = make_algorithm(config, make_agent(config))
 
     def run(state, batch):
         hp = state.hparams
@@ -146,23 +146,12 @@ def update_program(config, num_updates: int):
         def one(carry, _):
             params, opt_state, key, step = carry
             key, opt_key = jax.random.split(key)
-            if network.has_critic:
-                next_values = bootstrap_values(params, network, batch.final_obs)
-            else:
-                next_values = jnp.zeros_like(batch.reward)
-            targets, _ = algorithm.estimate_advantages(batch, next_values, hp, state.baseline)
-            lr = train_lib.learning_rate(config, hp, step)
-            params, opt_state, metrics, _ = train_lib.optimize(
-                params,
-                opt_state,
-                train_lib.flatten_batch(batch, targets),
-                hp,
-                lr,
-                opt_key,
-                config=config,
-                loss_fn=loss_fn,
+            targets, algo_state = algorithm.targets(batch, hp, state.algo_state)
+            out = algorithm.update(
+                params, opt_state, algo_state, Batch(batch, targets, state.env.agent_carry),
+                hp, step, opt_key,
             )
-            return (params, opt_state, key, step + 1), metrics
+            return (out.params, out.opt_state, key, step + 1), out.metrics
 
         init = (state.params, state.opt_state, state.key, state.update_step)
         (params, _, _, _), metrics = jax.lax.scan(one, init, None, length=num_updates)

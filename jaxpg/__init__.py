@@ -14,9 +14,16 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "Agent": "jaxpg.agents",
+    "make_agent": "jaxpg.agents",
     "Algorithm": "jaxpg.algorithms",
-    "make_algorithm": "jaxpg.algorithms",
+    "Batch": "jaxpg.updates",
+    "Targets": "jaxpg.updates",
+    "UpdateResult": "jaxpg.updates",
+    "make_algorithm": "jaxpg.registry",
+    "register_algorithm": "jaxpg.registry",
     "HParams": "jaxpg.config",
+    "A2CConfig": "jaxpg.config",
     "PPOConfig": "jaxpg.config",
     "ReinforceConfig": "jaxpg.config",
     "Env": "jaxpg.envs",
@@ -49,7 +56,7 @@ _EXPORTS = {
     "initialize_distributed": "jaxpg.distributed",
 }
 _SUBMODULES = {
-    "advantages", "algorithms", "checkpoint", "config", "distributions", "envs", "evaluate",
+    "advantages", "agents", "algorithms", "registry", "updates", "checkpoint", "config", "distributions", "envs", "evaluate",
     "losses", "networks", "normalization", "plotting", "policy", "presets", "rollout", "runs",
     "sweep", "train", "distributed",
 }
@@ -59,7 +66,8 @@ __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)
 
 def __getattr__(name):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        attr = {"register_algorithm": "register"}.get(name, name)
+        value = getattr(importlib.import_module(_EXPORTS[name]), attr)
     elif name in _SUBMODULES:
         value = importlib.import_module(f"jaxpg.{name}")
     else:

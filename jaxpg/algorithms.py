@@ -1,18 +1,34 @@
-"""Algorithms as data: an advantage estimator plus a surrogate loss.
+"""Algorithms as data: the protocol every policy-gradient method fits, and jaxpg's own.
 
-Every algorithm in jaxpg follows the unified policy gradient
+Every algorithm follows the unified policy gradient
 
     grad J = E[ sum_t grad log pi(a_t | s_t) * A_t ]
 
-and is one :class:`Algorithm`: a choice of ``estimate_advantages`` (what ``A_t`` is) and of
-``surrogate`` (how ``log pi`` and ``A_t`` make a loss), plus whether the batch is reused for
-several epochs. The trainer in :mod:`jaxpg.train` is shared by all of them:
+and is one :class:`Algorithm`, a NamedTuple of pure functions in the optax style. It owns
+everything algorithm-specific; the trainer (:mod:`jaxpg.train`) calls these four and nothing
+else, and keeps the algorithm's state as one opaque pytree:
 
-* PPO = GAE + the clipped-ratio surrogate (several epochs of minibatches);
-* REINFORCE = returns-to-go (or ``R(tau)``) minus a baseline + the vanilla surrogate
-  (one gradient step per batch).
+    init(params, hparams) -> (opt_state, algo_state)
+    start(key, env_carry) -> env_carry                        # how an update's rollout begins
+    targets(transitions, hparams, algo_state) -> (Targets, algo_state)   # A_t and the critic's
+    update(params, opt_state, algo_state, batch, hparams, update_step, key[, constrain])
+        -> UpdateResult(params, opt_state, algo_state, metrics, finite)
 
-Arrays are time-major ``[T, N]``.
+* ``start``: :func:`continue_rollout` (the environments go on where the last update left
+  them) or :func:`fresh_reset` (every update starts new episodes);
+* ``targets``: advantage estimators over the time-major ``[T, N]`` rollout (``gae_targets``,
+  ``reinforce_targets``, ``trajectory_targets``);
+* ``update``: :func:`jaxpg.updates.sgd_update` (epochs of minibatches of a loss; one step per
+  batch for REINFORCE and A2C), or any step of your own (a trust region, a natural gradient).
+
+An algorithm is built from its config and the agent by a builder ``(config, agent) ->
+Algorithm``; :mod:`jaxpg.registry` maps each name to its config class and builder:
+
+* PPO = GAE + the clipped-ratio surrogate, epochs of shuffled minibatches;
+* A2C = GAE + the vanilla surrogate, one full-batch step per update;
+* REINFORCE = returns-to-go (or ``R(tau)``) minus a baseline + the vanilla surrogate, one step.
+
+The README's "Write your own algorithm" section builds A2C again from these parts.
 """
 
 from __future__ import annotations
@@ -24,57 +40,62 @@ import jax.numpy as jnp
 
 from jaxpg import advantages as adv_lib
 from jaxpg import losses
-from jaxpg.config import HParams, PPOConfig, ReinforceConfig
-from jaxpg.distributions import ActionDist
-from jaxpg.networks import Network
-from jaxpg.rollout import Transition
+from jaxpg.agents import Agent, is_recurrent, unroll
+from jaxpg.config import HParams
+from jaxpg.distributions import ActionDist, action_dist
+from jaxpg.rollout import EnvCarry, Transition, env_carry_init
+from jaxpg.updates import Batch, Minibatch, Targets, UpdateFn, UpdateResult, optimizer_init, sgd_update
 
-
-class Targets(NamedTuple):
-    """What the loss needs besides the rollout, all ``[T, N]``."""
-
-    advantages: jax.Array
-    returns: jax.Array  # regression target of the critic
-    mask: jax.Array  # float: steps that enter the policy loss
-    value_mask: jax.Array  # float: steps that enter the value loss
-
-
-class Minibatch(NamedTuple):
-    """A flat slice of a batch: every leaf has leading axis ``B``."""
-
-    obs: jax.Array
-    action: jax.Array
-    old_log_prob: jax.Array
-    old_value: jax.Array
-    advantages: jax.Array
-    returns: jax.Array
-    mask: jax.Array
-    value_mask: jax.Array
-
-
-# (batch, next_values, hparams, baseline_state) -> (targets, baseline_state)
-AdvantageFn = Callable[[Transition, jax.Array, HParams, Any], tuple[Targets, Any]]
-# (log_prob, old_log_prob, advantages, clip_eps, mask) -> scalar
-SurrogateFn = Callable[..., jax.Array]
+__all__ = [
+    "Algorithm", "Batch", "Minibatch", "Targets", "UpdateResult",
+    "continue_rollout", "fresh_reset", "gae_targets", "reinforce_targets", "trajectory_targets",
+    "ppo_surrogate", "vanilla_surrogate", "actor_critic_loss", "make_actor_critic_loss",
+    "make_ppo", "make_a2c", "make_reinforce", "rollout_cut_mask", "first_episode_mask",
+]
 
 
 class Algorithm(NamedTuple):
-    estimate_advantages: AdvantageFn
-    surrogate: SurrogateFn
-    reuses_data: bool  # several epochs over minibatches (PPO) or one step per batch
+    """Everything algorithm-specific, as pure functions (see the module docstring)."""
+
+    init: Callable[[Any, HParams], tuple[Any, Any]]
+    start: Callable[[jax.Array, EnvCarry], EnvCarry]
+    targets: Callable[[Transition, HParams, Any], tuple[Targets, Any]]
+    update: UpdateFn
 
 
-# -- advantage estimators ----------------------------------------------------------------
+# -- how a rollout begins ----------------------------------------------------------------------
 
 
-def gae_advantages(batch: Transition, next_values, hp: HParams, baseline_state):
-    """PPO/A2C: ``gae`` bootstrapped from V(true next state)."""
+def continue_rollout(key: jax.Array, env_carry: EnvCarry) -> EnvCarry:
+    """The environments go on from where the previous update left them."""
+    del key
+    return env_carry
+
+
+def fresh_reset(env, num_envs: int, agent: Agent):
+    """``start`` that resets every environment (and the agent's carry) at each update, keeping
+    the normaliser statistics: whole episodes from their start, none spanning two updates."""
+
+    def start(key: jax.Array, env_carry: EnvCarry) -> EnvCarry:
+        return env_carry_init(
+            key, env, num_envs, env_carry.obs_stats, env_carry.reward_stats,
+            agent.initial_carry(num_envs),
+        )
+
+    return start
+
+
+# -- advantage estimators ----------------------------------------------------------------------
+
+
+def gae_targets(batch: Transition, hp: HParams, algo_state):
+    """PPO/A2C: ``gae`` bootstrapped from V(true next state) (``batch.next_value``)."""
     advantages, returns = adv_lib.gae(
-        batch.reward, batch.value, next_values, batch.terminated, batch.truncated,
+        batch.reward, batch.value, batch.next_value, batch.terminated, batch.truncated,
         hp.gamma, hp.gae_lambda,
     )
     ones = jnp.ones_like(advantages)
-    return Targets(advantages, returns, ones, ones), baseline_state
+    return Targets(advantages, returns, ones, ones), algo_state
 
 
 def rollout_cut_mask(terminated: jax.Array, truncated: jax.Array) -> jax.Array:
@@ -97,83 +118,79 @@ def first_episode_mask(terminated: jax.Array, truncated: jax.Array) -> jax.Array
     return (ended_before == 0).astype(jnp.float32)
 
 
-def reinforce_advantages(batch: Transition, next_values, hp: HParams, baseline_state, *, baseline: str):
-    """Intermediate-reward REINFORCE: ``A_t = G_t - b_t`` with ``G_t`` the return-to-go.
+def reinforce_targets(baseline: str):
+    """Intermediate-reward REINFORCE: ``A_t = G_t - b_t`` with ``G_t`` the return-to-go and
+    ``b`` none, a moving average of the returns (the algorithm state), or the learned ``V(s_t)``.
 
     With a learned value the tail cut off by the end of the rollout bootstraps from
     V(final obs); without one those steps are masked out of the loss. A time-limit truncation
-    bootstraps from ``next_values`` (zero without a critic: the truncated Monte Carlo return).
+    bootstraps from ``next_value`` (zero without a critic: the truncated Monte Carlo return).
     """
-    returns = adv_lib.discounted_returns(
-        batch.reward, next_values, batch.terminated, batch.truncated, hp.gamma
-    )
-    if baseline == "value":
-        mask = jnp.ones_like(returns)
-    else:
-        mask = rollout_cut_mask(batch.terminated, batch.truncated)
-    if baseline == "value":
-        b = batch.value
-    elif baseline == "moving_average":
-        baseline_state = adv_lib.moving_average_baseline_update(
-            baseline_state, returns, hp.baseline_decay, mask
+
+    def targets(batch: Transition, hp: HParams, baseline_state):
+        returns = adv_lib.discounted_returns(
+            batch.reward, batch.next_value, batch.terminated, batch.truncated, hp.gamma
         )
-        b = baseline_state.value
-    else:
-        b = jnp.zeros((), returns.dtype)
-    advantages = adv_lib.per_step_advantages(returns, b) * mask
-    return Targets(advantages, returns, mask, mask), baseline_state
+        if baseline == "value":
+            mask = jnp.ones_like(returns)
+            b = batch.value
+        else:
+            mask = rollout_cut_mask(batch.terminated, batch.truncated)
+            if baseline == "moving_average":
+                baseline_state = adv_lib.moving_average_baseline_update(
+                    baseline_state, returns, hp.baseline_decay, mask
+                )
+                b = baseline_state.value
+            else:
+                b = jnp.zeros((), returns.dtype)
+        advantages = adv_lib.per_step_advantages(returns, b) * mask
+        return Targets(advantages, returns, mask, mask), baseline_state
+
+    return targets
 
 
-def trajectory_advantages(batch: Transition, next_values, hp: HParams, baseline_state, *, baseline: str):
-    """Single-trajectory-reward REINFORCE: every step of an episode gets ``R(tau) - b``.
+def trajectory_targets(baseline: str):
+    """Single-trajectory reward: every step of an episode gets ``R(tau) - b``.
 
     Only each environment's first episode of the rollout counts (steps after its end are
     masked). With a learned value the baseline is ``V(s_0)``, trained towards ``R(tau)``.
     """
-    del next_values
-    mask = first_episode_mask(batch.terminated, batch.truncated)
-    episode_return = adv_lib.episode_returns(batch.reward, mask)  # [N]
-    if baseline == "value":
-        b = batch.value[0]
-    elif baseline == "moving_average":
-        baseline_state = adv_lib.moving_average_baseline_update(
-            baseline_state, episode_return, hp.baseline_decay
-        )
-        b = baseline_state.value
-    else:
-        b = jnp.zeros((), episode_return.dtype)
-    advantages = adv_lib.trajectory_advantages(batch.reward, mask, b)
-    returns = jnp.broadcast_to(episode_return, mask.shape)
-    value_mask = jnp.zeros_like(mask).at[0].set(1.0)
-    return Targets(advantages, returns, mask, value_mask), baseline_state
+
+    def targets(batch: Transition, hp: HParams, baseline_state):
+        mask = first_episode_mask(batch.terminated, batch.truncated)
+        episode_return = adv_lib.episode_returns(batch.reward, mask)  # [N]
+        if baseline == "value":
+            b = batch.value[0]
+        elif baseline == "moving_average":
+            baseline_state = adv_lib.moving_average_baseline_update(
+                baseline_state, episode_return, hp.baseline_decay
+            )
+            b = baseline_state.value
+        else:
+            b = jnp.zeros((), episode_return.dtype)
+        advantages = adv_lib.trajectory_advantages(batch.reward, mask, b)
+        returns = jnp.broadcast_to(episode_return, mask.shape)
+        value_mask = jnp.zeros_like(mask).at[0].set(1.0)
+        return Targets(advantages, returns, mask, value_mask), baseline_state
+
+    return targets
 
 
-def _reinforce_surrogate(log_prob, old_log_prob, advantages, clip_eps, mask):
-    del old_log_prob, clip_eps
+# -- surrogates: (log_prob, old_log_prob, advantages, mask, hparams) -> scalar -------------------
+
+
+def vanilla_surrogate(log_prob, old_log_prob, advantages, mask, hp: HParams):
+    """``-mean(log pi * A)``: REINFORCE's and A2C's score-function loss."""
+    del old_log_prob, hp
     return losses.reinforce_loss(log_prob, advantages, mask)
 
 
-def _ppo_surrogate(log_prob, old_log_prob, advantages, clip_eps, mask):
-    return losses.ppo_clip_loss(log_prob, old_log_prob, advantages, clip_eps, mask)
+def ppo_surrogate(log_prob, old_log_prob, advantages, mask, hp: HParams):
+    """PPO's clipped-ratio loss with ``hp.clip_eps``."""
+    return losses.ppo_clip_loss(log_prob, old_log_prob, advantages, hp.clip_eps, mask)
 
 
-PPO = Algorithm(gae_advantages, _ppo_surrogate, reuses_data=True)
-
-
-def make_algorithm(config: PPOConfig | ReinforceConfig) -> Algorithm:
-    if isinstance(config, PPOConfig):
-        return PPO
-    if isinstance(config, ReinforceConfig):
-        estimator = reinforce_advantages if config.mode == "intermediate" else trajectory_advantages
-        return Algorithm(
-            lambda *a: estimator(*a, baseline=config.baseline),
-            _reinforce_surrogate,
-            reuses_data=False,
-        )
-    raise ValueError(f"config: expected PPOConfig or ReinforceConfig, got {type(config).__name__}")
-
-
-# -- the loss shared by every algorithm -------------------------------------------------------
+# -- the loss shared by the actor-critic algorithms --------------------------------------------
 
 
 def actor_critic_loss(
@@ -181,22 +198,29 @@ def actor_critic_loss(
     mb: Minibatch,
     hp: HParams,
     *,
-    network: Network,
+    agent: Agent,
     dist: ActionDist,
-    surrogate: SurrogateFn,
+    surrogate: Callable[..., jax.Array],
     normalize_advantages: bool,
     clip_value_loss: bool,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``surrogate + vf_coef * value_loss - ent_coef * entropy`` on one minibatch."""
-    dist_params, value = network.apply(params, mb.obs)
+    """``surrogate + vf_coef * value_loss - ent_coef * entropy`` on one minibatch.
+
+    The agent is replayed over the minibatch (:func:`jaxpg.agents.unroll`): single steps for a
+    feed-forward agent, whole sequences from their start carry for a recurrent one. The value
+    loss is PPO2's clipped one (with ``hp.clip_eps``) when ``clip_value_loss``, and is left out
+    for an agent without a critic. ``normalize_advantages`` standardises the advantages over
+    the minibatch's valid steps.
+    """
+    _, dist_params, value = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)
     log_prob = dist.log_prob(dist_params, mb.action)
     entropy = losses.entropy_bonus(dist.entropy(dist_params), mb.mask)
     advantages = mb.advantages
     if normalize_advantages:
         advantages = adv_lib.normalize_advantages(advantages, mb.mask)
-    policy_loss = surrogate(log_prob, mb.old_log_prob, advantages, hp.clip_eps, mb.mask)
+    policy_loss = surrogate(log_prob, mb.old_log_prob, advantages, mb.mask, hp)
     total = policy_loss - hp.ent_coef * entropy
-    if network.has_critic:
+    if value is not None:
         if clip_value_loss:
             v_loss = losses.value_loss(value, mb.returns, mb.old_value, hp.clip_eps, mb.value_mask)
         else:
@@ -212,3 +236,75 @@ def actor_critic_loss(
         "clip_fraction": losses.clip_fraction(log_prob, mb.old_log_prob, hp.clip_eps, mb.mask),
     }
     return total, aux
+
+
+def make_actor_critic_loss(config, agent: Agent, surrogate, *, clip_value_loss: bool = False):
+    """``loss_fn(params, minibatch, hparams) -> (loss, metrics)``: :func:`actor_critic_loss` for
+    ``config``'s action space and advantage normalisation."""
+
+    def loss_fn(params, mb, hp):
+        return actor_critic_loss(
+            params, mb, hp, agent=agent, dist=action_dist(config.env_spec.discrete),
+            surrogate=surrogate, normalize_advantages=config.normalize_advantages,
+            clip_value_loss=clip_value_loss,
+        )
+
+    return loss_fn
+
+
+def _sgd(config, agent: Agent, loss_fn, num_epochs: int = 1, num_minibatches: int = 1) -> UpdateFn:
+    sequences = is_recurrent(agent)
+    if sequences and config.num_envs % num_minibatches:
+        raise ValueError(
+            f"num_minibatches={num_minibatches} is invalid: a recurrent agent's minibatches are "
+            f"whole environment sequences, so it must divide num_envs={config.num_envs}"
+        )
+    return sgd_update(
+        loss_fn, num_epochs=num_epochs, num_minibatches=num_minibatches,
+        adam_eps=config.adam_eps, num_updates=config.num_updates, anneal_lr=config.anneal_lr,
+        sequences=sequences,
+    )
+
+
+# -- jaxpg's algorithms ------------------------------------------------------------------------
+
+
+def make_ppo(config, agent: Agent) -> Algorithm:
+    """PPO (Schulman et al., 2017): GAE + the clipped surrogate, epochs of minibatches."""
+    loss_fn = make_actor_critic_loss(
+        config, agent, ppo_surrogate, clip_value_loss=config.clip_value_loss
+    )
+    return Algorithm(
+        init=optimizer_init(config.adam_eps),
+        start=continue_rollout,
+        targets=gae_targets,
+        update=_sgd(config, agent, loss_fn, config.num_epochs, config.num_minibatches),
+    )
+
+
+def make_a2c(config, agent: Agent) -> Algorithm:
+    """A2C (Mnih et al., 2016, synchronous): GAE + the vanilla surrogate, one step per batch."""
+    return Algorithm(
+        init=optimizer_init(config.adam_eps),
+        start=continue_rollout,
+        targets=gae_targets,
+        update=_sgd(config, agent, make_actor_critic_loss(config, agent, vanilla_surrogate)),
+    )
+
+
+def make_reinforce(config, agent: Agent) -> Algorithm:
+    """REINFORCE (Williams, 1992): returns-to-go or ``R(tau)``, minus a baseline; one step per
+    batch. The moving-average baseline is the algorithm's state."""
+    opt_init = optimizer_init(config.adam_eps)
+    trajectory = config.mode == "trajectory"
+
+    def init(params, hp):
+        opt_state, _ = opt_init(params, hp)
+        return opt_state, adv_lib.moving_average_baseline_init()
+
+    return Algorithm(
+        init=init,
+        start=fresh_reset(config.env_spec, config.num_envs, agent) if trajectory else continue_rollout,
+        targets=(trajectory_targets if trajectory else reinforce_targets)(config.baseline),
+        update=_sgd(config, agent, make_actor_critic_loss(config, agent, vanilla_surrogate)),
+    )

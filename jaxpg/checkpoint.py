@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: TrainState.algo_state and the agent's carry (jaxpg 0.2)
 
 # Config fields that must match for a checkpoint's state to mean the same thing under a config:
 # they fix the environment, the state's shapes, or what the network computes.

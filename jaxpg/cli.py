@@ -44,7 +44,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-ALGORITHMS = ("ppo", "reinforce")
+from jaxpg import registry
+
 TARGET_CHUNK_S = 1.0  # aim for a progress update about every second (see the module docstring)
 METRICS_WRITE_INTERVAL_S = 30.0
 
@@ -356,8 +357,6 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from jaxpg.config import PPOConfig, ReinforceConfig
-
     parser = _Parser(
         prog="jaxpg",
         description="Vectorized policy-gradient RL on gymnax environments, in JAX.",
@@ -371,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train an agent. `jaxpg train reinforce --help` lists REINFORCE's fields.",
     )
     algos = train.add_subparsers(dest="algo", metavar="ALGO", required=True)
-    for name, cls in (("ppo", PPOConfig), ("reinforce", ReinforceConfig)):
+    for name in registry.names():
+        cls = registry.config_class(name)
         p = algos.add_parser(
             name, help=f"{cls.__doc__.splitlines()[0]}", description=cls.__doc__.strip()
         )
@@ -425,7 +425,7 @@ def _normalize_argv(argv: list[str]) -> tuple[list[str], bool]:
         out.append(token)
     explicit = True
     if out and out[0] == "train":
-        if len(out) == 1 or out[1] not in ALGORITHMS:
+        if len(out) == 1 or out[1] not in registry.names():
             out.insert(1, "ppo")
             explicit = False
     return out, explicit
@@ -486,9 +486,7 @@ def _all_flags(parser: argparse.ArgumentParser, args) -> list[str]:
 
 
 def _config_class(algo: str):
-    from jaxpg.config import PPOConfig, ReinforceConfig
-
-    return {"ppo": PPOConfig, "reinforce": ReinforceConfig}[algo]
+    return registry.config_class(algo)
 
 
 def _config_fields(args, cls) -> dict[str, Any]:

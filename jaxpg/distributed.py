@@ -57,7 +57,10 @@ DATA_AXIS = "data"
 # The fields of ``EnvCarry`` with a leading ``num_envs`` axis; the normaliser statistics are
 # not batched and stay replicated. Named explicitly, not guessed from shapes: CartPole's
 # observation statistics have shape (4,), the same as 4 environments.
-_PER_ENV_FIELDS = ("env_state", "obs", "episode_return", "episode_length", "discounted_return")
+_PER_ENV_FIELDS = (
+    "env_state", "obs", "episode_return", "episode_length", "discounted_return", "agent_carry",
+    "episode_start",
+)
 
 
 # -- topology ----------------------------------------------------------------------------------
@@ -322,9 +325,9 @@ def _sharded_update(config, mesh: Mesh):
     the gradient of its rows and the compiler all-reduces them into the global mean."""
     from jaxpg.train import make_update
 
-    rows = NamedSharding(mesh, PartitionSpec(None, _axis(mesh)))  # [num_minibatches, B, ...]
-
-    def constrain_minibatches(tree):
+    def constrain_minibatches(tree, row_axis: int = 1):
+        # [num_minibatches, B, ...] (row_axis 1), or sequences [num_minibatches, T, n, ...] (2).
+        rows = NamedSharding(mesh, PartitionSpec(*([None] * row_axis), _axis(mesh)))
         return jax.lax.with_sharding_constraint(tree, jax.tree.map(lambda _: rows, tree))
 
     if "constrain_minibatches" in inspect.signature(make_update).parameters:

@@ -71,15 +71,21 @@ def _gaussian_noise(key, shape):
     return jax.random.normal(key, shape, jnp.float32)
 
 
+def _per_row(x, like):
+    """``x`` (a state-independent ``[D]`` or a per-state ``[..., D]`` vector) broadcast to the
+    shape of ``like`` explicitly, where the arithmetic would otherwise promote its rank."""
+    return jnp.broadcast_to(x, like.shape)
+
+
 def _gaussian_sample_with_noise(dist_params, eps):
     mean, log_std = dist_params
-    return mean + jnp.exp(log_std) * eps
+    return mean + _per_row(jnp.exp(log_std), mean) * eps
 
 
 def _gaussian_log_prob(dist_params, action):
     mean, log_std = dist_params
-    z = (action - mean) * jnp.exp(-log_std)
-    return jnp.sum(-0.5 * z**2 - log_std - 0.5 * _LOG_2PI, axis=-1)
+    z = (action - mean) * _per_row(jnp.exp(-log_std), mean)
+    return jnp.sum(-0.5 * z**2 - _per_row(log_std, mean) - 0.5 * _LOG_2PI, axis=-1)
 
 
 def _gaussian_entropy(dist_params):

@@ -8,7 +8,8 @@ the reward, ``terminated`` and ``truncated`` as separate flags, and the true fin
 observation of an episode that ended (``info["final_observation"]``), which is where the value
 bootstrap of a truncated episode comes from. The returned ``obs`` is where the next step starts.
 
-Observations are returned as float32 arrays of shape ``[num_envs, *obs_shape]``.
+Observations are returned as they come, ``[num_envs, *obs_shape]`` of the environment's own
+dtype (``Env.obs_dtype``): integer tokens stay integers, and the agent decides how to embed them.
 """
 
 from __future__ import annotations
@@ -48,17 +49,24 @@ class Env:
     action_dim: int  # number of actions (discrete) or size of the action vector (continuous)
     action_low: np.ndarray | None = None  # continuous bounds, shape [action_dim]
     action_high: np.ndarray | None = None
+    obs_dtype: Any = jnp.float32  # what reset and step return
 
     @property
     def max_steps_in_episode(self) -> int | None:
         steps = getattr(self.params, "max_steps_in_episode", None)
         return None if steps is None else int(steps)
 
+    def clip_action(self, action: jax.Array) -> jax.Array:
+        """A continuous action ``[..., action_dim]`` clipped to the action space's bounds."""
+        low = jnp.broadcast_to(self.action_low, action.shape)
+        high = jnp.broadcast_to(self.action_high, action.shape)
+        return jnp.clip(action, low, high)
+
     def reset(self, key: jax.Array, num_envs: int) -> tuple[jax.Array, Any]:
         """Resets ``num_envs`` environments; returns ``(obs [N, *obs_shape], env_state)``."""
         keys = jax.random.split(key, num_envs)
         obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
-        return _as_float(obs), state
+        return obs, state
 
     def step(self, key: jax.Array, env_state: Any, action: jax.Array) -> StepResult:
         """Steps every environment once, auto-resetting those whose episode ended."""
@@ -109,12 +117,12 @@ class Env:
             state = jax.tree.map(pick, state_re, state_st)
             obs = jax.tree.map(pick, obs_re, final_obs)
         return StepResult(
-            obs=_as_float(obs),
+            obs=obs,
             env_state=state,
             reward=jnp.asarray(reward, jnp.float32),
             terminated=jnp.asarray(terminated, jnp.bool_),
             truncated=jnp.asarray(truncated, jnp.bool_),
-            final_obs=_as_float(final_obs),
+            final_obs=final_obs,
         )
 
     def describe(self) -> str:
@@ -126,10 +134,6 @@ class Env:
                 f"Box({_fmt(self.action_low)}, {_fmt(self.action_high)}, ({self.action_dim},))"
             )
         return f"{self.name}: obs {self.obs_shape}, actions {actions}"
-
-
-def _as_float(obs: jax.Array) -> jax.Array:
-    return jnp.asarray(obs, jnp.float32)
 
 
 def _fmt(x: np.ndarray | None) -> str:
@@ -184,9 +188,11 @@ def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_
             f"env: {name} has a {type(obs_space).__name__} observation space; jaxpg needs an "
             "array observation (Box or Discrete)"
         )
+    obs_shape = tuple(obs_space.shape)
+    obs_dtype = jax.eval_shape(instance.reset, jax.random.key(0), params)[0].dtype
     action_space = instance.action_space(params)
     if isinstance(action_space, gx_spaces.Discrete):
-        return Env(instance, params, name, tuple(obs_space.shape), True, int(action_space.n))
+        return Env(instance, params, name, obs_shape, True, int(action_space.n), obs_dtype=obs_dtype)
     if isinstance(action_space, gx_spaces.Box):
         shape = tuple(action_space.shape)
         if len(shape) != 1:
@@ -196,7 +202,7 @@ def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_
             )
         low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape).copy()
         high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape).copy()
-        return Env(instance, params, name, tuple(obs_space.shape), False, shape[0], low, high)
+        return Env(instance, params, name, obs_shape, False, shape[0], low, high, obs_dtype)
     raise ValueError(
         f"env: {name} has a {type(action_space).__name__} action space; jaxpg supports "
         "Discrete and 1-D Box action spaces"

@@ -1,6 +1,6 @@
-"""Actor and critic networks as an ``(init, apply)`` pair.
+"""The flax modules of jaxpg's own agents (see :mod:`jaxpg.agents` for the protocol).
 
-``apply(params, obs)`` runs one forward pass and returns ``(dist_params, value)``: the policy's
+:class:`ActorCritic` runs one forward pass and returns ``(dist_params, value)``: the policy's
 distribution parameters (see :mod:`jaxpg.distributions`) and the critic's value ``[...]`` (or
 ``None`` when the network has no critic). Observations of any rank are flattened after the
 batch axes. Initialisation is orthogonal, as in the standard PPO implementations: gain sqrt(2)
@@ -10,7 +10,7 @@ for hidden layers, 0.01 for the policy head, 1 for the value head, zero biases.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -112,42 +112,3 @@ class ActorCritic(nn.Module):
         )
         value = _dense(1, 1.0, name="value_head")(critic_features)[..., 0]
         return dist_params, value
-
-
-class Network(NamedTuple):
-    init: Callable[[jax.Array], Any]  # key -> params
-    apply: Callable[[Any, jax.Array], tuple[Any, jax.Array | None]]  # (params, obs) -> (dist, v)
-    has_critic: bool
-
-
-def make_network(
-    obs_shape: tuple[int, ...],
-    action_dim: int,
-    discrete: bool,
-    hidden_sizes: Sequence[int] = (64, 64),
-    activation: str = "tanh",
-    shared: bool = False,
-    critic: bool = True,
-) -> Network:
-    module = ActorCritic(
-        action_dim=action_dim,
-        discrete=discrete,
-        hidden_sizes=tuple(hidden_sizes),
-        activation=activation,
-        shared=shared,
-        critic=critic,
-        obs_rank=max(len(obs_shape), 1),
-    )
-    dummy = jnp.zeros((1, *obs_shape), jnp.float32)
-    if len(obs_shape) == 0:
-        dummy = dummy[..., None]
-
-    def init(key):
-        return module.init(key, dummy)
-
-    def apply(params, obs):
-        if len(obs_shape) == 0:
-            obs = obs[..., None]
-        return module.apply(params, obs)
-
-    return Network(init, apply, critic)

@@ -44,8 +44,11 @@ def running_stats_update(stats: RunningMeanStd, batch: jax.Array) -> RunningMean
 
 
 def normalize(stats: RunningMeanStd, x: jax.Array, clip: float = 10.0, eps: float = 1e-8) -> jax.Array:
-    """``clip((x - mean) / sqrt(var + eps), -clip, clip)``."""
-    return jnp.clip((x - stats.mean) / jnp.sqrt(stats.var + eps), -clip, clip)
+    """``clip((x - mean) / sqrt(var + eps), -clip, clip)``; ``x`` is ``[*batch, *mean.shape]``."""
+    lead = (1,) * (jnp.ndim(x) - stats.mean.ndim)  # explicit broadcasting over the batch axes
+    mean = stats.mean.reshape(lead + stats.mean.shape)
+    var = stats.var.reshape(lead + stats.var.shape)
+    return jnp.clip((x - mean) / jnp.sqrt(var + eps), -clip, clip)
 
 
 def scale_reward(stats: RunningMeanStd, reward: jax.Array, clip: float = 10.0, eps: float = 1e-8) -> jax.Array:

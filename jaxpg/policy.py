@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxpg.agents import as_agent, is_recurrent, unroll
 from jaxpg.distributions import action_dist
-from jaxpg.networks import Network, make_network
 from jaxpg.normalization import RunningMeanStd, normalize
 
 
@@ -27,48 +27,60 @@ class Policy(NamedTuple):
     act: Callable  # (params, obs, key=None) -> action; key=None: the deterministic action
     value: Callable  # (params, obs) -> V(obs)
     log_prob: Callable  # (params, obs, action) -> log pi(action | obs)
+    initial_carry: Callable  # num_envs -> the agent's carry (() for a feed-forward policy)
+    step: Callable  # (params, carry, obs, reset, key=None) -> (carry, action)
 
 
-def network_for(config) -> Network:
+def make_policy(config, agent=None) -> Policy:
+    """Pure ``act``, ``value`` and ``log_prob`` for policies trained with ``config`` (and
+    ``agent``, when training had one of its own; see :func:`jaxpg.make_train`).
+
+    ``act``, ``value`` and ``log_prob`` take single observations ``[*batch, *obs_shape]`` and
+    suit a feed-forward agent; ``step`` threads a recurrent agent's carry through an episode
+    (``reset`` ``[B]`` true at an episode's first observation).
+    """
     env = config.env_spec
-    return make_network(
-        env.obs_shape,
-        env.action_dim,
-        env.discrete,
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        shared=config.shared_network,
-        critic=config.has_critic,
-    )
-
-
-def make_policy(config) -> Policy:
-    """Pure ``act``, ``value`` and ``log_prob`` for policies trained with ``config``."""
-    env = config.env_spec
-    network = network_for(config)
+    agent = as_agent(agent, config)
     dist = action_dist(env.discrete)
 
-    def forward(params: PolicyParams, obs):
+    def check(params):
         if not isinstance(params, PolicyParams):
             raise ValueError(
                 f"params: expected jaxpg.PolicyParams (TrainResult.params), got {type(params).__name__}"
             )
-        obs = jnp.asarray(obs, jnp.float32)
+
+    def prepare(params: PolicyParams, obs):
+        obs = jnp.asarray(obs)
         if params.obs_stats is not None:
             obs = normalize(params.obs_stats, obs)
-        return network.apply(params.network, obs)
+        return obs
+
+    def forward(params: PolicyParams, obs):
+        check(params)
+        if is_recurrent(agent):
+            raise ValueError(
+                "policy: this agent is recurrent; use policy.step(params, carry, obs, reset, key), "
+                "starting from policy.initial_carry(num_envs)"
+            )
+        obs = prepare(params, obs)
+        batch = obs.shape[: obs.ndim - len(env.obs_shape)]
+        _, dist_params, value = unroll(agent, params.network, (), obs, jnp.ones(batch, jnp.bool_))
+        return dist_params, value
+
+    def select(dist_params, key):
+        action = dist.mode(dist_params) if key is None else dist.sample(key, dist_params)
+        if not env.discrete and config.clip_actions:
+            action = env.clip_action(action)
+        return action
 
     def act(params, obs, key=None):
         dist_params, _ = forward(params, obs)
-        action = dist.mode(dist_params) if key is None else dist.sample(key, dist_params)
-        if not env.discrete and config.clip_actions:
-            action = jnp.clip(action, env.action_low, env.action_high)
-        return action
+        return select(dist_params, key)
 
     def value(params, obs):
-        if not network.has_critic:
+        if not agent.has_critic:
             raise ValueError(
-                f"policy.value: this {config.algorithm} config has no critic "
+                f"policy.value: this {config.algorithm} agent has no critic "
                 f"(baseline={getattr(config, 'baseline', None)!r}); use baseline='value'"
             )
         return forward(params, obs)[1]
@@ -77,4 +89,9 @@ def make_policy(config) -> Policy:
         dist_params, _ = forward(params, obs)
         return dist.log_prob(dist_params, action)
 
-    return Policy(act, value, log_prob)
+    def step(params, carry, obs, reset, key=None):
+        check(params)
+        carry, dist_params, _ = agent.apply(params.network, carry, prepare(params, obs), reset)
+        return carry, select(dist_params, key)
+
+    return Policy(act, value, log_prob, agent.initial_carry, step)

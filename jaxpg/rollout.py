@@ -1,14 +1,21 @@
 """Rollouts: a ``lax.scan`` over ``num_steps`` of a batch of environments.
 
 Everything here is time-major: a :class:`Transition` batch has shape ``[T, N, ...]`` with
-``T = num_steps`` and ``N = num_envs``. Each step runs the network once and keeps the
+``T = num_steps`` and ``N = num_envs``. Each step runs the agent once and keeps the
 log-probability and the value, so the update never redoes the rollout's forward pass.
+
+The agent's carry (:mod:`jaxpg.agents`; empty for a feed-forward policy) moves with the
+environments in :class:`EnvCarry`. Each step feeds the agent ``reset``, true where the
+observation starts a new episode, and stores it in the batch: with the carry at the rollout's
+start, that is all a loss needs to replay a recurrent agent over the batch.
 
 Episode facts kept per step:
 
 * ``terminated`` and ``truncated`` as separate flags;
 * ``final_obs``: the (normalised) observation the transition really reached; for an episode
   that ended it is gymnax's ``info["final_observation"]``, not the reset observation;
+* ``next_value``: ``V(final_obs)``, the bootstrap value of the true next state. For a
+  recurrent agent it is computed from the carry that reached ``final_obs``, never a reset one;
 * ``episode_return``/``episode_length`` of each episode that ended at that step (undiscounted,
   raw rewards), valid where ``episode_done`` is true and zero elsewhere, so no placeholder is
   ever averaged in before the first episode ends.
@@ -22,9 +29,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxpg.agents import Agent, is_recurrent, unroll
 from jaxpg.distributions import ActionDist
 from jaxpg.envs import Env
-from jaxpg.networks import Network
 from jaxpg.normalization import (
     RunningMeanStd,
     normalize,
@@ -39,10 +46,12 @@ class Transition(NamedTuple):
     action: jax.Array  # [T, N] or [T, N, D]: the raw sample (before clipping to the bounds)
     log_prob: jax.Array  # [T, N]
     value: jax.Array  # [T, N] (zeros without a critic)
+    reset: jax.Array  # [T, N] bool: obs is the first of an episode (the agent reset its carry)
     reward: jax.Array  # [T, N] the reward used for learning (scaled if normalize_rewards)
     terminated: jax.Array  # [T, N] bool
     truncated: jax.Array  # [T, N] bool
     final_obs: jax.Array  # [T, N, *obs_shape] (normalised) true next observation
+    next_value: jax.Array  # [T, N] V(final_obs) (zeros without a critic)
     episode_return: jax.Array  # [T, N] raw undiscounted return of the episode ending here
     episode_length: jax.Array  # [T, N] int32
     episode_done: jax.Array  # [T, N] bool: an episode ended at this step
@@ -58,10 +67,15 @@ class EnvCarry(struct.PyTreeNode):
     discounted_return: jax.Array  # running discounted return, for reward scaling
     obs_stats: RunningMeanStd
     reward_stats: RunningMeanStd  # statistics of the discounted return (a scalar)
+    agent_carry: Any  # the agent's recurrent state, leading axis N (() for a feed-forward agent)
+    episode_start: jax.Array  # [N] bool: ``obs`` is the first observation of an episode
 
 
-def env_carry_init(key: jax.Array, env: Env, num_envs: int, obs_stats=None, reward_stats=None) -> EnvCarry:
-    """Resets ``num_envs`` environments. Statistics are fresh unless given."""
+def env_carry_init(
+    key: jax.Array, env: Env, num_envs: int, obs_stats=None, reward_stats=None, agent_carry=()
+) -> EnvCarry:
+    """Resets ``num_envs`` environments. Statistics are fresh unless given; ``agent_carry`` is
+    the agent's initial carry for ``num_envs`` (the agent resets it at the first step anyway)."""
     obs, env_state = env.reset(key, num_envs)
     zeros = jnp.zeros((num_envs,), jnp.float32)
     return EnvCarry(
@@ -72,6 +86,8 @@ def env_carry_init(key: jax.Array, env: Env, num_envs: int, obs_stats=None, rewa
         discounted_return=zeros,
         obs_stats=running_stats_init(env.obs_shape) if obs_stats is None else obs_stats,
         reward_stats=running_stats_init(()) if reward_stats is None else reward_stats,
+        agent_carry=agent_carry,
+        episode_start=jnp.ones((num_envs,), jnp.bool_),
     )
 
 
@@ -83,6 +99,13 @@ class RolloutOptions(NamedTuple):
     clip_actions: bool
 
 
+# Above this many action-noise numbers per rollout (T * N * num_actions), the noise is drawn
+# step by step instead of in one call before the scan: a 32k-token vocabulary would otherwise
+# need gigabytes. Below it, one call is faster on a CPU (each jax.random call is a loop there).
+# Measured with benchmarks/rollout_noise.py: see benchmarks/README.md.
+PREDRAW_MAX_NOISE = 2**22
+
+
 def rollout(
     key: jax.Array,
     params: Any,
@@ -90,29 +113,37 @@ def rollout(
     gamma: jax.Array,
     *,
     env: Env,
-    network: Network,
+    agent: Agent,
     dist: ActionDist,
     num_steps: int,
     options: RolloutOptions,
 ) -> tuple[EnvCarry, Transition]:
-    """Steps ``N`` environments ``num_steps`` times with the policy ``network.apply(params, .)``.
+    """Steps ``N`` environments ``num_steps`` times with the policy ``agent.apply(params, ...)``.
 
     Returns the carry to continue from and a time-major :class:`Transition` batch.
     ``gamma`` (traced) only drives the reward scaling's discounted return.
     """
+    recurrent = is_recurrent(agent)
+    num_envs = carry.episode_start.shape[0]
+    noise_shape = (num_envs, env.action_dim)
+    predraw = num_steps * num_envs * env.action_dim <= PREDRAW_MAX_NOISE
 
     def norm_obs(stats, obs):
         return normalize(stats, obs) if options.normalize_obs else obs
 
     def step(carry: EnvCarry, step_randomness):
         action_noise, env_keys = step_randomness
+        if not predraw:
+            action_noise = dist.noise(action_noise, noise_shape)
         obs = norm_obs(carry.obs_stats, carry.obs)
-        dist_params, value = network.apply(params, obs)
+        agent_carry, dist_params, value = agent.apply(
+            params, carry.agent_carry, obs, carry.episode_start
+        )
         action = dist.sample_with_noise(dist_params, action_noise)
         log_prob = dist.log_prob(dist_params, action)
         env_action = action
         if options.clip_actions and not env.discrete:
-            env_action = jnp.clip(action, env.action_low, env.action_high)
+            env_action = env.clip_action(action)
         out = env.step_with_keys(env_keys, carry.env_state, env_action)
         done = out.terminated | out.truncated
 
@@ -131,6 +162,13 @@ def rollout(
             reward = scale_reward(reward_stats, out.reward)
             discounted_return = jnp.where(done, 0.0, discounted_return)
 
+        final_obs = norm_obs(obs_stats, out.final_obs)
+        next_value = jnp.zeros_like(log_prob)
+        if recurrent and value is not None:
+            # V(final_obs) from the carry that reached it (no reset: the episode is the same).
+            _, _, next_value = agent.apply(
+                params, agent_carry, final_obs, jnp.zeros_like(done)
+            )
         episode_return = carry.episode_return + out.reward
         episode_length = carry.episode_length + 1
         transition = Transition(
@@ -138,10 +176,12 @@ def rollout(
             action=action,
             log_prob=log_prob,
             value=jnp.zeros_like(log_prob) if value is None else value,
+            reset=carry.episode_start,
             reward=reward,
             terminated=out.terminated,
             truncated=out.truncated,
-            final_obs=norm_obs(obs_stats, out.final_obs),
+            final_obs=final_obs,
+            next_value=next_value,
             episode_return=jnp.where(done, episode_return, 0.0),
             episode_length=jnp.where(done, episode_length, 0),
             episode_done=done,
@@ -154,27 +194,34 @@ def rollout(
             discounted_return=discounted_return,
             obs_stats=obs_stats,
             reward_stats=reward_stats,
+            agent_carry=agent_carry,
+            episode_start=done,
         )
         return carry, transition
 
     # The randomness of every step, drawn before the scan in two calls (each jax.random call
     # is a loop on a CPU; a few per step were most of a small rollout's time).
-    num_envs = carry.obs.shape[0]
     noise_key, env_key = jax.random.split(key)
-    randomness = (
-        dist.noise(noise_key, (num_steps, num_envs, env.action_dim)),
-        env.split_keys(env_key, num_envs, leading=(num_steps,)),
-    )
-    return jax.lax.scan(step, carry, randomness)
+    if predraw:
+        action_noise = dist.noise(noise_key, (num_steps, *noise_shape))
+    else:
+        action_noise = jax.random.split(noise_key, num_steps)
+    randomness = (action_noise, env.split_keys(env_key, num_envs, leading=(num_steps,)))
+    carry, batch = jax.lax.scan(step, carry, randomness)
+    if agent.has_critic and not recurrent:
+        # A feed-forward critic values every final observation in one batched pass.
+        batch = batch._replace(next_value=bootstrap_values(params, agent, batch.final_obs))
+    return carry, batch
 
 
-def bootstrap_values(params: Any, network: Network, final_obs: jax.Array) -> jax.Array:
-    """``V(final_obs)`` for every step ``[T, N]``, in one batched forward pass of the critic.
+def bootstrap_values(params: Any, agent: Agent, final_obs: jax.Array) -> jax.Array:
+    """``V(final_obs)`` for every step ``[T, N]`` of a feed-forward agent, in one batched pass.
 
     This is ``next_values`` for ``gae``/``discounted_returns``: the value of the true next state,
     which for a truncated episode is V(final observation), never V(reset observation).
     """
-    _, values = network.apply(params, final_obs)
+    reset = jnp.zeros(final_obs.shape[:2], jnp.bool_)
+    _, _, values = unroll(agent, params, (), final_obs, reset)
     return values
 
 

@@ -174,16 +174,15 @@ def config_from_dict(d: Mapping[str, Any], env: str | None = None):
     (``env_params_overrides``, as the CLI's ``--env-params`` JSON); a params object set from
     Python is recorded only by its repr and cannot be rebuilt.
     """
-    from jaxpg.config import PPOConfig, ReinforceConfig
+    from jaxpg import registry
 
-    classes = {"ppo": PPOConfig, "reinforce": ReinforceConfig}
     d = dict(d)
     algorithm = d.pop("algorithm", None)
-    if algorithm not in classes:
+    if algorithm not in registry.names():
         raise ValueError(
-            f"config: unknown algorithm {algorithm!r}; expected one of {sorted(classes)}"
+            f"config: unknown algorithm {algorithm!r}; expected one of {list(registry.names())}"
         )
-    cls = classes[algorithm]
+    cls = registry.config_class(algorithm)
     import dataclasses
 
     names = {f.name for f in dataclasses.fields(cls)}

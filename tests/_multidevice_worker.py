@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 import jaxpg
 from jaxpg import distributed as dist
 from jaxpg import sweep as sweep_lib
+from trees import trees_equal
 
 
 def _leaf_diff(x, y) -> float:
@@ -30,10 +31,6 @@ def _leaf_diff(x, y) -> float:
 def max_abs_diff(a, b) -> float:
     """Largest absolute difference over two trees; NaNs must sit at the same places."""
     return max(jax.tree.leaves(jax.tree.map(_leaf_diff, a, b)), default=0.0)
-
-
-def trees_equal(a, b) -> bool:
-    return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(np.array_equal(x, y)), a, b)))
 
 
 def key_data(key):
@@ -75,13 +72,13 @@ def tiny_ppo(**kw):
 
 def check_gradient() -> dict:
     """The PPO loss's gradient on one fixed batch: rows sharded over 4 devices vs one device."""
-    from jaxpg.algorithms import PPO, Minibatch, actor_critic_loss
+    from jaxpg.agents import make_agent
+    from jaxpg.algorithms import Minibatch, actor_critic_loss, ppo_surrogate
     from jaxpg.distributions import action_dist
-    from jaxpg.policy import network_for
 
     config = tiny_ppo()
-    network = network_for(config)
-    params = network.init(jax.random.key(0))
+    agent = make_agent(config)
+    params = agent.init(jax.random.key(0))
     rng = np.random.default_rng(0)
     rows = 64
     batch = Minibatch(
@@ -93,12 +90,14 @@ def check_gradient() -> dict:
         returns=rng.normal(size=rows).astype(np.float32),
         mask=(rng.random(rows) < 0.8).astype(np.float32),  # masked means must be global too
         value_mask=np.ones(rows, np.float32),
+        reset=np.zeros(rows, bool),
+        agent_carry=(),
     )
     hp = config.hparams()
 
     def loss_fn(p, mb, normalize_advantages=True):
         return actor_critic_loss(
-            p, mb, hp, network=network, dist=action_dist(True), surrogate=PPO.surrogate,
+            p, mb, hp, agent=agent, dist=action_dist(True), surrogate=ppo_surrogate,
             normalize_advantages=normalize_advantages, clip_value_loss=True,
         )[0]
 
@@ -167,7 +166,7 @@ def check_reinforce_training() -> dict:
     one = jax.jit(jaxpg.make_train(config))(key)
     many = dist.make_sharded_train(config)(key)
     out = compare_runs(one, many)
-    out["baseline"] = max_abs_diff(one.state.baseline, many.state.baseline)
+    out["baseline"] = max_abs_diff(one.state.algo_state, many.state.algo_state)
     return out
 
 

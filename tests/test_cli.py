@@ -25,6 +25,7 @@ from gymnax.environments import environment, spaces
 from jaxpg import cli, runs
 from jaxpg.checkpoint import restore_checkpoint
 from file_snapshots import snapshot
+from trees import assert_trees_equal
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -72,11 +73,6 @@ def params_of(run_dir):
     config, _ = runs.read_config(run_dir)
     state, meta = restore_checkpoint(Path(run_dir) / "checkpoints", config)
     return state, meta
-
-
-def assert_trees_equal(a, b):
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def read_csv(path):

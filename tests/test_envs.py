@@ -10,7 +10,7 @@ import jaxpg
 from jaxpg import advantages as adv_lib
 from jaxpg.distributions import action_dist
 from jaxpg.envs import make_env
-from jaxpg.networks import Network, make_network
+from jaxpg.agents import Agent, mlp_agent, unroll
 from jaxpg.normalization import running_stats_init, running_stats_update, scale_reward
 from jaxpg.rollout import RolloutOptions, bootstrap_values, env_carry_init, episode_stats, rollout
 from toy_envs import CountEnv
@@ -18,13 +18,13 @@ from toy_envs import CountEnv
 PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_actions=True)
 
 
-def probe_network(value_scale=10.0) -> Network:
-    """A parameter-free 'network': uniform logits over 2 actions and V(obs) = scale * obs[0]."""
+def probe_network(value_scale=10.0) -> Agent:
+    """A parameter-free agent: uniform logits over 2 actions and V(obs) = scale * obs[0]."""
 
-    def apply(params, obs):
-        return jnp.zeros(obs.shape[:-1] + (2,)), value_scale * obs[..., 0]
+    def apply(params, carry, obs, reset):
+        return carry, jnp.zeros(obs.shape[:-1] + (2,)), value_scale * obs[..., 0]
 
-    return Network(init=lambda key: {}, apply=apply, has_critic=True)
+    return Agent(init=lambda key: {}, initial_carry=lambda n: (), apply=apply, has_critic=True)
 
 
 def run(env, num_envs, num_steps, key=0, options=PLAIN, network=None, carry=None):
@@ -32,7 +32,7 @@ def run(env, num_envs, num_steps, key=0, options=PLAIN, network=None, carry=None
     carry = carry or env_carry_init(jax.random.key(key), env, num_envs)
     fn = jax.jit(
         lambda k, c: rollout(
-            k, {}, c, jnp.float32(0.99), env=env, network=network,
+            k, {}, c, jnp.float32(0.99), env=env, agent=network,
             dist=action_dist(env.discrete), num_steps=num_steps, options=options,
         )
     )
@@ -247,10 +247,10 @@ def test_running_stats_match_numpy():
 def test_rollout_obs_statistics_match_numpy():
     env = make_env("CartPole-v1")
     opts = RolloutOptions(normalize_obs=True, normalize_rewards=False, clip_actions=True)
-    net = make_network(env.obs_shape, env.action_dim, True)
+    net = mlp_agent(env.obs_shape, env.action_dim, True)
     params = net.init(jax.random.key(0))
     carry = env_carry_init(jax.random.key(0), env, 8)
-    fn = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, network=net,
+    fn = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, agent=net,
                                       dist=action_dist(True), num_steps=30, options=opts))
     new_carry, batch = fn(jax.random.key(1), carry)
     # Replay the recorded actions on the raw environment with the same keys: the statistics
@@ -298,19 +298,19 @@ def test_reward_scaling_matches_numpy_loop():
 
 def test_continuous_rollout_clips_env_action_but_keeps_raw_sample():
     env = make_env("Pendulum-v1")
-    net = make_network(env.obs_shape, env.action_dim, False)
+    net = mlp_agent(env.obs_shape, env.action_dim, False)
     params = net.init(jax.random.key(0))
     # A huge log std makes most samples fall outside [-2, 2].
     params = jax.tree_util.tree_map_with_path(
         lambda p, x: x + 3.0 if "log_std" in jax.tree_util.keystr(p) else x, params
     )
     carry = env_carry_init(jax.random.key(0), env, 4)
-    _, batch = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, network=net,
+    _, batch = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, agent=net,
                                             dist=action_dist(False), num_steps=20, options=PLAIN))(
         jax.random.key(1), carry)
     assert batch.action.shape == (20, 4, 1)
     assert np.max(np.abs(batch.action)) > 2.0  # the raw sample is kept for the loss
-    dist_params, _ = net.apply(params, batch.obs)
+    _, dist_params, _ = unroll(net, params, (), batch.obs, batch.reset)
     np.testing.assert_allclose(batch.log_prob, action_dist(False).log_prob(dist_params, batch.action),
                                rtol=1e-5, atol=1e-5)
     # Pendulum's reward is -(theta^2 + .1 thetadot^2 + .001 u^2) with the clipped u: >= -16.3.
@@ -319,10 +319,10 @@ def test_continuous_rollout_clips_env_action_but_keeps_raw_sample():
 
 def test_minatar_rollout_with_thousands_of_envs():
     env = make_env("Breakout-MinAtar")
-    net = make_network(env.obs_shape, env.action_dim, True)
+    net = mlp_agent(env.obs_shape, env.action_dim, True)
     params = net.init(jax.random.key(0))
     carry = env_carry_init(jax.random.key(0), env, 2048)
-    _, batch = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, network=net,
+    _, batch = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, agent=net,
                                             dist=action_dist(True), num_steps=4, options=PLAIN))(
         jax.random.key(1), carry)
     assert batch.obs.shape == (4, 2048, 10, 10, 4)
@@ -331,13 +331,13 @@ def test_minatar_rollout_with_thousands_of_envs():
 
 def test_rollout_vmapped_over_seeds_equals_separate_rollouts():
     env = make_env("CartPole-v1")
-    net = make_network(env.obs_shape, env.action_dim, True)
+    net = mlp_agent(env.obs_shape, env.action_dim, True)
     params = net.init(jax.random.key(0))
 
     def one(key):
         reset_key, roll_key = jax.random.split(key)
         carry = env_carry_init(reset_key, env, 5)
-        return rollout(roll_key, params, carry, jnp.float32(0.99), env=env, network=net,
+        return rollout(roll_key, params, carry, jnp.float32(0.99), env=env, agent=net,
                        dist=action_dist(True), num_steps=40, options=PLAIN)[1]
 
     keys = jax.random.split(jax.random.key(7), 2)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from jaxpg.distributions import CATEGORICAL, DIAG_GAUSSIAN
-from jaxpg.networks import make_network, orthogonal
+from jaxpg.agents import mlp_agent
+from jaxpg.networks import orthogonal
 
 
 @pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (400, 64)])
@@ -27,7 +28,7 @@ def test_orthogonal_init_equals_numpy_qr_of_the_same_gaussian(shape):
 def test_vmapped_init_of_an_image_network_compiles_and_runs():
     """jax 0.10's batched LAPACK QR deadlocked here on a 2-core CPU (the reason for our own
     Gram-Schmidt); the whole suite runs under a timeout, so a regression fails, not hangs."""
-    net = make_network((10, 10, 4), 3, True)
+    net = mlp_agent((10, 10, 4), 3, True)
     params = jax.jit(jax.vmap(net.init))(jax.random.split(jax.random.key(0), 8))
     kernel = params["params"]["actor_torso"]["Dense_0"]["kernel"]
     assert kernel.shape == (8, 400, 64)
@@ -36,15 +37,16 @@ def test_vmapped_init_of_an_image_network_compiles_and_runs():
 
 
 def test_heads_and_initial_scales():
-    net = make_network((4,), 2, True)
+    net = mlp_agent((4,), 2, True)
     params = net.init(jax.random.key(0))
-    logits, value = net.apply(params, jnp.ones((5, 4)))
+    _, logits, value = net.apply(params, (), jnp.ones((5, 4)), jnp.zeros(5, bool))
     assert logits.shape == (5, 2) and value.shape == (5,)
     assert np.max(np.abs(logits)) < 0.1  # policy head gain 0.01: a near-uniform start
-    shared = make_network((4,), 2, True, shared=True).init(jax.random.key(0))
+    shared = mlp_agent((4,), 2, True, shared=True).init(jax.random.key(0))
     assert "critic_torso" not in shared["params"] and "critic_torso" in params["params"]
-    no_critic = make_network((4,), 2, True, critic=False)
-    assert no_critic.apply(no_critic.init(jax.random.key(0)), jnp.ones((1, 4)))[1] is None
+    no_critic = mlp_agent((4,), 2, True, critic=False)
+    no_critic_params = no_critic.init(jax.random.key(0))
+    assert no_critic.apply(no_critic_params, (), jnp.ones((1, 4)), jnp.zeros(1, bool))[2] is None
 
 
 def test_categorical_against_numpy():

@@ -10,24 +10,10 @@ import pytest
 import jaxpg
 from jaxpg.algorithms import first_episode_mask, rollout_cut_mask
 from toy_envs import CountEnv
+from trees import assert_trees_close as leaves_close
+from trees import assert_trees_equal
 
 TINY_PPO = dict(total_timesteps=512 * 3)
-
-
-def arrays(tree):
-    """The leaves as NumPy arrays (PRNG keys as their raw data)."""
-    as_np = lambda x: np.asarray(jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-    return [as_np(x) for x in jax.tree.leaves(tree)]
-
-
-def assert_trees_equal(a, b):
-    for x, y in zip(arrays(a), arrays(b), strict=True):
-        np.testing.assert_array_equal(x, y)
-
-
-def leaves_close(a, b, atol):
-    for x, y in zip(arrays(a), arrays(b), strict=True):
-        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
 
 
 # -- the public API, as the README shows it ---------------------------------------------------
@@ -206,19 +192,16 @@ def test_trajectory_mode_gives_every_step_the_episode_return():
     update = jax.jit(jaxpg.make_update(config))
     state = jaxpg.init_state(config, jax.random.key(0))
     # Run the pieces of one update by hand through the public estimator.
-    from jaxpg.algorithms import make_algorithm
+    from jaxpg.agents import make_agent
     from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
     from jaxpg.distributions import action_dist
-    from jaxpg.policy import network_for
 
-    network = network_for(config)
+    agent = make_agent(config)
     carry = env_carry_init(jax.random.key(1), config.env_spec, 2)
     _, batch = rollout(jax.random.key(2), state.params, carry, jnp.float32(0.99),
-                       env=config.env_spec, network=network, dist=action_dist(True),
+                       env=config.env_spec, agent=agent, dist=action_dist(True),
                        num_steps=8, options=RolloutOptions(False, False, True))
-    targets, _ = make_algorithm(config).estimate_advantages(
-        batch, jnp.zeros((8, 2)), state.hparams, state.baseline
-    )
+    targets, _ = jaxpg.make_algorithm(config, agent).targets(batch, state.hparams, state.algo_state)
     np.testing.assert_array_equal(targets.mask[:, 0], [1, 1, 1, 1, 1, 0, 0, 0])
     np.testing.assert_array_equal(targets.advantages[:, 0], [5, 5, 5, 5, 5, 0, 0, 0])
     new_state, metrics = update(state)

@@ -1,4 +1,4 @@
-"""Small gymnax environments with known dynamics, for tests.
+"""Small gymnax environments with known dynamics, for tests (``ProbeEnv`` and ``TokenEnv`` below).
 
 ``CountEnv``: the observation is ``[t, 1]`` where ``t`` counts the steps of the episode, the
 reward is 1 per step, and the episode ends when ``t`` reaches ``limit``: by truncation (a time
@@ -64,3 +64,113 @@ class CountEnv(environment.Environment):
     @property
     def num_actions(self) -> int:
         return 2
+
+
+# -- probe environments with known values and advantages (as rejax and bsuite's probes) --------
+
+
+@struct.dataclass
+class ProbeState(environment.EnvState):
+    time: int
+    first_action: int
+
+
+@struct.dataclass
+class ProbeParams(environment.EnvParams):
+    max_steps_in_episode: int = 100
+
+
+class ProbeEnv(environment.Environment):
+    """A one- or two-step episode that always terminates (never a truncation):
+
+    * ``"constant"``: one step, reward 1 whatever the action: ``V(s) = 1``;
+    * ``"action"``: one step, reward 1 for action 1 and 0 for action 0: the advantage of action 1
+      exceeds that of action 0 by exactly 1, and a trained policy picks action 1;
+    * ``"two_step"``: two steps; the reward (1) comes at the second step, only if the *first*
+      action was 1, and the second observation does not tell which action that was. Credit
+      must flow back one step: action 1 at the first step gets a positive advantage.
+
+    The observation is a one-hot of the step ``[1, 0]`` or ``[0, 1]``.
+    """
+
+    def __init__(self, kind: str):
+        super().__init__()
+        assert kind in ("constant", "action", "two_step")
+        self.kind = kind
+
+    @property
+    def default_params(self) -> ProbeParams:
+        return ProbeParams()
+
+    def step_env(self, key, state, action, params):
+        time = state.time + 1
+        first_action = jnp.where(state.time == 0, action, state.first_action)
+        if self.kind == "constant":
+            reward, terminated = jnp.float32(1.0), time >= 1
+        elif self.kind == "action":
+            reward, terminated = (action == 1).astype(jnp.float32), time >= 1
+        else:
+            reward = jnp.where(time == 2, (first_action == 1).astype(jnp.float32), 0.0)
+            terminated = time >= 2
+        new_state = ProbeState(time=time, first_action=first_action)
+        return self._obs(new_state), new_state, reward, terminated, {}
+
+    def reset_env(self, key, params):
+        state = ProbeState(time=0, first_action=0)
+        return self._obs(state), state
+
+    def _obs(self, state):
+        return jax.nn.one_hot(jnp.minimum(state.time, 1), 2, dtype=jnp.float32)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 1.0, (2,), jnp.float32)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    @property
+    def name(self) -> str:
+        return f"Probe-{self.kind}"
+
+    @property
+    def num_actions(self) -> int:
+        return 2
+
+
+class TokenEnv(environment.Environment):
+    """Integer observations: the observation is the int32 token ``t mod vocab`` of step ``t``;
+    episodes last ``limit`` steps (truncated). For checking that tokens reach the agent as
+    integers."""
+
+    def __init__(self, vocab: int = 7, limit: int = 5, num_actions: int = 3):
+        super().__init__()
+        self.vocab, self.limit, self._num_actions = vocab, limit, num_actions
+
+    @property
+    def default_params(self) -> CountParams:
+        return CountParams(max_steps_in_episode=self.limit)
+
+    def step_env(self, key, state, action, params):
+        new_state = CountState(time=state.time + 1, episode=state.episode)
+        return self._obs(new_state), new_state, jnp.float32(1.0), jnp.bool_(False), {}
+
+    def reset_env(self, key, params):
+        state = CountState(time=0, episode=0)
+        return self._obs(state), state
+
+    def _obs(self, state):
+        return jnp.asarray([state.time % self.vocab], jnp.int32)
+
+    def observation_space(self, params):
+        return spaces.Box(0, self.vocab - 1, (1,), jnp.int32)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(self._num_actions)
+
+    @property
+    def name(self) -> str:
+        return "TokenEnv"
+
+    @property
+    def num_actions(self) -> int:
+        return self._num_actions

@@ -1,0 +1,244 @@
+"""Agents: the policy (and its critic) as pure functions, with an optional recurrent carry.
+
+An :class:`Agent` is everything the rollout, the losses and :func:`jaxpg.make_policy` call:
+
+    init(key) -> params
+    initial_carry(num_envs) -> carry                 # () for a feed-forward agent
+    apply(params, carry, obs, reset) -> (carry, dist_params, value)
+
+``apply`` sees one step of a batch of ``B`` environments:
+
+* ``obs`` ``[B, *obs_shape]``, exactly as the environment gives it (integer tokens stay
+  integers): the agent decides how to embed it;
+* ``reset`` ``[B]`` bool, true where ``obs`` is the first observation of an episode. An agent
+  with a carry resets it there *before* it reads ``obs``, so a carry never leaks across an
+  episode boundary and a stored start carry plus the reset flags replay a rollout exactly;
+* ``dist_params``: the action distribution's parameters (:mod:`jaxpg.distributions`), logits
+  ``[B, A]`` or a Gaussian's ``(mean [B, D], log_std [D] or [B, D])``;
+* ``value``: ``V(obs)`` ``[B]``, or ``None`` for an agent without a critic.
+
+The carry's leaves have leading axis ``B``. An agent whose carry has no leaves is feed-forward:
+it may be applied to many steps at once (:func:`unroll` flattens them), and its minibatches may
+shuffle single steps. One with a carry is recurrent: :func:`unroll` scans it over time, and its
+minibatches keep each environment's sequence whole.
+
+Build one with :func:`make_agent` (the config's MLP actor-critic), :func:`agent_from_module`
+(any flax linen module called as ``module(carry, obs, reset)``), or :func:`agent_from_functions`
+(a plain ``(init, apply)`` pair); :func:`as_agent` takes any of those.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxpg.networks import ActorCritic
+
+
+class Agent(NamedTuple):
+    init: Callable[[jax.Array], Any]  # key -> params
+    initial_carry: Callable[[int], Any]  # num_envs -> carry (leading axis num_envs)
+    apply: Callable[..., tuple[Any, Any, jax.Array | None]]  # (params, carry, obs, reset)
+    has_critic: bool
+
+
+def _empty_carry(num_envs: int) -> tuple:
+    del num_envs
+    return ()
+
+
+def is_recurrent(agent: Agent) -> bool:
+    """Whether ``agent`` has a carry (decided from the shapes alone, at trace time)."""
+    return bool(jax.tree.leaves(jax.eval_shape(agent.initial_carry, 1)))
+
+
+def unroll(agent: Agent, params: Any, carry: Any, obs: jax.Array, reset: jax.Array):
+    """``apply`` over leading axes ``[T, *B]`` (time first); returns ``(carry, dist_params,
+    value)`` with the same leading axes on the outputs.
+
+    A feed-forward agent is applied once to all ``T * prod(B)`` steps, flattened to one batch
+    axis. A recurrent agent is scanned over ``T`` from ``carry`` (leading axes ``B``), resetting
+    where ``reset`` says; ``B`` must then be a single axis.
+    """
+    lead = reset.shape
+    if not is_recurrent(agent):
+        if len(lead) == 1:
+            return agent.apply(params, carry, obs, reset)
+        flat_obs = obs.reshape((math.prod(lead),) + obs.shape[len(lead):])
+        carry, dist_params, value = agent.apply(params, carry, flat_obs, reset.reshape(-1))
+        unflat = lambda x: x.reshape(lead + x.shape[1:])
+        # Batched distribution parameters are [B, A] (logits, a mean, a per-state log std); a
+        # state-independent log std [D] is not batched.
+        dist_params = jax.tree.map(lambda x: unflat(x) if x.ndim >= 2 else x, dist_params)
+        return carry, dist_params, None if value is None else unflat(value)
+    if len(lead) != 2:
+        raise ValueError(
+            f"unroll: a recurrent agent replays time-major sequences [T, N]; got reset of shape "
+            f"{lead} (single steps cannot be replayed: use sequence minibatches)"
+        )
+
+    def step(c, inputs):
+        c, dist_params, value = agent.apply(params, c, *inputs)
+        return c, (dist_params, value)
+
+    carry, (dist_params, value) = jax.lax.scan(step, carry, (obs, reset))
+    return carry, dist_params, value
+
+
+# -- the config's MLP actor-critic -------------------------------------------------------------
+
+
+def mlp_agent(
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    discrete: bool,
+    hidden_sizes=(64, 64),
+    activation: str = "tanh",
+    shared: bool = False,
+    critic: bool = True,
+) -> Agent:
+    """The feed-forward :class:`jaxpg.networks.ActorCritic` as an :class:`Agent`: observations
+    are cast to float32 and flattened after the batch axis."""
+    module = ActorCritic(
+        action_dim=action_dim,
+        discrete=discrete,
+        hidden_sizes=tuple(hidden_sizes),
+        activation=activation,
+        shared=shared,
+        critic=critic,
+        obs_rank=max(len(obs_shape), 1),
+    )
+    scalar_obs = len(obs_shape) == 0
+
+    def prepare(obs):
+        obs = jnp.asarray(obs, jnp.float32)
+        return obs[..., None] if scalar_obs else obs
+
+    def init(key):
+        return module.init(key, prepare(jnp.zeros((1, *obs_shape), jnp.float32)))
+
+    def apply(params, carry, obs, reset):
+        del reset
+        dist_params, value = module.apply(params, prepare(obs))
+        return carry, dist_params, value
+
+    return Agent(init, _empty_carry, apply, critic)
+
+
+def make_agent(config) -> Agent:
+    """The agent a config describes: the MLP actor-critic of its ``hidden_sizes``,
+    ``activation`` and ``shared_network``, with a critic when ``config.has_critic``."""
+    env = config.env_spec
+    return mlp_agent(
+        env.obs_shape,
+        env.action_dim,
+        env.discrete,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        shared=config.shared_network,
+        critic=config.has_critic,
+    )
+
+
+# -- a user's own policy ----------------------------------------------------------------------
+
+
+def agent_from_functions(
+    init: Callable[[jax.Array], Any],
+    apply: Callable[..., tuple[Any, Any, Any]],
+    initial_carry: Callable[[int], Any] | None = None,
+    *,
+    env,
+) -> Agent:
+    """An :class:`Agent` from a plain ``init(key) -> params`` and ``apply(params, carry, obs,
+    reset) -> (carry, dist_params, value)``; ``initial_carry`` defaults to no carry.
+
+    ``env`` (a :class:`jaxpg.Env`) gives the shapes to check the functions against: whether
+    there is a critic is read off ``apply``'s output, and a ``dist_params`` that does not fit
+    the action space is refused here, with its shapes, not deep inside a trace.
+    """
+    initial_carry = _empty_carry if initial_carry is None else initial_carry
+    has_critic = _check_agent(init, apply, initial_carry, env)
+    return Agent(init, initial_carry, apply, has_critic)
+
+
+def agent_from_module(module: nn.Module, *, env) -> Agent:
+    """An :class:`Agent` from a flax linen module called as ``module(carry, obs, reset) ->
+    (carry, dist_params, value)``. Its initial carry is ``module.initial_carry(num_envs)`` when
+    the module defines that method, else no carry (a feed-forward policy)."""
+    initial_carry = getattr(module, "initial_carry", None)
+    initial_carry = _empty_carry if initial_carry is None else initial_carry
+    dummy = jnp.zeros((1, *env.obs_shape), env.obs_dtype)
+    reset = jnp.ones((1,), jnp.bool_)
+
+    def init(key):
+        return module.init(key, initial_carry(1), dummy, reset)
+
+    def apply(params, carry, obs, reset):
+        return module.apply(params, carry, obs, reset)
+
+    return agent_from_functions(init, apply, initial_carry, env=env)
+
+
+def as_agent(agent, config) -> Agent:
+    """``agent`` as an :class:`Agent`: ``None`` (the config's MLP), an :class:`Agent`, a flax
+    linen module, or an ``(init, apply)`` pair."""
+    if agent is None:
+        return make_agent(config)
+    if isinstance(agent, Agent):
+        return agent
+    if isinstance(agent, nn.Module):
+        return agent_from_module(agent, env=config.env_spec)
+    if isinstance(agent, tuple) and len(agent) == 2 and all(callable(f) for f in agent):
+        return agent_from_functions(*agent, env=config.env_spec)
+    raise ValueError(
+        f"agent={agent!r} is invalid: expected a jaxpg.agents.Agent, a flax linen module "
+        "called as module(carry, obs, reset), or an (init, apply) pair"
+    )
+
+
+def _check_agent(init, apply, initial_carry, env) -> bool:
+    """Traces ``init`` and one ``apply`` on dummy inputs; returns whether there is a critic."""
+    dummy = jax.ShapeDtypeStruct((2, *env.obs_shape), env.obs_dtype)
+    reset = jax.ShapeDtypeStruct((2,), jnp.bool_)
+
+    def run(key, obs, reset):
+        params = init(key)
+        return apply(params, initial_carry(2), obs, reset)
+
+    try:
+        carry, dist_params, value = jax.eval_shape(run, jax.random.key(0), dummy, reset)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"agent: calling init and apply(params, carry, obs [2, *{env.obs_shape}], reset [2]) "
+            f"failed: {e}"
+        ) from e
+    expected_carry = jax.eval_shape(initial_carry, 2)
+    if jax.tree.structure(carry) != jax.tree.structure(expected_carry) or any(
+        a.shape != b.shape for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(expected_carry))
+    ):
+        raise ValueError(
+            "agent: apply must return a carry of the initial carry's structure and shapes; "
+            f"got {carry}, expected {expected_carry}"
+        )
+    if env.discrete:
+        ok = hasattr(dist_params, "shape") and dist_params.shape == (2, env.action_dim)
+        wanted = f"logits [B, {env.action_dim}]"
+    else:
+        ok = (
+            isinstance(dist_params, tuple)
+            and len(dist_params) == 2
+            and dist_params[0].shape == (2, env.action_dim)
+            and dist_params[1].shape in ((env.action_dim,), (2, env.action_dim))
+        )
+        wanted = f"(mean [B, {env.action_dim}], log_std [{env.action_dim}] or [B, {env.action_dim}])"
+    if not ok:
+        got = jax.tree.map(lambda x: x.shape, dist_params)
+        raise ValueError(f"agent: dist_params for {env.name} must be {wanted}; got shapes {got}")
+    if value is not None and value.shape != (2,):
+        raise ValueError(f"agent: value must be [B] (or None: no critic); got shape {value.shape}")
+    return value is not None

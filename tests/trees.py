@@ -1,0 +1,31 @@
+"""The one tree-equality helper of the test suite."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def arrays(tree):
+    """The leaves as NumPy arrays (PRNG keys as their raw data)."""
+    as_np = lambda x: np.asarray(
+        jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+    )
+    return [as_np(x) for x in jax.tree.leaves(tree)]
+
+
+def trees_equal(a, b) -> bool:
+    """Same structure and bit-identical leaves."""
+    if jax.tree.structure(a) != jax.tree.structure(b):
+        return False
+    return all(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(arrays(a), arrays(b)))
+
+
+def assert_trees_equal(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b), (jax.tree.structure(a), jax.tree.structure(b))
+    for x, y in zip(arrays(a), arrays(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def assert_trees_close(a, b, atol):
+    for x, y in zip(arrays(a), arrays(b), strict=True):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
