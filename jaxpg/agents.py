@@ -53,7 +53,7 @@ def _empty_carry(num_envs: int) -> tuple:
 
 def is_recurrent(agent: Agent) -> bool:
     """Whether ``agent`` has a carry (decided from the shapes alone, at trace time)."""
-    return bool(jax.tree.leaves(jax.eval_shape(agent.initial_carry, 1)))
+    return bool(jax.tree.leaves(jax.eval_shape(lambda: agent.initial_carry(1))))
 
 
 def unroll(agent: Agent, params: Any, carry: Any, obs: jax.Array, reset: jax.Array):
@@ -217,7 +217,7 @@ def _check_agent(init, apply, initial_carry, env) -> bool:
             f"agent: calling init and apply(params, carry, obs [2, *{env.obs_shape}], reset [2]) "
             f"failed: {e}"
         ) from e
-    expected_carry = jax.eval_shape(initial_carry, 2)
+    expected_carry = jax.eval_shape(lambda: initial_carry(2))
     if jax.tree.structure(carry) != jax.tree.structure(expected_carry) or any(
         a.shape != b.shape for a, b in zip(jax.tree.leaves(carry), jax.tree.leaves(expected_carry))
     ):

@@ -5,7 +5,7 @@ Each preset is a plain config; override any field with ``config.replace(...)``.
 
 from __future__ import annotations
 
-from jaxpg.config import PPOConfig, ReinforceConfig
+from jaxpg.config import A2CConfig, PPOConfig, ReinforceConfig
 
 
 def ppo_cartpole() -> PPOConfig:
@@ -47,7 +47,14 @@ def reinforce_cartpole_trajectory() -> ReinforceConfig:
     )
 
 
+def a2c_cartpole() -> A2CConfig:
+    """The A2C defaults: 16 envs x 32 steps, one step per batch, lr 1e-3 annealed, reward
+    scaling; 1M steps."""
+    return A2CConfig(env="CartPole-v1")
+
+
 PRESETS = {
+    "a2c-cartpole": a2c_cartpole,
     "ppo-cartpole": ppo_cartpole,
     "reinforce-cartpole": reinforce_cartpole,
     "ppo-pendulum": ppo_pendulum,

@@ -42,3 +42,8 @@ def test_continuous_ppo_on_pendulum():
 def test_single_trajectory_reward_reinforce_on_cartpole():
     mean, _ = final_return(presets.reinforce_cartpole_trajectory(), num_seeds=2)
     assert mean >= 400.0
+
+
+def test_a2c_defaults_solve_cartpole():
+    mean, _ = final_return(presets.a2c_cartpole(), num_seeds=4)
+    assert mean >= 475.0
