@@ -163,7 +163,7 @@ def rollout(
             discounted_return = jnp.where(done, 0.0, discounted_return)
 
         final_obs = norm_obs(obs_stats, out.final_obs)
-        next_value = jnp.zeros_like(log_prob)
+        next_value = None  # filled in after the scan, unless the agent has a carry
         if recurrent and value is not None:
             # V(final_obs) from the carry that reached it (no reset: the episode is the same).
             _, _, next_value = agent.apply(
@@ -176,7 +176,7 @@ def rollout(
             action=action,
             log_prob=log_prob,
             value=jnp.zeros_like(log_prob) if value is None else value,
-            reset=carry.episode_start,
+            reset=None,  # after the scan: each scan output costs a write per step on a CPU
             reward=reward,
             terminated=out.terminated,
             truncated=out.truncated,
@@ -207,10 +207,20 @@ def rollout(
     else:
         action_noise = jax.random.split(noise_key, num_steps)
     randomness = (action_noise, env.split_keys(env_key, num_envs, leading=(num_steps,)))
+    episode_start = carry.episode_start
     carry, batch = jax.lax.scan(step, carry, randomness)
-    if agent.has_critic and not recurrent:
-        # A feed-forward critic values every final observation in one batched pass.
-        batch = batch._replace(next_value=bootstrap_values(params, agent, batch.final_obs))
+    # The reset flags: the rollout's first step starts an episode where the carry said so, and
+    # every later step where the step before it ended one.
+    batch = batch._replace(
+        reset=jnp.concatenate([episode_start[None], batch.episode_done[:-1]], axis=0)
+    )
+    if batch.next_value is None:
+        if agent.has_critic:
+            # A feed-forward critic values every final observation in one batched pass.
+            next_value = bootstrap_values(params, agent, batch.final_obs)
+        else:
+            next_value = jnp.zeros_like(batch.log_prob)
+        batch = batch._replace(next_value=next_value)
     return carry, batch
 
 
