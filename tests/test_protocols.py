@@ -507,7 +507,7 @@ def test_a_recurrent_agent_trains_with_sequence_minibatches():
 def probe_run(kind, algorithm="ppo", steps=8_192):
     cls = jaxpg.PPOConfig if algorithm == "ppo" else jaxpg.A2CConfig
     config = cls(env=ProbeEnv(kind), num_envs=16, num_steps=16, lr=3e-3, ent_coef=0.0,
-                 anneal_lr=False, total_timesteps=steps)
+                 anneal_lr=False, normalize_rewards=False, total_timesteps=steps)
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
     return config, result
 

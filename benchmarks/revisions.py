@@ -1,0 +1,128 @@
+"""jaxpg at two (or more) git revisions, side by side in one run: env steps per second of the
+whole training program (``jaxpg.make_train``), compile time apart.
+
+Each revision is checked out into its own worktree (under ``benchmarks/results/tmp/``) and
+measured in fresh child processes that import jaxpg from that worktree (``PYTHONPATH``), with
+the same installed jax, flax, optax and gymnax: only jaxpg's own code differs. The revisions
+take turns, round after round, so a drift in the machine's load touches them alike; the figure
+per point is the median over rounds, and the ratio is against the first revision.
+
+    python benchmarks/revisions.py --revs c9c5aad HEAD --num-envs 4 1024 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+WORKTREES = common.REPO_DIR / "benchmarks" / "results" / "tmp"
+
+# The child: only the API every revision has (PPOConfig, make_train). Prints one JSON line.
+CHILD = r"""
+import json, sys, time
+import jax, jaxpg
+num_envs, num_steps, updates, repeats = map(int, sys.argv[1:5])
+config = jaxpg.PPOConfig(env=sys.argv[5], num_envs=num_envs, num_steps=num_steps,
+                         total_timesteps=updates * num_envs * num_steps)
+train = jaxpg.make_train(config)
+key = jax.random.key(0)
+t = time.perf_counter(); lowered = jax.jit(train).lower(key); trace_s = time.perf_counter() - t
+t = time.perf_counter(); compiled = lowered.compile(); compile_s = time.perf_counter() - t
+jax.block_until_ready(compiled(key))
+times = []
+for i in range(repeats):
+    t = time.perf_counter(); jax.block_until_ready(compiled(jax.random.key(i + 1)))
+    times.append(time.perf_counter() - t)
+steady = sorted(times)[len(times) // 2]
+print(json.dumps({"jaxpg_file": jaxpg.__file__, "trace_s": trace_s, "compile_s": compile_s,
+                  "steady_s": steady, "steady_all_s": times,
+                  "steps_per_s": updates * num_envs * num_steps / steady}))
+"""
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_args(p, quick_help="one round, a small budget", repeats=False)
+    p.add_argument("--revs", nargs="+", default=["HEAD~1", "HEAD"], help="git revisions (first: the baseline)")
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--num-envs", nargs="+", type=int, default=[4, 1024])
+    p.add_argument("--num-steps", type=int, default=128)
+    p.add_argument("--steps-per-point", type=int, default=2**19, help="env steps per timed call")
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per child (median)")
+    p.add_argument("--rounds", type=int, default=3, help="turns per revision (median over rounds)")
+    return p.parse_args(argv)
+
+
+def worktree(rev: str) -> tuple[Path, str]:
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=common.REPO_DIR, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    path = WORKTREES / f"rev-{sha}"
+    if not path.exists():
+        WORKTREES.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "worktree", "add", "--detach", "-f", str(path), sha],
+                       cwd=common.REPO_DIR, check=True, capture_output=True)
+    return path, sha
+
+
+def measure(path: Path, num_envs: int, args) -> dict:
+    updates = max(2, args.steps_per_point // (num_envs * args.num_steps))
+    env = {**os.environ, "PYTHONPATH": str(path)}
+    cmd = [sys.executable, "-c", CHILD, str(num_envs), str(args.num_steps), str(updates),
+           str(args.repeats), args.env]
+    # Run in the worktree: `python -c` puts the working directory first on sys.path, ahead of
+    # an editable install's import hook (measure() checks jaxpg.__file__ all the same).
+    code, _, wall, output = common._run_process(cmd, timeout=1800, cwd=path, env=env)
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    if code != 0 or not lines:
+        return {"error": f"exit code {code}", "log_tail": output[-2000:]}
+    result = json.loads(lines[-1])
+    if not result["jaxpg_file"].startswith(str(path)):
+        raise RuntimeError(f"the child imported {result['jaxpg_file']}, not the worktree {path}")
+    return {**result, "updates": updates, "wall_s": wall}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.quick:
+        args.rounds, args.steps_per_point, args.repeats = 1, 2**15, 1
+    trees = [worktree(rev) for rev in args.revs]
+    runs = {(sha, n): [] for _, sha in trees for n in args.num_envs}
+    for r in range(args.rounds):
+        for n in args.num_envs:
+            for path, sha in trees:
+                result = measure(path, n, args)
+                common.log(f"round {r + 1}/{args.rounds} {sha} {n} envs: "
+                           f"{common.fmt(result.get('steps_per_s'))} steps/s")
+                runs[(sha, n)].append(result)
+    rows, results = [], []
+    base_sha = trees[0][1]
+    for n in args.num_envs:
+        base = statistics.median(x["steps_per_s"] for x in runs[(base_sha, n)])
+        for rev, (_, sha) in zip(args.revs, trees):
+            good = [x for x in runs[(sha, n)] if "error" not in x]
+            sps = statistics.median(x["steps_per_s"] for x in good)
+            compile_s = statistics.median(x["compile_s"] for x in good)
+            trace_s = statistics.median(x["trace_s"] for x in good)
+            row = {"rev": f"{rev} ({sha})", "num_envs": n, "steps_per_s": sps,
+                   "ratio": sps / base, "trace_s": trace_s, "compile_s": compile_s,
+                   "rounds": [x["steps_per_s"] for x in good]}
+            rows.append(row)
+            results.append({**row, "runs": runs[(sha, n)]})
+    data = common.payload("revisions", "quick" if args.quick else "full", vars(args), results,
+                          common.machine_info())
+    columns = [("rev", "revision"), ("num_envs", "num_envs"), ("steps_per_s", "env steps/s (median)"),
+               ("ratio", "ratio to first"), ("trace_s", "trace s"), ("compile_s", "compile s")]
+    common.publish(args, "revisions", data, rows, columns)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""The README's code snippets, run as written."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def snippet(name: str) -> str:
+    """The ```python block that follows ``<!-- snippet: NAME -->`` in the README."""
+    match = re.search(rf"<!-- snippet: {re.escape(name)} -->\s*```python\n(.*?)```", README, re.S)
+    assert match, f"README has no snippet {name!r}"
+    return match.group(1)
+
+
+def test_custom_algorithm_and_policy_snippet_runs_and_learns(capsys):
+    namespace = {"__name__": "readme_snippet"}
+    exec(compile(snippet("custom-algorithm"), "README.md:custom-algorithm", "exec"), namespace)
+    result = namespace["result"]
+    assert "Dense_0" in result.params.network["params"]  # the snippet's own policy was trained
+    returns = np.asarray(result.metrics["episode_return"])
+    assert not np.any(np.asarray(result.metrics["nonfinite"]))
+    assert np.nanmean(returns[-10:]) > 2 * np.nanmean(returns[:10])  # and it learns
+    assert capsys.readouterr().out.strip()
