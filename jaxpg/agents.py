@@ -56,14 +56,17 @@ def is_recurrent(agent: Agent) -> bool:
     return bool(jax.tree.leaves(jax.eval_shape(lambda: agent.initial_carry(1))))
 
 
-def unroll(agent: Agent, params: Any, carry: Any, obs: jax.Array, reset: jax.Array):
+def unroll(agent: Agent, params: Any, carry: Any, obs: jax.Array, reset: jax.Array | None):
     """``apply`` over leading axes ``[T, *B]`` (time first); returns ``(carry, dist_params,
-    value)`` with the same leading axes on the outputs.
+    value)`` with the same leading axes on the outputs. ``reset=None`` means single steps
+    ``[B, *obs_shape]`` of a feed-forward agent.
 
     A feed-forward agent is applied once to all ``T * prod(B)`` steps, flattened to one batch
     axis. A recurrent agent is scanned over ``T`` from ``carry`` (leading axes ``B``), resetting
     where ``reset`` says; ``B`` must then be a single axis.
     """
+    if reset is None:  # single steps of a feed-forward agent: one batch axis, no resets read
+        reset = jnp.zeros(obs.shape[:1], jnp.bool_)
     lead = reset.shape
     if not is_recurrent(agent):
         if len(lead) == 1:

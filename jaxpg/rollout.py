@@ -136,9 +136,10 @@ def rollout(
         if not predraw:
             action_noise = dist.noise(action_noise, noise_shape)
         obs = norm_obs(carry.obs_stats, carry.obs)
-        agent_carry, dist_params, value = agent.apply(
-            params, carry.agent_carry, obs, carry.episode_start
-        )
+        # A feed-forward agent ignores the reset flags: they are not threaded through its scan
+        # (each value carried costs a little per step on a CPU) but rebuilt after it.
+        reset = carry.episode_start if recurrent else jnp.zeros_like(carry.episode_start)
+        agent_carry, dist_params, value = agent.apply(params, carry.agent_carry, obs, reset)
         action = dist.sample_with_noise(dist_params, action_noise)
         log_prob = dist.log_prob(dist_params, action)
         env_action = action
@@ -195,7 +196,7 @@ def rollout(
             obs_stats=obs_stats,
             reward_stats=reward_stats,
             agent_carry=agent_carry,
-            episode_start=done,
+            episode_start=done if recurrent else carry.episode_start,
         )
         return carry, transition
 
@@ -214,6 +215,7 @@ def rollout(
     batch = batch._replace(
         reset=jnp.concatenate([episode_start[None], batch.episode_done[:-1]], axis=0)
     )
+    carry = carry.replace(episode_start=batch.episode_done[-1])
     if batch.next_value is None:
         if agent.has_critic:
             # A feed-forward critic values every final observation in one batched pass.

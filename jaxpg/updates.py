@@ -57,7 +57,7 @@ class Minibatch(NamedTuple):
     returns: jax.Array
     mask: jax.Array
     value_mask: jax.Array
-    reset: jax.Array  # bool: the step starts an episode (a recurrent agent resets its carry)
+    reset: jax.Array | None  # bool: the step starts an episode (None for single steps)
     agent_carry: Any  # () for single steps; [n, ...] for sequences
 
 
@@ -176,7 +176,8 @@ def flatten_batch(batch: Batch) -> Minibatch:
             "flatten_batch: a recurrent agent's batch cannot be cut into single steps; use "
             "sequence minibatches"
         )
-    mb = as_minibatch(batch)._replace(agent_carry=())
+    # Single steps of a feed-forward agent need no reset flags (nor the cost of shuffling them).
+    mb = as_minibatch(batch)._replace(agent_carry=(), reset=None)
     return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), mb)
 
 

@@ -337,16 +337,32 @@ def test_bad_flag_exit_status_through_the_console(env_vars):
 def test_every_config_field_is_a_flag_with_default_and_help():
     import dataclasses
 
-    from jaxpg.config import PPOConfig, ReinforceConfig
+    from jaxpg import registry
 
     parser = cli.build_parser()
-    for algo, cls in (("ppo", PPOConfig), ("reinforce", ReinforceConfig)):
-        code, text = run_main(["train", algo, "--help"], stream="out")
+    code, text = run_main(["train", "--help"], stream="out")
+    assert code == 0
+    for algo in registry.names():  # every registered algorithm is a subcommand
+        assert algo in text, algo
+        cls = registry.config_class(algo)
+        code, text_algo = run_main(["train", algo, "--help"], stream="out")
         assert code == 0
         for f in dataclasses.fields(cls):
-            assert cli._flag(f.name) in text, f.name
-        assert "(default: 500000)" in text
+            assert cli._flag(f.name) in text_algo, f.name
+        assert f"(default: {cls().total_timesteps})" in text_algo
     assert parser.prog == "jaxpg"
+
+
+def test_train_a2c_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "a2c"
+    code, err = run_main(["train", "a2c", "--total-timesteps", "1024", "--num-envs", "4",
+                          "--num-steps", "32", "--hidden-sizes", "8", "--run-dir", str(run_dir),
+                          "--no-progress", "--no-plot"])
+    assert code == 0, err
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["algorithm"] == "a2c" and config["gae_lambda"] == 0.95
+    rows = read_csv(run_dir / "metrics.csv")
+    assert len(rows) == 8 and all(r["nonfinite"] == "0" for r in rows)
 
 
 def test_flags_accept_underscores_and_reach_the_config():

@@ -341,6 +341,22 @@ def test_a_users_flax_module_trains_through_make_train():
     assert policy.act(result.params, jnp.zeros((3, 4))).shape == (3,)
 
 
+def test_an_init_apply_pair_is_an_agent():
+    def init(key):
+        return {"W": 0.01 * jax.random.normal(key, (4, 2)), "v": jnp.zeros(4)}
+
+    def apply(params, carry, obs, reset):
+        return carry, obs @ params["W"], obs @ params["v"]
+
+    config = jaxpg.A2CConfig(total_timesteps=16 * 32 * 2)
+    result = jax.jit(jaxpg.make_train(config, agent=(init, apply)))(jax.random.key(0))
+    assert set(result.params.network) == {"W", "v"}
+    assert not np.any(np.asarray(result.metrics["nonfinite"]))
+    no_critic = jaxpg.agents.agent_from_functions(
+        init, lambda p, c, o, r: (c, o @ p["W"], None), env=config.env_spec)
+    assert not no_critic.has_critic
+
+
 def test_bad_agents_are_refused_with_their_shapes():
     class WrongHead(nn.Module):
         @nn.compact
