@@ -29,7 +29,7 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common.add_common_args(p, quick_help="two small budgets, compile only", repeats=False)
-    p.add_argument("--algo", choices=["ppo", "a2c", "reinforce"], default="ppo")
+    p.add_argument("--algo", choices=["ppo", "a2c", "trpo", "reinforce"], default="ppo")
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--budgets", nargs="+", type=int, help=f"default {FULL['budgets']}")
     p.add_argument(

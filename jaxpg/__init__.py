@@ -25,6 +25,7 @@ _EXPORTS = {
     "HParams": "jaxpg.config",
     "A2CConfig": "jaxpg.config",
     "PPOConfig": "jaxpg.config",
+    "TRPOConfig": "jaxpg.config",
     "ReinforceConfig": "jaxpg.config",
     "Env": "jaxpg.envs",
     "make_env": "jaxpg.envs",
@@ -56,7 +57,7 @@ _EXPORTS = {
     "initialize_distributed": "jaxpg.distributed",
 }
 _SUBMODULES = {
-    "advantages", "agents", "algorithms", "registry", "updates", "checkpoint", "config", "distributions", "envs", "evaluate",
+    "advantages", "agents", "algorithms", "registry", "trust_region", "updates", "checkpoint", "config", "distributions", "envs", "evaluate",
     "losses", "networks", "normalization", "plotting", "policy", "presets", "rollout", "runs",
     "sweep", "train", "distributed",
 }

@@ -26,6 +26,8 @@ Algorithm``; :mod:`jaxpg.registry` maps each name to its config class and builde
 
 * PPO = GAE + the clipped-ratio surrogate, epochs of shuffled minibatches;
 * A2C = GAE + the vanilla surrogate, one full-batch step per update;
+* TRPO = GAE + the surrogate ``E[ratio * A]`` under a KL trust region: a natural-gradient step
+  and a line search for the actor, Adam epochs for the critic;
 * REINFORCE = returns-to-go (or ``R(tau)``) minus a baseline + the vanilla surrogate, one step.
 
 The README's "Write your own algorithm" section builds A2C again from these parts.
@@ -44,13 +46,27 @@ from jaxpg.agents import Agent, is_recurrent, unroll
 from jaxpg.config import HParams
 from jaxpg.distributions import ActionDist, action_dist
 from jaxpg.rollout import EnvCarry, Transition, env_carry_init
-from jaxpg.updates import Batch, Minibatch, Targets, UpdateFn, UpdateResult, optimizer_init, sgd_update
+from jaxpg import trust_region
+from jaxpg.updates import (
+    Batch,
+    Minibatch,
+    Targets,
+    UpdateFn,
+    UpdateResult,
+    as_minibatch,
+    global_norm,
+    learning_rate,
+    optimize,
+    optimizer_init,
+    sgd_update,
+)
 
 __all__ = [
     "Algorithm", "Batch", "Minibatch", "Targets", "UpdateResult",
     "continue_rollout", "fresh_reset", "gae_targets", "reinforce_targets", "trajectory_targets",
     "ppo_surrogate", "vanilla_surrogate", "actor_critic_loss", "make_actor_critic_loss",
-    "make_ppo", "make_a2c", "make_reinforce", "rollout_cut_mask", "first_episode_mask",
+    "make_ppo", "make_a2c", "make_trpo", "make_reinforce", "rollout_cut_mask",
+    "first_episode_mask",
 ]
 
 
@@ -307,4 +323,96 @@ def make_reinforce(config, agent: Agent) -> Algorithm:
         start=fresh_reset(config.env_spec, config.num_envs, agent) if trajectory else continue_rollout,
         targets=(trajectory_targets if trajectory else reinforce_targets)(config.baseline),
         update=_sgd(config, agent, make_actor_critic_loss(config, agent, vanilla_surrogate)),
+    )
+
+
+def make_trpo(config, agent: Agent) -> Algorithm:
+    """TRPO (Schulman et al., 2015): GAE targets; the actor takes one natural-gradient step on
+    the whole batch, inside the trust region ``mean KL <= target_kl`` (see
+    :mod:`jaxpg.trust_region`); then the critic takes ``critic_epochs`` x
+    ``critic_minibatches`` Adam steps on the GAE returns.
+
+    The surrogate ``mean(ratio * A)`` and the analytic mean KL are computed by replaying the
+    agent over the batch (a recurrent agent from its start carry). The critic's Adam moves
+    every parameter that the value loss depends on and nothing else, so the actor and the
+    critic must not share parameters. A non-finite gradient, step or critic loss discards the
+    whole update.
+    """
+    dist = action_dist(config.env_spec.discrete)
+    sequences = is_recurrent(agent)
+    num_shrinks = config.line_search_steps
+
+    def critic_loss(params, mb, hp):
+        _, _, value = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)
+        v_loss = losses.value_loss(value, mb.returns, mask=mb.value_mask)
+        return v_loss, {"value_loss": v_loss}
+
+    def update(params, opt_state, algo_state, batch: Batch, hp, update_step, key, constrain=None):
+        mb = as_minibatch(batch)  # the whole batch, time-major [T, N]
+        advantages = mb.advantages
+        if config.normalize_advantages:
+            advantages = adv_lib.normalize_advantages(advantages, mb.mask)
+        advantages = jax.lax.stop_gradient(advantages)
+
+        def policy(theta):
+            return unroll(agent, theta, mb.agent_carry, mb.obs, mb.reset)[1]
+
+        old_dist = jax.lax.stop_gradient(policy(params))
+
+        def surrogate(theta, dist_params=None):
+            dist_params = policy(theta) if dist_params is None else dist_params
+            ratio = jnp.exp(dist.log_prob(dist_params, mb.action) - mb.old_log_prob)
+            return losses.masked_mean(ratio * advantages, mb.mask)
+
+        def mean_kl(theta, dist_params=None):
+            dist_params = policy(theta) if dist_params is None else dist_params
+            return losses.masked_mean(dist.kl(old_dist, dist_params), mb.mask)
+
+        def surrogate_and_kl(theta):
+            dist_params = policy(theta)  # one forward pass for both
+            return surrogate(theta, dist_params), mean_kl(theta, dist_params)
+
+        surrogate_old, g = jax.value_and_grad(surrogate)(params)
+        fvp = trust_region.fisher_vector_product(mean_kl, params, hp.cg_damping)
+        s = trust_region.conjugate_gradient(fvp, g, config.cg_iters)
+        s_fs = trust_region.tree_vdot(s, fvp(s))
+        step_size = jnp.sqrt(2.0 * hp.target_kl / jnp.maximum(s_fs, 1e-30))
+        full_step = jax.tree.map(lambda x: step_size * x, s)
+        search = trust_region.backtracking_line_search(
+            surrogate_and_kl, params, full_step, surrogate_old, hp.target_kl,
+            config.line_search_shrink, num_shrinks,
+        )
+        policy_finite = jnp.isfinite(surrogate_old) & jnp.isfinite(global_norm(g)) & jnp.isfinite(s_fs)
+        actor_params = jax.tree.map(lambda n, o: jnp.where(policy_finite, n, o), search.params, params)
+
+        lr = learning_rate(hp, update_step, num_updates=config.num_updates, anneal=config.anneal_lr)
+        new_params, new_opt_state, critic_metrics, critic_finite = optimize(
+            actor_params, opt_state, batch, hp, lr, key, loss_fn=critic_loss,
+            num_epochs=config.critic_epochs, num_minibatches=config.critic_minibatches,
+            adam_eps=config.adam_eps, sequences=sequences, constrain=constrain,
+        )
+        finite = policy_finite & critic_finite
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        accepted = search.accepted & finite
+        metrics = {
+            "policy_loss": -surrogate_old,
+            "value_loss": critic_metrics["value_loss"],
+            "entropy": losses.masked_mean(dist.entropy(old_dist), mb.mask),
+            "kl": jnp.where(accepted, search.kl, 0.0),
+            "line_search_steps": jnp.where(finite, search.shrinks, num_shrinks + 1),
+            "step_accepted": accepted.astype(jnp.float32),
+            "surrogate_improvement": jnp.where(accepted, search.improvement, 0.0),
+            "natural_step_size": step_size,
+            "grad_norm": critic_metrics["grad_norm"],
+            "learning_rate": lr,
+        }
+        return UpdateResult(
+            keep(new_params, params), keep(new_opt_state, opt_state), algo_state, metrics, finite
+        )
+
+    return Algorithm(
+        init=optimizer_init(config.adam_eps),
+        start=continue_rollout,
+        targets=gae_targets,
+        update=update,
     )

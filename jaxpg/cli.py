@@ -373,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in registry.names():
         cls = registry.config_class(name)
         p = algos.add_parser(
-            name, help=f"{cls.__doc__.splitlines()[0]}", description=cls.__doc__.strip()
+            name, help=" ".join(cls.__doc__.split()).split(": ")[0], description=cls.__doc__.strip()
         )
         add_config_flags(p, cls)
         _add_run_flags(p)
@@ -425,7 +425,7 @@ def _normalize_argv(argv: list[str]) -> tuple[list[str], bool]:
         out.append(token)
     explicit = True
     if out and out[0] == "train":
-        if len(out) == 1 or out[1] not in registry.names():
+        if len(out) == 1 or out[1] not in (*registry.names(), "-h", "--help"):
             out.insert(1, "ppo")
             explicit = False
     return out, explicit

@@ -42,6 +42,8 @@ class HParams(NamedTuple):
     vf_coef: jax.Array
     max_grad_norm: jax.Array
     baseline_decay: jax.Array
+    target_kl: jax.Array  # TRPO's trust region: the largest mean KL of one policy step
+    cg_damping: jax.Array  # TRPO: the conjugate gradient solves (F + cg_damping * I) s = g
 
 
 def _fail(field: str, value: Any, allowed: str):
@@ -261,6 +263,56 @@ class A2CConfig(_CommonConfig):
         self._check_batch_fits_budget()
 
 
+@dataclasses.dataclass(frozen=True)
+class TRPOConfig(_CommonConfig):
+    """TRPO (Schulman et al., 2015): GAE advantages and the surrogate ``E[ratio * A]`` under a
+    trust region ``mean KL(pi_old || pi) <= target_kl``, by a natural-gradient step (conjugate
+    gradient on Fisher-vector products) and a backtracking line search; the critic is fitted
+    apart with Adam.
+
+    The trust-region defaults are Stable-Baselines3-contrib's; the batch shape solves
+    CartPole-v1 within 200k steps (the learning test). The actor and the critic must not share
+    parameters: the policy step moves the actor, Adam moves the critic.
+    """
+
+    total_timesteps: int = 200_000  # env steps in all; num_updates = this // (num_envs * num_steps)
+    num_envs: int = 8  # parallel environments (vmapped)
+    num_steps: int = 128  # rollout length per environment per update
+    lr: float = 1e-3  # the critic's Adam learning rate
+    anneal_lr: bool = False  # linear decay of the critic's learning rate to 0 over the run
+    ent_coef: float = 0.0  # unused: TRPO's surrogate has no entropy bonus
+    gae_lambda: float = 0.95  # GAE lambda
+    target_kl: float = 0.01  # the trust region: the largest mean KL of one policy step
+    cg_iters: int = 15  # conjugate-gradient iterations
+    cg_damping: float = 0.1  # the conjugate gradient solves (F + cg_damping * I) s = g
+    line_search_shrink: float = 0.8  # each backtracking step multiplies the step by this
+    line_search_steps: int = 10  # shrinks tried after the full step before giving up
+    critic_epochs: int = 10  # passes of Adam over each batch for the critic
+    critic_minibatches: int = 4  # minibatches per critic epoch; must divide the batch
+
+    algorithm = "trpo"
+
+    def __post_init__(self):
+        super().__post_init__()
+        self._coerce_ints("cg_iters", "line_search_steps", "critic_epochs", "critic_minibatches")
+        self._check_positive_ints("cg_iters", "line_search_steps", "critic_epochs",
+                                  "critic_minibatches")
+        self._check_range("gae_lambda", low=0.0, high=1.0)
+        self._check_range("target_kl", low=0.0, low_open=True)
+        self._check_range("cg_damping", low=0.0)
+        shrink = self.line_search_shrink
+        if not (isinstance(shrink, (int, float)) and not isinstance(shrink, bool)
+                and 0.0 < shrink < 1.0):
+            _fail("line_search_shrink", shrink, "a number in (0, 1)")
+        if self.shared_network:
+            _fail("shared_network", True, "False for TRPO: the policy step and the critic's Adam "
+                  "must move separate parameters")
+        if self.batch_size % self.critic_minibatches:
+            _fail("critic_minibatches", self.critic_minibatches,
+                  f"must divide the batch num_envs * num_steps = {self.batch_size}")
+        self._check_batch_fits_budget()
+
+
 REINFORCE_BASELINES = ("none", "moving_average", "value")
 REINFORCE_MODES = ("intermediate", "trajectory")
 
@@ -308,4 +360,4 @@ class ReinforceConfig(_CommonConfig):
         return self.baseline == "value"
 
 
-Config = PPOConfig | A2CConfig | ReinforceConfig
+Config = PPOConfig | A2CConfig | TRPOConfig | ReinforceConfig

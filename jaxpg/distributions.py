@@ -26,6 +26,7 @@ class ActionDist(NamedTuple):
     log_prob: Callable[[Any, jax.Array], jax.Array]  # (dist_params, action) -> [...]
     entropy: Callable[[Any], jax.Array]  # dist_params -> [...]
     mode: Callable[[Any], jax.Array]  # dist_params -> the deterministic action
+    kl: Callable[[Any, Any], jax.Array]  # (p_params, q_params) -> KL(p || q) [...], analytic
 
     def sample(self, key: jax.Array, dist_params: Any) -> jax.Array:
         """One action per row of ``dist_params``, with fresh noise from ``key``."""
@@ -56,12 +57,20 @@ def _categorical_mode(logits):
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
 
 
+def _categorical_kl(p_logits, q_logits):
+    """``KL(p || q) = sum_a p(a) (log p(a) - log q(a))``."""
+    log_p = jax.nn.log_softmax(p_logits, axis=-1)
+    log_q = jax.nn.log_softmax(q_logits, axis=-1)
+    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+
 CATEGORICAL = ActionDist(
     _categorical_noise,
     _categorical_sample_with_noise,
     _categorical_log_prob,
     _categorical_entropy,
     _categorical_mode,
+    _categorical_kl,
 )
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -98,12 +107,23 @@ def _gaussian_mode(dist_params):
     return dist_params[0]
 
 
+def _gaussian_kl(p_params, q_params):
+    """Diagonal Gaussians: ``sum_d log(s_q / s_p) + (s_p^2 + (m_p - m_q)^2) / (2 s_q^2) - 1/2``."""
+    m_p, log_s_p = p_params
+    m_q, log_s_q = q_params
+    log_s_p, log_s_q = _per_row(log_s_p, m_p), _per_row(log_s_q, m_q)
+    var_ratio = jnp.exp(2.0 * (log_s_p - log_s_q))
+    mean_term = jnp.square(m_p - m_q) * jnp.exp(-2.0 * log_s_q)
+    return jnp.sum(log_s_q - log_s_p + 0.5 * (var_ratio + mean_term - 1.0), axis=-1)
+
+
 DIAG_GAUSSIAN = ActionDist(
     _gaussian_noise,
     _gaussian_sample_with_noise,
     _gaussian_log_prob,
     _gaussian_entropy,
     _gaussian_mode,
+    _gaussian_kl,
 )
 
 

@@ -5,7 +5,7 @@ Each preset is a plain config; override any field with ``config.replace(...)``.
 
 from __future__ import annotations
 
-from jaxpg.config import A2CConfig, PPOConfig, ReinforceConfig
+from jaxpg.config import A2CConfig, PPOConfig, ReinforceConfig, TRPOConfig
 
 
 def ppo_cartpole() -> PPOConfig:
@@ -53,7 +53,32 @@ def a2c_cartpole() -> A2CConfig:
     return A2CConfig(env="CartPole-v1")
 
 
+def trpo_cartpole() -> TRPOConfig:
+    """The TRPO defaults (Stable-Baselines3-contrib's trust region: target_kl 0.01, 15 CG
+    iterations, damping 0.1, shrink 0.8 x 10; critic Adam lr 1e-3, 10 epochs x 4 minibatches):
+    8 envs x 128 steps, 200k steps."""
+    return TRPOConfig(env="CartPole-v1", total_timesteps=200_000)
+
+
+def trpo_pendulum() -> TRPOConfig:
+    """Continuous TRPO on Pendulum-v1: 16 envs x 128 steps, target_kl 0.02, gamma 0.95, 20
+    critic epochs, observation normalisation and reward scaling; 1M steps."""
+    return TRPOConfig(
+        env="Pendulum-v1",
+        total_timesteps=1_000_000,
+        num_envs=16,
+        num_steps=128,
+        gamma=0.95,
+        target_kl=0.02,
+        critic_epochs=20,
+        normalize_obs=True,
+        normalize_rewards=True,
+    )
+
+
 PRESETS = {
+    "trpo-cartpole": trpo_cartpole,
+    "trpo-pendulum": trpo_pendulum,
     "a2c-cartpole": a2c_cartpole,
     "ppo-cartpole": ppo_cartpole,
     "reinforce-cartpole": reinforce_cartpole,

@@ -18,6 +18,7 @@ from typing import Any, Callable, NamedTuple
 _BUILTIN = {
     "ppo": ("jaxpg.config:PPOConfig", "jaxpg.algorithms:make_ppo"),
     "a2c": ("jaxpg.config:A2CConfig", "jaxpg.algorithms:make_a2c"),
+    "trpo": ("jaxpg.config:TRPOConfig", "jaxpg.algorithms:make_trpo"),
     "reinforce": ("jaxpg.config:ReinforceConfig", "jaxpg.algorithms:make_reinforce"),
 }
 _REGISTERED: dict[str, "Entry"] = {}

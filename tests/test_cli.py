@@ -353,14 +353,15 @@ def test_every_config_field_is_a_flag_with_default_and_help():
     assert parser.prog == "jaxpg"
 
 
-def test_train_a2c_from_the_command_line(tmp_path):
-    run_dir = tmp_path / "a2c"
-    code, err = run_main(["train", "a2c", "--total-timesteps", "1024", "--num-envs", "4",
+@pytest.mark.parametrize("algo", ["a2c", "trpo"])
+def test_train_new_algorithms_from_the_command_line(tmp_path, algo):
+    run_dir = tmp_path / algo
+    code, err = run_main(["train", algo, "--total-timesteps", "1024", "--num-envs", "4",
                           "--num-steps", "32", "--hidden-sizes", "8", "--run-dir", str(run_dir),
                           "--no-progress", "--no-plot"])
     assert code == 0, err
-    config = json.loads((run_dir / "config.json").read_text())
-    assert config["algorithm"] == "a2c" and config["gae_lambda"] == 0.95
+    config = json.loads((run_dir / "config.json").read_text())["config"]
+    assert config["algorithm"] == algo and config["gae_lambda"] == 0.95
     rows = read_csv(run_dir / "metrics.csv")
     assert len(rows) == 8 and all(r["nonfinite"] == "0" for r in rows)
 

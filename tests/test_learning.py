@@ -47,3 +47,17 @@ def test_single_trajectory_reward_reinforce_on_cartpole():
 def test_a2c_defaults_solve_cartpole():
     mean, _ = final_return(presets.a2c_cartpole(), num_seeds=4)
     assert mean >= 475.0
+
+
+def test_trpo_defaults_solve_cartpole_within_200k_steps():
+    config = presets.trpo_cartpole()
+    assert config.total_timesteps <= 200_000
+    mean, _ = final_return(config, num_seeds=4)
+    assert mean >= 475.0
+
+
+def test_continuous_trpo_on_pendulum():
+    config = presets.trpo_pendulum()
+    assert config.total_timesteps <= 1_000_000
+    mean, _ = final_return(config, num_seeds=2)
+    assert mean >= -250.0

@@ -25,7 +25,7 @@ PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_action
 
 def hparams(**kw):
     base = dict(lr=1e-3, gamma=0.9, gae_lambda=0.8, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
-                max_grad_norm=0.5, baseline_decay=0.9)
+                max_grad_norm=0.5, baseline_decay=0.9, target_kl=0.01, cg_damping=0.1)
     base.update(kw)
     return jaxpg.HParams(**{k: jnp.float32(v) for k, v in base.items()})
 
@@ -582,12 +582,12 @@ def test_probe_two_step_credit_assignment():
 def test_registry_maps_every_name_to_its_config_and_builder():
     from jaxpg import registry
 
-    assert registry.names()[:3] == ("ppo", "a2c", "reinforce")
+    assert registry.names()[:4] == ("ppo", "a2c", "trpo", "reinforce")
     for name in registry.names():
         entry = registry.lookup(name)
         assert entry.config_class.algorithm == name
         config = entry.config_class()
         algorithm = entry.build(config, jaxpg.make_agent(config))
         assert isinstance(algorithm, jaxpg.Algorithm)
-    with pytest.raises(ValueError, match="algorithm='trpo'.*ppo"):
-        registry.lookup("trpo")
+    with pytest.raises(ValueError, match="algorithm='sac'.*ppo"):
+        registry.lookup("sac")
