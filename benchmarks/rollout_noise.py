@@ -72,7 +72,7 @@ def main(argv=None):
     from jaxpg.distributions import CATEGORICAL
 
     sizes = args.num_actions[:2] if args.quick else args.num_actions
-    repeats = 1 if args.quick else args.repeats
+    repeats = 1 if args.quick else (args.repeats or 3)
     T, N = args.num_steps, args.num_envs
     default = rollout_lib.PREDRAW_MAX_NOISE
     rows, results = [], []
