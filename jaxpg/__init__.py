@@ -25,6 +25,7 @@ _EXPORTS = {
     "HParams": "jaxpg.config",
     "A2CConfig": "jaxpg.config",
     "PPOConfig": "jaxpg.config",
+    "GRPOConfig": "jaxpg.config",
     "TRPOConfig": "jaxpg.config",
     "ReinforceConfig": "jaxpg.config",
     "Env": "jaxpg.envs",

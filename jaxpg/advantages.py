@@ -305,3 +305,52 @@ def trajectory_advantages(rewards: Array, mask: Array, baseline: Numeric) -> Arr
         )
     advantages = returns - baseline
     return jnp.where(_flag(mask), advantages[None], 0.0)
+
+
+# -----------------------------------------------------------------------------
+# Group-relative advantages (no critic).
+
+GROUP_ADVANTAGES = ("std", "mean", "leave_one_out")
+
+
+def group_advantages(returns: Array, kind: str = "std", eps: float = 1e-8) -> Array:
+    """Advantage of each member of a group of tries from one start, relative to the group.
+
+        "std"            (GRPO):     A_i = (R_i - mean_j R_j) / (std_j R_j + eps)
+        "mean"           (Dr. GRPO): A_i = R_i - mean_j R_j
+        "leave_one_out"  (RLOO):     A_i = R_i - mean_{j != i} R_j
+                                         = G / (G - 1) * (R_i - mean_j R_j)
+
+    The std is the population std (ddof=0) of the group.
+
+    Args:
+      returns: `[*groups, G]`, the outcome of each of the `G >= 2` members of each group
+        (the group is the last axis).
+      kind: one of `GROUP_ADVANTAGES`.
+      eps: guard against a zero std (a group whose members all did equally well gets 0).
+
+    Returns:
+      `[*groups, G]` advantages.
+
+    References: Shao et al. (2024), "DeepSeekMath", sec. 4.1 (GRPO); Liu et al. (2025),
+    "Understanding R1-Zero-Like Training: A Critical Perspective" (Dr. GRPO); Ahmadian et al.
+    (2024), "Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human
+    Feedback in LLMs" (RLOO, after Kool et al., 2019).
+    """
+    if kind not in GROUP_ADVANTAGES:
+        raise ValueError(f"group_advantages: kind={kind!r} is invalid: one of {list(GROUP_ADVANTAGES)}")
+    returns = jnp.asarray(returns, jnp.float32)
+    size = jnp.shape(returns)[-1] if jnp.ndim(returns) else 0
+    if size < 2:
+        raise ValueError(
+            f"group_advantages: the last axis is the group and needs at least 2 members; got "
+            f"shape {jnp.shape(returns)}"
+        )
+    mean = jnp.mean(returns, axis=-1, keepdims=True)
+    if kind == "mean":
+        return returns - mean
+    if kind == "leave_one_out":
+        others = (jnp.sum(returns, axis=-1, keepdims=True) - returns) / (size - 1)
+        return returns - others
+    std = jnp.std(returns, axis=-1, keepdims=True)
+    return (returns - mean) / (std + eps)

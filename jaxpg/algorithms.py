@@ -28,7 +28,9 @@ Algorithm``; :mod:`jaxpg.registry` maps each name to its config class and builde
 * A2C = GAE + the vanilla surrogate, one full-batch step per update;
 * TRPO = GAE + the surrogate ``E[ratio * A]`` under a KL trust region: a natural-gradient step
   and a line search for the actor, Adam epochs for the critic;
-* REINFORCE = returns-to-go (or ``R(tau)``) minus a baseline + the vanilla surrogate, one step.
+* REINFORCE = returns-to-go (or ``R(tau)``) minus a baseline + the vanilla surrogate, one step;
+* GRPO = group-relative ``R_i`` (groups of tries from one shared start, no critic) + the clipped
+  surrogate and a k3 KL penalty towards a reference policy (the algorithm state).
 
 The README's "Write your own algorithm" section builds A2C again from these parts.
 """
@@ -65,7 +67,9 @@ __all__ = [
     "Algorithm", "Batch", "Minibatch", "Targets", "UpdateResult",
     "continue_rollout", "fresh_reset", "gae_targets", "reinforce_targets", "trajectory_targets",
     "ppo_surrogate", "vanilla_surrogate", "actor_critic_loss", "make_actor_critic_loss",
-    "make_ppo", "make_a2c", "make_trpo", "make_reinforce", "rollout_cut_mask",
+    "make_ppo", "make_a2c", "make_trpo", "make_reinforce", "make_grpo", "group_targets",
+    "trpo_objectives",
+    "natural_gradient_step", "rollout_cut_mask",
     "first_episode_mask",
 ]
 
@@ -88,14 +92,15 @@ def continue_rollout(key: jax.Array, env_carry: EnvCarry) -> EnvCarry:
     return env_carry
 
 
-def fresh_reset(env, num_envs: int, agent: Agent):
+def fresh_reset(env, num_envs: int, agent: Agent, group_size: int = 1):
     """``start`` that resets every environment (and the agent's carry) at each update, keeping
-    the normaliser statistics: whole episodes from their start, none spanning two updates."""
+    the normaliser statistics: whole episodes from their start, none spanning two updates.
+    ``group_size > 1``: consecutive groups of environments share one reset key (one start)."""
 
     def start(key: jax.Array, env_carry: EnvCarry) -> EnvCarry:
         return env_carry_init(
             key, env, num_envs, env_carry.obs_stats, env_carry.reward_stats,
-            agent.initial_carry(num_envs),
+            agent.initial_carry(num_envs), group_size=group_size,
         )
 
     return start
@@ -285,16 +290,40 @@ def _sgd(config, agent: Agent, loss_fn, num_epochs: int = 1, num_minibatches: in
 # -- jaxpg's algorithms ------------------------------------------------------------------------
 
 
+def _with_baseline_state(adam_eps: float):
+    """``init`` whose algorithm state is a moving-average baseline."""
+    opt_init = optimizer_init(adam_eps)
+
+    def init(params, hp):
+        opt_state, _ = opt_init(params, hp)
+        return opt_state, adv_lib.moving_average_baseline_init()
+
+    return init
+
+
 def make_ppo(config, agent: Agent) -> Algorithm:
-    """PPO (Schulman et al., 2017): GAE + the clipped surrogate, epochs of minibatches."""
+    """PPO (Schulman et al., 2017): GAE + the clipped surrogate, epochs of minibatches.
+
+    ``mode="trajectory"``: every update rolls out whole episodes from a fresh reset and gives
+    every step of each environment's first episode ``R(tau) - b`` (``b``: the learned
+    ``V(s_0)``, a moving average, or none), with the same clipped surrogate and epochs.
+    """
     loss_fn = make_actor_critic_loss(
         config, agent, ppo_surrogate, clip_value_loss=config.clip_value_loss
     )
+    update = _sgd(config, agent, loss_fn, config.num_epochs, config.num_minibatches)
+    if config.mode == "trajectory":
+        return Algorithm(
+            init=_with_baseline_state(config.adam_eps),
+            start=fresh_reset(config.env_spec, config.num_envs, agent),
+            targets=trajectory_targets(config.baseline),
+            update=update,
+        )
     return Algorithm(
         init=optimizer_init(config.adam_eps),
         start=continue_rollout,
         targets=gae_targets,
-        update=_sgd(config, agent, loss_fn, config.num_epochs, config.num_minibatches),
+        update=update,
     )
 
 
@@ -311,19 +340,62 @@ def make_a2c(config, agent: Agent) -> Algorithm:
 def make_reinforce(config, agent: Agent) -> Algorithm:
     """REINFORCE (Williams, 1992): returns-to-go or ``R(tau)``, minus a baseline; one step per
     batch. The moving-average baseline is the algorithm's state."""
-    opt_init = optimizer_init(config.adam_eps)
     trajectory = config.mode == "trajectory"
-
-    def init(params, hp):
-        opt_state, _ = opt_init(params, hp)
-        return opt_state, adv_lib.moving_average_baseline_init()
-
     return Algorithm(
-        init=init,
+        init=_with_baseline_state(config.adam_eps),
         start=fresh_reset(config.env_spec, config.num_envs, agent) if trajectory else continue_rollout,
         targets=(trajectory_targets if trajectory else reinforce_targets)(config.baseline),
         update=_sgd(config, agent, make_actor_critic_loss(config, agent, vanilla_surrogate)),
     )
+
+
+class TRPOObjectives(NamedTuple):
+    """TRPO's functions of the actor's parameters ``theta`` on one batch."""
+
+    surrogate: Callable  # theta -> mean(ratio * A)
+    mean_kl: Callable  # theta -> mean KL(pi_old || pi_theta), analytic
+    surrogate_and_kl: Callable  # theta -> (surrogate, mean_kl), one forward pass
+
+
+def trpo_objectives(agent: Agent, dist: ActionDist, mb: Minibatch, advantages, params) -> TRPOObjectives:
+    """The surrogate and the mean KL on the (time-major) batch ``mb``, replaying the agent (a
+    recurrent one from its start carry); ``pi_old`` is the policy at ``params``."""
+
+    def policy(theta):
+        return unroll(agent, theta, mb.agent_carry, mb.obs, mb.reset)[1]
+
+    old_dist = jax.lax.stop_gradient(policy(params))
+    advantages = jax.lax.stop_gradient(advantages)
+
+    def surrogate_of(dist_params):
+        ratio = jnp.exp(dist.log_prob(dist_params, mb.action) - mb.old_log_prob)
+        return losses.masked_mean(ratio * advantages, mb.mask)
+
+    def kl_of(dist_params):
+        return losses.masked_mean(dist.kl(old_dist, dist_params), mb.mask)
+
+    def surrogate_and_kl(theta):
+        dist_params = policy(theta)
+        return surrogate_of(dist_params), kl_of(dist_params)
+
+    return TRPOObjectives(
+        lambda theta: surrogate_of(policy(theta)), lambda theta: kl_of(policy(theta)),
+        surrogate_and_kl,
+    )
+
+
+def natural_gradient_step(objectives: TRPOObjectives, params, hp: HParams, *, cg_iters: int):
+    """``(surrogate_old, g, full_step, finite)``: the surrogate's gradient ``g`` at ``params``,
+    ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, and the step
+    ``sqrt(2 * target_kl / s^T (F + cg_damping * I) s) * s`` that the line search shrinks."""
+    surrogate_old, g = jax.value_and_grad(objectives.surrogate)(params)
+    fvp = trust_region.fisher_vector_product(objectives.mean_kl, params, hp.cg_damping)
+    s = trust_region.conjugate_gradient(fvp, g, cg_iters)
+    s_fs = trust_region.tree_vdot(s, fvp(s))
+    step_size = jnp.sqrt(2.0 * hp.target_kl / jnp.maximum(s_fs, 1e-30))
+    full_step = jax.tree.map(lambda x: step_size * x, s)
+    finite = jnp.isfinite(surrogate_old) & jnp.isfinite(global_norm(g)) & jnp.isfinite(s_fs)
+    return surrogate_old, g, full_step, step_size, finite
 
 
 def make_trpo(config, agent: Agent) -> Algorithm:
@@ -333,10 +405,10 @@ def make_trpo(config, agent: Agent) -> Algorithm:
     ``critic_minibatches`` Adam steps on the GAE returns.
 
     The surrogate ``mean(ratio * A)`` and the analytic mean KL are computed by replaying the
-    agent over the batch (a recurrent agent from its start carry). The critic's Adam moves
-    every parameter that the value loss depends on and nothing else, so the actor and the
-    critic must not share parameters. A non-finite gradient, step or critic loss discards the
-    whole update.
+    agent over the batch (a recurrent one from its start carry). The critic's Adam moves every
+    parameter that the value loss depends on and nothing else, so the actor and the critic
+    must not share parameters. A non-finite gradient, step or critic loss discards the whole
+    update.
     """
     dist = action_dist(config.env_spec.discrete)
     sequences = is_recurrent(agent)
@@ -352,37 +424,14 @@ def make_trpo(config, agent: Agent) -> Algorithm:
         advantages = mb.advantages
         if config.normalize_advantages:
             advantages = adv_lib.normalize_advantages(advantages, mb.mask)
-        advantages = jax.lax.stop_gradient(advantages)
-
-        def policy(theta):
-            return unroll(agent, theta, mb.agent_carry, mb.obs, mb.reset)[1]
-
-        old_dist = jax.lax.stop_gradient(policy(params))
-
-        def surrogate(theta, dist_params=None):
-            dist_params = policy(theta) if dist_params is None else dist_params
-            ratio = jnp.exp(dist.log_prob(dist_params, mb.action) - mb.old_log_prob)
-            return losses.masked_mean(ratio * advantages, mb.mask)
-
-        def mean_kl(theta, dist_params=None):
-            dist_params = policy(theta) if dist_params is None else dist_params
-            return losses.masked_mean(dist.kl(old_dist, dist_params), mb.mask)
-
-        def surrogate_and_kl(theta):
-            dist_params = policy(theta)  # one forward pass for both
-            return surrogate(theta, dist_params), mean_kl(theta, dist_params)
-
-        surrogate_old, g = jax.value_and_grad(surrogate)(params)
-        fvp = trust_region.fisher_vector_product(mean_kl, params, hp.cg_damping)
-        s = trust_region.conjugate_gradient(fvp, g, config.cg_iters)
-        s_fs = trust_region.tree_vdot(s, fvp(s))
-        step_size = jnp.sqrt(2.0 * hp.target_kl / jnp.maximum(s_fs, 1e-30))
-        full_step = jax.tree.map(lambda x: step_size * x, s)
+        objectives = trpo_objectives(agent, dist, mb, advantages, params)
+        surrogate_old, _, full_step, step_size, policy_finite = natural_gradient_step(
+            objectives, params, hp, cg_iters=config.cg_iters
+        )
         search = trust_region.backtracking_line_search(
-            surrogate_and_kl, params, full_step, surrogate_old, hp.target_kl,
+            objectives.surrogate_and_kl, params, full_step, surrogate_old, hp.target_kl,
             config.line_search_shrink, num_shrinks,
         )
-        policy_finite = jnp.isfinite(surrogate_old) & jnp.isfinite(global_norm(g)) & jnp.isfinite(s_fs)
         actor_params = jax.tree.map(lambda n, o: jnp.where(policy_finite, n, o), search.params, params)
 
         lr = learning_rate(hp, update_step, num_updates=config.num_updates, anneal=config.anneal_lr)
@@ -394,6 +443,7 @@ def make_trpo(config, agent: Agent) -> Algorithm:
         finite = policy_finite & critic_finite
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         accepted = search.accepted & finite
+        old_dist = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)[1]
         metrics = {
             "policy_loss": -surrogate_old,
             "value_loss": critic_metrics["value_loss"],
@@ -414,5 +464,95 @@ def make_trpo(config, agent: Agent) -> Algorithm:
         init=optimizer_init(config.adam_eps),
         start=continue_rollout,
         targets=gae_targets,
+        update=update,
+    )
+
+
+# -- group-relative advantages -----------------------------------------------------------------
+
+
+def group_targets(group_size: int, kind: str):
+    """Every step of member i's first episode gets the advantage of its undiscounted return
+    ``R_i`` relative to its group (:func:`jaxpg.advantages.group_advantages`); environments
+    ``[g * group_size, (g + 1) * group_size)`` form group ``g``. Steps after the first
+    episode's end are masked out. ``returns`` holds ``R_i`` (there is no critic to train)."""
+
+    def targets(batch: Transition, hp: HParams, algo_state):
+        mask = first_episode_mask(batch.terminated, batch.truncated)
+        episode_return = adv_lib.episode_returns(batch.reward, mask)  # [N]
+        relative = adv_lib.group_advantages(episode_return.reshape(-1, group_size), kind)
+        advantages = jnp.where(mask > 0, relative.reshape(1, -1), 0.0)
+        returns = jnp.broadcast_to(episode_return, mask.shape)
+        return Targets(advantages, returns, mask, jnp.zeros_like(mask)), algo_state
+
+    return targets
+
+
+class GRPOState(NamedTuple):
+    reference: Any  # the reference policy's parameters (the KL penalty's anchor)
+
+
+def make_grpo(config, agent: Agent) -> Algorithm:
+    """GRPO for environments: :func:`group_targets` from grouped resets, then epochs of
+    minibatches of
+
+        L = ppo_clip_loss(A) + kl_coef * KL_k3(pi || pi_ref) - ent_coef * entropy
+
+    averaged over the valid steps of the minibatch (every step of every member's episode weighs
+    the same). GRPO (DeepSeekMath) instead averages each sequence over its own length and then
+    the sequences, so a short episode's steps weigh more; Dr. GRPO sums each sequence's steps
+    and divides by one constant. In a minibatch of steps from many episodes, the per-step mean
+    here is Dr. GRPO's aggregation with the constant equal to the minibatch's valid step count.
+
+    The reference is the initial policy, or the current one copied every ``reference_every``
+    updates; its parameters are the algorithm state, applied with the same agent (no second
+    network definition). There is no critic: the agent has no value head.
+    """
+    if agent.has_critic:
+        raise ValueError("agent: GRPO has no critic; give an agent whose value is None")
+    dist = action_dist(config.env_spec.discrete)
+    base_init = optimizer_init(config.adam_eps)
+
+    def init(params, hp):
+        opt_state, _ = base_init(params, hp)
+        return opt_state, GRPOState(reference=params)
+
+    def loss(params, mb, hp, reference):
+        _, dist_params, _ = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)
+        _, ref_params, _ = unroll(agent, reference, mb.agent_carry, mb.obs, mb.reset)
+        log_prob = dist.log_prob(dist_params, mb.action)
+        ref_log_prob = jax.lax.stop_gradient(dist.log_prob(ref_params, mb.action))
+        advantages = mb.advantages
+        if config.normalize_advantages:
+            advantages = adv_lib.normalize_advantages(advantages, mb.mask)
+        policy_loss = losses.ppo_clip_loss(log_prob, mb.old_log_prob, advantages, hp.clip_eps, mb.mask)
+        kl_ref = losses.kl_k3(log_prob, ref_log_prob, mb.mask)
+        entropy = losses.entropy_bonus(dist.entropy(dist_params), mb.mask)
+        total = policy_loss + hp.kl_coef * kl_ref - hp.ent_coef * entropy
+        return total, {
+            "policy_loss": policy_loss,
+            "kl_ref": kl_ref,
+            "entropy": entropy,
+            "approx_kl": losses.approx_kl(log_prob, mb.old_log_prob, mb.mask),
+            "clip_fraction": losses.clip_fraction(log_prob, mb.old_log_prob, hp.clip_eps, mb.mask),
+        }
+
+    def update(params, opt_state, algo_state: GRPOState, batch: Batch, hp, update_step, key,
+               constrain=None):
+        sgd = _sgd(config, agent, lambda p, mb, hp: loss(p, mb, hp, algo_state.reference),
+                   config.num_epochs, config.num_minibatches)
+        out = sgd(params, opt_state, algo_state, batch, hp, update_step, key, constrain)
+        reference = algo_state.reference
+        if config.reference_every:
+            refresh = (update_step + 1) % config.reference_every == 0
+            reference = jax.tree.map(lambda n, o: jnp.where(refresh, n, o), out.params, reference)
+        group_returns = batch.targets.returns[0].reshape(-1, config.group_size)
+        metrics = {**out.metrics, "group_return_std": jnp.mean(jnp.std(group_returns, axis=-1))}
+        return out._replace(algo_state=GRPOState(reference), metrics=metrics)
+
+    return Algorithm(
+        init=init,
+        start=fresh_reset(config.env_spec, config.num_envs, agent, group_size=config.group_size),
+        targets=group_targets(config.group_size, config.advantage),
         update=update,
     )

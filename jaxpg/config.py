@@ -44,6 +44,7 @@ class HParams(NamedTuple):
     baseline_decay: jax.Array
     target_kl: jax.Array  # TRPO's trust region: the largest mean KL of one policy step
     cg_damping: jax.Array  # TRPO: the conjugate gradient solves (F + cg_damping * I) s = g
+    kl_coef: jax.Array  # GRPO: weight of the k3 KL penalty towards the reference policy
 
 
 def _fail(field: str, value: Any, allowed: str):
@@ -189,6 +190,19 @@ class _CommonConfig:
             out[f.name] = value
         return out
 
+    def _resolve_episode_steps(self, allowed: bool, why: str):
+        """``num_steps=None`` -> the environment's ``max_steps_in_episode`` (whole episodes),
+        where ``allowed``; ``why`` says where None is allowed."""
+        if self.num_steps is not None:
+            return
+        if not allowed:
+            _fail("num_steps", None, f"a positive integer (None only {why})")
+        steps = self.env_spec.max_steps_in_episode
+        if steps is None:
+            _fail("num_steps", None, "a positive integer: the environment's params have no "
+                  "max_steps_in_episode to take it from")
+        object.__setattr__(self, "num_steps", steps)
+
     def _check_batch_fits_budget(self):
         if self.total_timesteps < self.batch_size:
             _fail(
@@ -215,11 +229,23 @@ class PPOConfig(_CommonConfig):
     gae_lambda: float = 0.95  # GAE lambda
     clip_eps: float = 0.2  # PPO ratio clip (and value clip)
     clip_value_loss: bool = True  # PPO2's clipped value loss, with clip_eps
+    mode: str = "intermediate"  # or "trajectory": R(tau) - b on every step of whole episodes
+    baseline: str = "value"  # trajectory mode: "value" (a learned V(s_0)), "moving_average" or "none"
+    baseline_decay: float = 0.9  # moving-average baseline: b <- decay * b + (1 - decay) * mean(R)
 
     algorithm = "ppo"
 
     def __post_init__(self):
+        if self.mode not in REINFORCE_MODES:
+            _fail("mode", self.mode, f"one of {list(REINFORCE_MODES)}")
+        if self.baseline not in REINFORCE_BASELINES:
+            _fail("baseline", self.baseline, f"one of {list(REINFORCE_BASELINES)}")
+        if self.mode == "intermediate" and self.baseline != "value":
+            _fail("baseline", self.baseline, "'value' in intermediate mode (GAE needs the critic); "
+                  "the others only with mode='trajectory'")
         super().__post_init__()
+        self._resolve_episode_steps(self.mode == "trajectory", "in trajectory mode")
+        self._check_range("baseline_decay", low=0.0, high=1.0)
         self._coerce_ints("num_epochs", "num_minibatches")
         self._check_positive_ints("num_epochs", "num_minibatches")
         self._check_bools("clip_value_loss")
@@ -236,6 +262,10 @@ class PPOConfig(_CommonConfig):
     @property
     def minibatch_size(self) -> int:
         return self.batch_size // self.num_minibatches
+
+    @property
+    def has_critic(self) -> bool:
+        return self.baseline == "value"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +289,8 @@ class A2CConfig(_CommonConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self._resolve_episode_steps(False, "for whole-episode rollouts: PPO and REINFORCE with "
+                                    "mode='trajectory', GRPO")
         self._check_range("gae_lambda", low=0.0, high=1.0)
         self._check_batch_fits_budget()
 
@@ -294,6 +326,8 @@ class TRPOConfig(_CommonConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self._resolve_episode_steps(False, "for whole-episode rollouts: PPO and REINFORCE with "
+                                    "mode='trajectory', GRPO")
         self._coerce_ints("cg_iters", "line_search_steps", "critic_epochs", "critic_minibatches")
         self._check_positive_ints("cg_iters", "line_search_steps", "critic_epochs",
                                   "critic_minibatches")
@@ -345,14 +379,7 @@ class ReinforceConfig(_CommonConfig):
             _fail("mode", self.mode, f"one of {list(REINFORCE_MODES)}")
         super().__post_init__()
         self._check_range("baseline_decay", low=0.0, high=1.0)
-        if self.num_steps is None:
-            if self.mode != "trajectory":
-                _fail("num_steps", None, "a positive integer (None only in trajectory mode)")
-            steps = self.env_spec.max_steps_in_episode
-            if steps is None:
-                _fail("num_steps", None, "a positive integer: the environment's params have no "
-                      "max_steps_in_episode to take it from")
-            object.__setattr__(self, "num_steps", steps)
+        self._resolve_episode_steps(self.mode == "trajectory", "in trajectory mode")
         self._check_batch_fits_budget()
 
     @property
@@ -360,4 +387,72 @@ class ReinforceConfig(_CommonConfig):
         return self.baseline == "value"
 
 
-Config = PPOConfig | A2CConfig | TRPOConfig | ReinforceConfig
+@dataclasses.dataclass(frozen=True)
+class GRPOConfig(_CommonConfig):
+    """GRPO (Shao et al., 2024) and its relatives for environments: group-relative advantages,
+    no critic. Each update resets ``num_groups`` groups of ``group_size`` environments, every
+    group from one shared key (its members start in the same state), rolls out whole episodes,
+    and gives every step of member i's first episode the advantage of its return ``R_i``
+    relative to its group (``advantage``: ``"std"`` GRPO, ``"mean"`` Dr. GRPO,
+    ``"leave_one_out"`` RLOO); the loss is PPO's clipped surrogate plus ``kl_coef`` times the k3
+    KL estimate towards a reference policy.
+
+    The defaults solve CartPole-v1 (the learning test): 4 groups of 8, whole 500-step episodes.
+    """
+
+    num_envs: int | None = None  # num_groups * group_size (None: computed from them)
+    num_steps: int | None = None  # rollout length; None: the environment's episode limit
+    lr: float = 3e-3  # Adam learning rate
+    anneal_lr: bool = False  # linear decay to 0 over the run
+    ent_coef: float = 0.0  # weight of the entropy bonus
+    normalize_advantages: bool = False  # the group advantage is already relative
+    num_groups: int = 4  # groups per update, each from one shared reset
+    group_size: int = 8  # tries per group (>= 2)
+    advantage: str = "std"  # "std" (GRPO), "mean" (Dr. GRPO) or "leave_one_out" (RLOO)
+    num_epochs: int = 4  # passes over each batch
+    num_minibatches: int = 4  # must divide num_envs * num_steps
+    clip_eps: float = 0.2  # PPO ratio clip
+    kl_coef: float = 0.0  # weight of the k3 KL penalty towards the reference policy
+    reference_every: int = 0  # copy the policy into the reference every this many updates (0: the initial policy)
+
+    algorithm = "grpo"
+
+    def __post_init__(self):
+        from jaxpg.advantages import GROUP_ADVANTAGES
+
+        self._coerce_ints("num_groups", "group_size", "reference_every")
+        self._check_positive_ints("num_groups", "group_size")
+        if self.group_size < 2:
+            _fail("group_size", self.group_size, "at least 2: a group needs others to compare with")
+        groups_envs = self.num_groups * self.group_size
+        if self.num_envs is None:
+            object.__setattr__(self, "num_envs", groups_envs)
+        elif self.num_envs != groups_envs:
+            _fail("num_envs", self.num_envs, f"num_groups * group_size = {self.num_groups} * "
+                  f"{self.group_size} = {groups_envs} (or None)")
+        if self.advantage not in GROUP_ADVANTAGES:
+            _fail("advantage", self.advantage, f"one of {list(GROUP_ADVANTAGES)}")
+        if not _is_int(self.reference_every) or self.reference_every < 0:
+            _fail("reference_every", self.reference_every, "a non-negative integer (0: never)")
+        super().__post_init__()
+        self._resolve_episode_steps(True, "")
+        limit = self.env_spec.max_steps_in_episode
+        if limit is not None and self.num_steps < limit:
+            _fail("num_steps", self.num_steps, f"at least the episode limit max_steps_in_episode = "
+                  f"{limit}: a shorter rollout would cut a member's episode, whose return is then "
+                  "unknown (jaxpg does not bootstrap without a critic)")
+        self._coerce_ints("num_epochs", "num_minibatches")
+        self._check_positive_ints("num_epochs", "num_minibatches")
+        self._check_range("clip_eps", low=0.0, low_open=True)
+        self._check_range("kl_coef", low=0.0)
+        if self.batch_size % self.num_minibatches:
+            _fail("num_minibatches", self.num_minibatches,
+                  f"must divide the batch num_envs * num_steps = {self.batch_size}")
+        self._check_batch_fits_budget()
+
+    @property
+    def has_critic(self) -> bool:
+        return False
+
+
+Config = PPOConfig | A2CConfig | TRPOConfig | ReinforceConfig | GRPOConfig

@@ -64,9 +64,11 @@ class Env:
 
     def reset(self, key: jax.Array, num_envs: int) -> tuple[jax.Array, Any]:
         """Resets ``num_envs`` environments; returns ``(obs [N, *obs_shape], env_state)``."""
-        keys = jax.random.split(key, num_envs)
-        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
-        return obs, state
+        return self.reset_with_keys(jax.random.split(key, num_envs))
+
+    def reset_with_keys(self, keys: jax.Array) -> tuple[jax.Array, Any]:
+        """Resets one environment per key ``[N]``: equal keys give equal starts (groups)."""
+        return jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
 
     def step(self, key: jax.Array, env_state: Any, action: jax.Array) -> StepResult:
         """Steps every environment once, auto-resetting those whose episode ended."""

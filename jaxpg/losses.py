@@ -301,3 +301,27 @@ def explained_variance(
     var_resid = masked_var(returns - values, mask)
     safe = jnp.where(var_returns > 0, var_returns, 1.0)
     return jnp.where(var_returns > 0, 1.0 - var_resid / safe, jnp.nan)
+
+
+def kl_k3(log_prob: Array, ref_log_prob: Array, mask: Optional[Array] = None) -> Array:
+    """Mean of the "k3" estimator of KL(pi || pi_ref) on samples of pi, always >= 0.
+
+        log r_t = log pi_ref(a_t|s_t) - log pi(a_t|s_t)
+        k3_t    = r_t - log r_t - 1
+
+    Unbiased for KL(pi || pi_ref) when the actions are sampled from pi, and differentiable in
+    `log_prob` (GRPO's penalty towards a reference policy; `ref_log_prob` is constant).
+
+    Args:
+      log_prob: `[T, *batch]` log pi of the taken actions; ref_log_prob: `[T, *batch]` under
+        the reference policy; mask: optional `[T, *batch]`.
+
+    Returns:
+      Scalar.
+
+    References: Schulman (2020), "Approximating KL Divergence"; Shao et al. (2024),
+    "DeepSeekMath", eq. (4).
+    """
+    _check_same_shape("kl_k3", log_prob=log_prob, ref_log_prob=ref_log_prob, mask=mask)
+    log_ratio = lax.stop_gradient(ref_log_prob) - log_prob
+    return masked_mean(jnp.expm1(log_ratio) - log_ratio, mask)

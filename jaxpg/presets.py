@@ -5,7 +5,7 @@ Each preset is a plain config; override any field with ``config.replace(...)``.
 
 from __future__ import annotations
 
-from jaxpg.config import A2CConfig, PPOConfig, ReinforceConfig, TRPOConfig
+from jaxpg.config import A2CConfig, GRPOConfig, PPOConfig, ReinforceConfig, TRPOConfig
 
 
 def ppo_cartpole() -> PPOConfig:
@@ -76,7 +76,22 @@ def trpo_pendulum() -> TRPOConfig:
     )
 
 
+def ppo_cartpole_trajectory() -> PPOConfig:
+    """PPO with one reward per trajectory: whole 500-step episodes from a fresh reset, R(tau) -
+    V(s_0) on every step, the clipped surrogate; 16 envs, lr 1e-3, 1M steps."""
+    return PPOConfig(env="CartPole-v1", mode="trajectory", num_steps=None, num_envs=16, lr=1e-3,
+                     total_timesteps=1_000_000)
+
+
+def grpo_cartpole() -> GRPOConfig:
+    """GRPO with no critic: 4 groups of 8 tries from one shared start, whole episodes, the
+    "std" group advantage, 4 epochs x 4 minibatches, lr 3e-3; 1M steps."""
+    return GRPOConfig(env="CartPole-v1", total_timesteps=1_000_000)
+
+
 PRESETS = {
+    "ppo-cartpole-trajectory": ppo_cartpole_trajectory,
+    "grpo-cartpole": grpo_cartpole,
     "trpo-cartpole": trpo_cartpole,
     "trpo-pendulum": trpo_pendulum,
     "a2c-cartpole": a2c_cartpole,

@@ -20,6 +20,7 @@ _BUILTIN = {
     "a2c": ("jaxpg.config:A2CConfig", "jaxpg.algorithms:make_a2c"),
     "trpo": ("jaxpg.config:TRPOConfig", "jaxpg.algorithms:make_trpo"),
     "reinforce": ("jaxpg.config:ReinforceConfig", "jaxpg.algorithms:make_reinforce"),
+    "grpo": ("jaxpg.config:GRPOConfig", "jaxpg.algorithms:make_grpo"),
 }
 _REGISTERED: dict[str, "Entry"] = {}
 

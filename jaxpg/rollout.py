@@ -72,11 +72,19 @@ class EnvCarry(struct.PyTreeNode):
 
 
 def env_carry_init(
-    key: jax.Array, env: Env, num_envs: int, obs_stats=None, reward_stats=None, agent_carry=()
+    key: jax.Array, env: Env, num_envs: int, obs_stats=None, reward_stats=None, agent_carry=(),
+    group_size: int = 1,
 ) -> EnvCarry:
     """Resets ``num_envs`` environments. Statistics are fresh unless given; ``agent_carry`` is
-    the agent's initial carry for ``num_envs`` (the agent resets it at the first step anyway)."""
-    obs, env_state = env.reset(key, num_envs)
+    the agent's initial carry for ``num_envs`` (the agent resets it at the first step anyway).
+
+    ``group_size > 1`` resets consecutive groups of ``group_size`` environments from one shared
+    key each, so the members of a group start in the same state."""
+    if group_size == 1:
+        obs, env_state = env.reset(key, num_envs)
+    else:
+        group_keys = jax.random.split(key, num_envs // group_size)
+        obs, env_state = env.reset_with_keys(jnp.repeat(group_keys, group_size, axis=0))
     zeros = jnp.zeros((num_envs,), jnp.float32)
     return EnvCarry(
         env_state=env_state,
@@ -101,8 +109,9 @@ class RolloutOptions(NamedTuple):
 
 # Above this many action-noise numbers per rollout (T * N * num_actions), the noise is drawn
 # step by step instead of in one call before the scan: a 32k-token vocabulary would otherwise
-# need gigabytes. Below it, one call is faster on a CPU (each jax.random call is a loop there).
-# Measured with benchmarks/rollout_noise.py: see benchmarks/README.md.
+# need gigabytes. Measured on the 2-core CPU (benchmarks/results/rollout_noise_cpu.md, T = 128,
+# N = 64): drawing per step costs 1.6-1.7x at 2^17-2^20 numbers, 1.08x at 2^23 (where the one
+# call holds 128 MiB), and 0.7-0.85x from 2^26 on (1-4 GiB held).
 PREDRAW_MAX_NOISE = 2**22
 
 

@@ -366,6 +366,17 @@ def test_train_new_algorithms_from_the_command_line(tmp_path, algo):
     assert len(rows) == 8 and all(r["nonfinite"] == "0" for r in rows)
 
 
+def test_train_grpo_from_the_command_line(tmp_path):
+    run_dir = tmp_path / "grpo"
+    code, err = run_main(["train", "grpo", "--group-size", "2", "--num-groups", "2",
+                          "--total-timesteps", "4000", "--num-minibatches", "1",
+                          "--hidden-sizes", "8", "--run-dir", str(run_dir), "--no-progress",
+                          "--no-plot"])
+    assert code == 0, err
+    rows = read_csv(run_dir / "metrics.csv")
+    assert len(rows) == 2 and "group_return_std" in rows[0] and "kl_ref" in rows[0]
+
+
 def test_flags_accept_underscores_and_reach_the_config():
     argv, explicit = cli._normalize_argv(["train", "--total_timesteps=2048", "--no-anneal-lr"])
     assert argv[:2] == ["train", "ppo"] and not explicit

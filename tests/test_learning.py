@@ -61,3 +61,15 @@ def test_continuous_trpo_on_pendulum():
     assert config.total_timesteps <= 1_000_000
     mean, _ = final_return(config, num_seeds=2)
     assert mean >= -250.0
+
+
+def test_grpo_without_a_critic_solves_cartpole():
+    config = presets.grpo_cartpole()
+    assert config.total_timesteps <= 2_000_000 and not config.has_critic
+    mean, _ = final_return(config, num_seeds=4)
+    assert mean >= 475.0
+
+
+def test_ppo_with_one_reward_per_trajectory_on_cartpole():
+    mean, _ = final_return(presets.ppo_cartpole_trajectory(), num_seeds=4)
+    assert mean >= 475.0

@@ -174,3 +174,47 @@ class TokenEnv(environment.Environment):
     @property
     def num_actions(self) -> int:
         return self._num_actions
+
+
+@struct.dataclass
+class BanditState(environment.EnvState):
+    time: int
+    scale: float
+
+
+class ScaledBanditEnv(environment.Environment):
+    """A contextual bandit: one-step episodes whose start state ``s`` (drawn at reset from the
+    key: 1 or 4, the observation) scales the reward of every action: ``r = s * (0.5, 1.0)[a]``.
+    Action 1 is always better, but with one global baseline (~1.9) its reward at ``s = 1`` looks
+    bad; relative to a group that shares the start, it never does."""
+
+    @property
+    def default_params(self) -> ProbeParams:
+        return ProbeParams(max_steps_in_episode=1)
+
+    def step_env(self, key, state, action, params):
+        reward = state.scale * jnp.where(action == 1, 1.0, 0.5)
+        new_state = BanditState(time=state.time + 1, scale=state.scale)
+        return self._obs(new_state), new_state, reward.astype(jnp.float32), jnp.bool_(True), {}
+
+    def reset_env(self, key, params):
+        scale = jnp.where(jax.random.bernoulli(key), 4.0, 1.0)
+        state = BanditState(time=0, scale=scale)
+        return self._obs(state), state
+
+    def _obs(self, state):
+        return jnp.asarray([state.scale], jnp.float32)
+
+    def observation_space(self, params):
+        return spaces.Box(0.0, 4.0, (1,), jnp.float32)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    @property
+    def name(self) -> str:
+        return "ScaledBandit"
+
+    @property
+    def num_actions(self) -> int:
+        return 2
