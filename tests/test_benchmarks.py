@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ("throughput", "many_agents", "learning", "peers", "memory")
+SCRIPTS = ("throughput", "many_agents", "learning", "peers", "memory", "trpo_step", "rollout_noise",
+           "group_relative")
 
 # One tiny PPO CartPole config (4 envs x 8 steps, 2 updates) shared across the scripts; only
 # learning draws its plot (one plot is enough to check the PNG path).
@@ -94,6 +95,10 @@ RUNS = {
         "num_steps=8",
         "--no-plot",
     ],
+    "trpo_step": ["--quick", "--num-envs", "4", "--num-steps", "8", "--no-plot"],
+    "rollout_noise": ["--quick", "--num-actions", "2", "4", "--num-envs", "4", "--num-steps", "8",
+                      "--no-plot"],
+    "group_relative": ["--quick", "--methods", "grpo-std", "--seeds", "1", "--no-plot"],
 }
 
 DRIVER = """
@@ -124,14 +129,14 @@ def outputs(tmp_path_factory):
         [sys.executable, "-c", DRIVER, str(BENCH), str(out), json.dumps(RUNS)],
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=300,
         env=env,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return out
 
 
-@pytest.mark.parametrize("script", SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3"))
+@pytest.mark.parametrize("script", SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions"))
 def test_help(script):
     # --help needs neither jax nor the peers' packages: every heavy import is lazy.
     proc = subprocess.run(
@@ -229,3 +234,21 @@ def test_learning_benchmark_uses_the_tested_pendulum_preset():
     preset = presets.ppo_pendulum()
     for name, value in learning.PENDULUM_OVERRIDES.items():
         assert getattr(preset, name) == value, name
+
+
+def test_trpo_step(outputs):
+    data = _load(outputs, "trpo_step")
+    programs = {r["program"] for r in data["results"]}
+    assert programs == {"gradient", "gradient_cg", "policy_step"}
+
+
+def test_rollout_noise(outputs):
+    data = _load(outputs, "rollout_noise")
+    assert {(r["num_actions"], r["mode"]) for r in data["results"]} == {
+        (a, m) for a in (2, 4) for m in ("predraw", "per_step")}
+
+
+def test_group_relative(outputs):
+    data = _load(outputs, "group_relative")
+    (rec,) = data["results"]
+    assert rec["method"] == "grpo-std" and len(rec["per_seed_values"]) == 1
