@@ -25,9 +25,9 @@ PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_action
 
 def hparams(**kw):
     base = dict(lr=1e-3, gamma=0.9, gae_lambda=0.8, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
-                max_grad_norm=0.5, baseline_decay=0.9, target_kl=0.01, cg_damping=0.1)
+                max_grad_norm=0.5, baseline_decay=0.9)
     base.update(kw)
-    return jaxpg.HParams(**{k: jnp.float32(v) for k, v in base.items()})
+    return jaxpg.PPOConfig().hparams(**base)  # every other traced field at its default
 
 
 # -- the optimiser ------------------------------------------------------------------------------
