@@ -1,5 +1,5 @@
 """jaxpg at two (or more) git revisions, side by side in one run: env steps per second of the
-whole training program (``jaxpg.make_train``), compile time apart.
+whole training program (``jaxpg.make_train``; PPO unless ``--config-class``), compile time apart.
 
 Each revision is checked out into its own worktree (under ``benchmarks/results/tmp/``) and
 measured in fresh child processes that import jaxpg from that worktree (``PYTHONPATH``), with
@@ -26,13 +26,13 @@ import common  # noqa: E402
 
 WORKTREES = common.REPO_DIR / "benchmarks" / "results" / "tmp"
 
-# The child: only the API every revision has (PPOConfig, make_train). Prints one JSON line.
+# The child: only the API every revision has (a config class, make_train). Prints one JSON line.
 CHILD = r"""
 import json, sys, time
 import jax, jaxpg
 num_envs, num_steps, updates, repeats = map(int, sys.argv[1:5])
-config = jaxpg.PPOConfig(env=sys.argv[5], num_envs=num_envs, num_steps=num_steps,
-                         total_timesteps=updates * num_envs * num_steps)
+config = getattr(jaxpg, sys.argv[6])(env=sys.argv[5], num_envs=num_envs, num_steps=num_steps,
+                                     total_timesteps=updates * num_envs * num_steps)
 train = jaxpg.make_train(config)
 key = jax.random.key(0)
 t = time.perf_counter(); lowered = jax.jit(train).lower(key); trace_s = time.perf_counter() - t
@@ -54,6 +54,8 @@ def parse_args(argv=None):
     common.add_common_args(p, quick_help="one round, a small budget", repeats=False)
     p.add_argument("--revs", nargs="+", default=["HEAD~1", "HEAD"], help="git revisions (first: the baseline)")
     p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--config-class", default="PPOConfig",
+                   help="the jaxpg config class to train (every revision must have it)")
     p.add_argument("--num-envs", nargs="+", type=int, default=[4, 1024])
     p.add_argument("--num-steps", type=int, default=128)
     p.add_argument("--steps-per-point", type=int, default=2**19, help="env steps per timed call")
@@ -77,7 +79,7 @@ def measure(path: Path, num_envs: int, args) -> dict:
     updates = max(2, args.steps_per_point // (num_envs * args.num_steps))
     env = {**os.environ, "PYTHONPATH": str(path)}
     cmd = [sys.executable, "-c", CHILD, str(num_envs), str(args.num_steps), str(updates),
-           str(args.repeats), args.env]
+           str(args.repeats), args.env, args.config_class]
     # Run in the worktree: `python -c` puts the working directory first on sys.path, ahead of
     # an editable install's import hook (measure() checks jaxpg.__file__ all the same).
     code, _, wall, output = common._run_process(cmd, timeout=1800, cwd=path, env=env)

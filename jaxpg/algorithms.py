@@ -355,6 +355,7 @@ class TRPOObjectives(NamedTuple):
     surrogate: Callable  # theta -> mean(ratio * A)
     mean_kl: Callable  # theta -> mean KL(pi_old || pi_theta), analytic
     surrogate_and_kl: Callable  # theta -> (surrogate, mean_kl), one forward pass
+    old_dist: Any  # pi_old's distribution parameters on the batch (gradient stopped)
 
 
 def trpo_objectives(agent: Agent, dist: ActionDist, mb: Minibatch, advantages, params) -> TRPOObjectives:
@@ -380,7 +381,7 @@ def trpo_objectives(agent: Agent, dist: ActionDist, mb: Minibatch, advantages, p
 
     return TRPOObjectives(
         lambda theta: surrogate_of(policy(theta)), lambda theta: kl_of(policy(theta)),
-        surrogate_and_kl,
+        surrogate_and_kl, old_dist,
     )
 
 
@@ -443,11 +444,10 @@ def make_trpo(config, agent: Agent) -> Algorithm:
         finite = policy_finite & critic_finite
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         accepted = search.accepted & finite
-        old_dist = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)[1]
         metrics = {
             "policy_loss": -surrogate_old,
             "value_loss": critic_metrics["value_loss"],
-            "entropy": losses.masked_mean(dist.entropy(old_dist), mb.mask),
+            "entropy": losses.masked_mean(dist.entropy(objectives.old_dist), mb.mask),
             "kl": jnp.where(accepted, search.kl, 0.0),
             "line_search_steps": jnp.where(finite, search.shrinks, num_shrinks + 1),
             "step_accepted": accepted.astype(jnp.float32),
@@ -517,16 +517,14 @@ def make_grpo(config, agent: Agent) -> Algorithm:
         opt_state, _ = base_init(params, hp)
         return opt_state, GRPOState(reference=params)
 
-    def loss(params, mb, hp, reference):
+    def loss(params, mb, hp):
         _, dist_params, _ = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)
-        _, ref_params, _ = unroll(agent, reference, mb.agent_carry, mb.obs, mb.reset)
         log_prob = dist.log_prob(dist_params, mb.action)
-        ref_log_prob = jax.lax.stop_gradient(dist.log_prob(ref_params, mb.action))
         advantages = mb.advantages
         if config.normalize_advantages:
             advantages = adv_lib.normalize_advantages(advantages, mb.mask)
         policy_loss = losses.ppo_clip_loss(log_prob, mb.old_log_prob, advantages, hp.clip_eps, mb.mask)
-        kl_ref = losses.kl_k3(log_prob, ref_log_prob, mb.mask)
+        kl_ref = losses.kl_k3(log_prob, mb.extra, mb.mask)  # extra: the reference log-probs
         entropy = losses.entropy_bonus(dist.entropy(dist_params), mb.mask)
         total = policy_loss + hp.kl_coef * kl_ref - hp.ent_coef * entropy
         return total, {
@@ -537,11 +535,17 @@ def make_grpo(config, agent: Agent) -> Algorithm:
             "clip_fraction": losses.clip_fraction(log_prob, mb.old_log_prob, hp.clip_eps, mb.mask),
         }
 
+    sgd = _sgd(config, agent, loss, config.num_epochs, config.num_minibatches)
+
     def update(params, opt_state, algo_state: GRPOState, batch: Batch, hp, update_step, key,
                constrain=None):
-        sgd = _sgd(config, agent, lambda p, mb, hp: loss(p, mb, hp, algo_state.reference),
-                   config.num_epochs, config.num_minibatches)
-        out = sgd(params, opt_state, algo_state, batch, hp, update_step, key, constrain)
+        # The reference is fixed for the whole update: its log-probabilities of the taken
+        # actions take one forward pass here, not one per minibatch step.
+        tr = batch.transitions
+        _, ref_dist, _ = unroll(agent, algo_state.reference, batch.agent_carry, tr.obs, tr.reset)
+        ref_log_prob = jax.lax.stop_gradient(dist.log_prob(ref_dist, tr.action))
+        out = sgd(params, opt_state, algo_state, batch._replace(extra=ref_log_prob), hp,
+                  update_step, key, constrain)
         reference = algo_state.reference
         if config.reference_every:
             refresh = (update_step + 1) % config.reference_every == 0

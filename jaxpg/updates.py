@@ -43,6 +43,7 @@ class Batch(NamedTuple):
     transitions: Transition  # [T, N, ...]
     targets: Targets  # [T, N]
     agent_carry: Any  # [N, ...]
+    extra: Any = ()  # an algorithm's own per-step data [T, N, ...], minibatched with the rest
 
 
 class Minibatch(NamedTuple):
@@ -59,6 +60,7 @@ class Minibatch(NamedTuple):
     value_mask: jax.Array
     reset: jax.Array | None  # bool: the step starts an episode (None for single steps)
     agent_carry: Any  # () for single steps; [n, ...] for sequences
+    extra: Any = ()  # the batch's ``extra``, sliced like every per-step field
 
 
 class UpdateResult(NamedTuple):
@@ -166,6 +168,7 @@ def as_minibatch(batch: Batch) -> Minibatch:
         value_mask=tg.value_mask,
         reset=tr.reset,
         agent_carry=batch.agent_carry,
+        extra=batch.extra,
     )
 
 

@@ -176,7 +176,7 @@ def numbered_batch(T=6, N=4, carry_width=None):
     )
     targets = jaxpg.Targets(ids, ids, jnp.ones((T, N)), jnp.ones((T, N)))
     carry = () if carry_width is None else jnp.tile(jnp.arange(N, dtype=jnp.float32)[:, None], (1, carry_width))
-    return jaxpg.Batch(tr, targets, carry)
+    return jaxpg.Batch(tr, targets, carry, extra={"id": ids})  # an algorithm's own per-step data
 
 
 @pytest.mark.parametrize("num_minibatches", [1, 2, 4])
@@ -187,6 +187,7 @@ def test_step_minibatches_use_every_step_once_per_epoch(num_minibatches):
         assert mbs.obs.shape == (num_minibatches, 24 // num_minibatches, 1)
         np.testing.assert_array_equal(np.sort(np.asarray(mbs.obs).ravel()), np.arange(24))
         np.testing.assert_array_equal(mbs.advantages[..., None], mbs.obs)  # rows stay whole
+        np.testing.assert_array_equal(mbs.extra["id"], mbs.advantages)  # extra data too
 
 
 @pytest.mark.parametrize("num_minibatches", [1, 2, 4])
@@ -198,6 +199,7 @@ def test_sequence_minibatches_keep_each_environment_whole(num_minibatches):
     assert mbs.obs.shape == (num_minibatches, T, n, 1)
     assert mbs.agent_carry.shape == (num_minibatches, n, 3)
     ids = np.asarray(mbs.obs)[..., 0]
+    np.testing.assert_array_equal(mbs.extra["id"], ids)  # an algorithm's extra data goes along
     envs = ids[:, 0, :] % N  # the environment of each column
     np.testing.assert_array_equal(np.sort(envs.ravel()), np.arange(N))  # each env exactly once
     for m in range(num_minibatches):
@@ -301,7 +303,7 @@ def test_reinforce_estimator_against_numpy(baseline):
 
 
 def test_env_steps_does_not_wrap_past_2_31():
-    from jaxpg.train import env_steps, update
+    from jaxpg.train import env_steps
 
     config = jaxpg.PPOConfig(num_envs=4, num_steps=8, num_minibatches=1, num_epochs=1,
                              total_timesteps=32 * 2)
@@ -313,7 +315,6 @@ def test_env_steps_does_not_wrap_past_2_31():
     assert want > 2**31
     assert float(metrics["env_steps"]) == pytest.approx(want, rel=1e-7)
     assert float(env_steps(jnp.int32(2**30), 4096)) == pytest.approx(2**42, rel=1e-7)
-    del update
 
 
 # -- agents -----------------------------------------------------------------------------------
