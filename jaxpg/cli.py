@@ -339,6 +339,7 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--no-plot", action="store_true", help="do not write the PNG plots")
+    _add_compile_cache_flag(g)
     g.add_argument(
         "--log",
         action="append",
@@ -405,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write one episode as an animated GIF (first seed)",
     )
 
+    _add_compile_cache_flag(ev)
+
     sub.add_parser("envs", help="list the environments with their observation and action spaces")
 
     pl = sub.add_parser("plot", help="(re)draw a run's plots from its metrics.csv")
@@ -437,6 +440,43 @@ def _suggest(parser_flags: Sequence[str], unknown: str) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+# -- the persistent compilation cache --------------------------------------------------------
+
+
+def _add_compile_cache_flag(parser) -> None:
+    parser.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use the persistent XLA compilation cache (default: on, in "
+        "$JAX_COMPILATION_CACHE_DIR or else $XDG_CACHE_HOME/jaxpg/xla, ~/.cache/jaxpg/xla)",
+    )
+
+
+def compile_cache_dir() -> Path:
+    """Where the CLI keeps compiled programs: ``$JAX_COMPILATION_CACHE_DIR`` if set, else
+    ``$XDG_CACHE_HOME/jaxpg/xla`` (``~/.cache/jaxpg/xla``)."""
+    import os
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jaxpg" / "xla"
+
+
+def use_compile_cache(enabled: bool) -> None:
+    """Turns jax's persistent compilation cache on (in :func:`compile_cache_dir`) or off.
+
+    A repeated run then loads its programs instead of compiling them (for the default CartPole
+    job, compiling takes longer than training). jax caches only programs that took at least
+    ``jax_persistent_cache_min_compile_time_secs`` (1 s by default) to compile.
+    """
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", enabled)
+    if enabled and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir()))
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -457,6 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             first = unknown[0]
             hint = _suggest(flags, first) if first.startswith("-") else ""
             raise UsageError(f"jaxpg {args.command}: error: unrecognized argument {first!r}{hint}")
+        if args.command in ("train", "eval"):
+            use_compile_cache(not args.no_compile_cache)
         if args.command == "train":
             return cmd_train(args, explicit_algo)
         if args.command == "eval":

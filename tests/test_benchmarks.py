@@ -136,7 +136,9 @@ def outputs(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("script", SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions"))
+@pytest.mark.parametrize(
+    "script", SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions", "device_suite")
+)
 def test_help(script):
     # --help needs neither jax nor the peers' packages: every heavy import is lazy.
     proc = subprocess.run(
@@ -252,3 +254,63 @@ def test_group_relative(outputs):
     data = _load(outputs, "group_relative")
     (rec,) = data["results"]
     assert rec["method"] == "grpo-std" and len(rec["per_seed_values"]) == 1
+
+
+def _bench_env(out: Path) -> dict:
+    env = dict(os.environ)
+    env.update(
+        JAX_PLATFORMS="cpu",
+        JAX_COMPILATION_CACHE_DIR=str(out / "xla-cache"),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+        XLA_FLAGS=(
+            env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+            " --xla_llvm_disable_expensive_passes=true"
+        ).strip(),
+        # the shell entry point runs `python3`: this interpreter's
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
+    )
+    return env
+
+
+def test_device_suite_tiny(tmp_path):
+    # The accelerator suite's own entry point, at its tiny size on the CPU, so it cannot rot:
+    # PPO and GRPO (the group-relative sizing) through every section.
+    proc = subprocess.run(
+        ["bash", str(BENCH / "device_suite.sh"), str(tmp_path), "--size", "tiny",
+         "--algos", "ppo", "grpo"],
+        capture_output=True, text=True, timeout=300, env=_bench_env(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    data = _load(tmp_path, "device_suite")
+    res = data["results"]
+    assert data["skipped"] == []
+    assert {(r["algorithm"], r["num_seeds"]) for r in res["compile"]} == {
+        ("ppo", 1), ("ppo", 2), ("grpo", 1)}
+    for r in res["compile"]:
+        assert r["trace_s"] > 0 and r["compile_s"] > 0
+    assert [r["algorithm"] for r in res["solve"]] == ["ppo", "grpo"]
+    for r in res["solve"]:
+        assert len(r["curve_return"]) == r["num_updates"] == len(r["curve_steps"])
+    assert {(r["algorithm"], r["num_envs"]) for r in res["throughput"]} == {
+        ("ppo", 4), ("ppo", 8), ("grpo", 4)}
+    for r in res["throughput"]:
+        assert r["steps_per_s"] == pytest.approx(r["env_steps"] / r["steady_s"])
+    assert {(r["algorithm"], r["num_agents"]) for r in res["many_agents"]} == {
+        ("ppo", 1), ("ppo", 2), ("grpo", 1)}
+    assert (tmp_path / "device_suite.png").stat().st_size > 0
+
+
+def test_device_suite_first_crossing():
+    sys.path.insert(0, str(BENCH))
+    import device_suite as ds
+
+    nan = float("nan")
+    # A window of 2 updates (batch = half the window's steps): the trailing mean of the
+    # finished-episode returns, NaN updates skipped, first reaches 475 at update 4.
+    batch = ds.SOLVE_WINDOW_STEPS // 2
+    returns = [500.0, 300.0, 480.0, nan, 470.0, 500.0]
+    # update 0: window not full; 1: 400; 2: 390; 3: 480 (one finished); 4: 470; 5: 485
+    assert ds.first_crossing(returns, batch) == 3
+    assert ds.first_crossing([100.0, nan, 470.0, 476.0], batch) is None
+    assert ds.first_crossing([475.0], ds.SOLVE_WINDOW_STEPS) == 0

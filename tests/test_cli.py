@@ -493,3 +493,28 @@ def test_stops_on_nan_with_update_and_last_checkpoint(env_vars, tmp_path):
     config, _ = runs.read_config(run_dir)
     assert type(config.env).__name__ == "NaNRewardEnv"
 
+
+
+@pytest.mark.parametrize("flag", [[], ["--no-compile-cache"]])
+def test_persistent_compile_cache_is_on_by_default(env_vars, tmp_path, flag):
+    # Default: compiled programs land in $XDG_CACHE_HOME/jaxpg/xla (no JAX_COMPILATION_CACHE_DIR
+    # set); --no-compile-cache writes nothing there.
+    env = {k: v for k, v in env_vars.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    proc = jaxpg(env, "train", *TINY, "--no-progress", "--no-plot", "--run-dir",
+                 tmp_path / "run", *flag)
+    assert proc.returncode == 0, proc.stderr
+    cache = tmp_path / "cache" / "jaxpg" / "xla"
+    entries = list(cache.iterdir()) if cache.exists() else []
+    assert bool(entries) == (not flag), entries
+
+
+def test_compile_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cli.compile_cache_dir() == tmp_path / "jaxpg" / "xla"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cli.compile_cache_dir() == tmp_path / "home" / ".cache" / "jaxpg" / "xla"
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
+    assert cli.compile_cache_dir() == tmp_path / "mine"
