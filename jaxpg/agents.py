@@ -103,9 +103,16 @@ def mlp_agent(
     activation: str = "tanh",
     shared: bool = False,
     critic: bool = True,
+    conv_channels=(),
 ) -> Agent:
     """The feed-forward :class:`jaxpg.networks.ActorCritic` as an :class:`Agent`: observations
-    are cast to float32 and flattened after the batch axis."""
+    are cast to float32 and flattened after the batch axis (or, with ``conv_channels``, read as
+    images ``[H, W, C]`` by a convolutional torso)."""
+    if conv_channels and len(obs_shape) != 3:
+        raise ValueError(
+            f"conv_channels={tuple(conv_channels)!r} needs image observations [H, W, C]; "
+            f"this environment's have shape {tuple(obs_shape)}"
+        )
     module = ActorCritic(
         action_dim=action_dim,
         discrete=discrete,
@@ -114,6 +121,7 @@ def mlp_agent(
         shared=shared,
         critic=critic,
         obs_rank=max(len(obs_shape), 1),
+        conv_channels=tuple(conv_channels),
     )
     scalar_obs = len(obs_shape) == 0
 
@@ -133,8 +141,9 @@ def mlp_agent(
 
 
 def make_agent(config) -> Agent:
-    """The agent a config describes: the MLP actor-critic of its ``hidden_sizes``,
-    ``activation`` and ``shared_network``, with a critic when ``config.has_critic``."""
+    """The agent a config describes: the actor-critic of its ``network`` (``"mlp"``, or
+    ``"cnn"``: ``conv_channels`` convolutions first), ``hidden_sizes``, ``activation`` and
+    ``shared_network``, with a critic when ``config.has_critic``."""
     env = config.env_spec
     return mlp_agent(
         env.obs_shape,
@@ -144,6 +153,7 @@ def make_agent(config) -> Agent:
         activation=config.activation,
         shared=config.shared_network,
         critic=config.has_critic,
+        conv_channels=config.conv_channels if config.network == "cnn" else (),
     )
 
 

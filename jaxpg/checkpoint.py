@@ -40,6 +40,8 @@ COMPATIBILITY_FIELDS = (
     "hidden_sizes",
     "activation",
     "shared_network",
+    "network",
+    "conv_channels",
     "baseline",
 )
 

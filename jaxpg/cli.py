@@ -256,6 +256,21 @@ def _field_parser(name: str, hint) -> tuple[Callable[[str], Any], str, str]:
 RUN_FLAGS = ("seed", "seeds", "sweep", "run_dir", "runs_root")
 
 
+def _add_preset_flag(parser: argparse.ArgumentParser, algo: str) -> None:
+    from jaxpg.presets import PRESETS
+
+    names = [n for n in PRESETS if n.split("-")[0] == algo]
+    if names:
+        parser.add_argument(
+            "--preset",
+            choices=names,
+            default=None,
+            metavar="NAME",
+            help="start from a named config of jaxpg/presets.py (the flags given override its "
+            f"fields): {', '.join(names)}",
+        )
+
+
 def _add_run_flags(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument(
@@ -377,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
             name, help=" ".join(cls.__doc__.split()).split(": ")[0], description=cls.__doc__.strip()
         )
         add_config_flags(p, cls)
+        _add_preset_flag(p, name)
         _add_run_flags(p)
 
     ev = sub.add_parser("eval", help="evaluate a run's policy on fresh episodes")
@@ -536,12 +552,19 @@ def _config_fields(args, cls) -> dict[str, Any]:
     return {k: v for k, v in vars(args).items() if k in names}
 
 
-def build_config(algo: str, fields: Mapping[str, Any]):
-    """The config from CLI values; a bad value raises :class:`UsageError` naming the field."""
+def build_config(algo: str, fields: Mapping[str, Any], preset: str | None = None):
+    """The config from CLI values (over a named preset's, if given); a bad value raises
+    :class:`UsageError` naming the field."""
     from jaxpg.runs import env_params_with, resolve_env
 
     cls = _config_class(algo)
     fields = dict(fields)
+    if preset is not None:
+        from jaxpg.presets import PRESETS
+
+        base = PRESETS[preset]()
+        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)
+                  if f.name not in ("env_params",)} | fields
     try:
         env_spec = fields.get("env", "CartPole-v1")
         fields["env"] = resolve_env(env_spec)
@@ -625,6 +648,8 @@ def cmd_train(args, explicit_algo: bool) -> int:
                 f"not {args.algo}"
             )
         changed = sorted(set(given) - {"total_timesteps"}) + sorted(run_given)
+        if getattr(args, "preset", None) is not None:
+            changed.insert(0, "preset")
         if changed:
             raise UsageError(
                 f"jaxpg train: error: {_flag(changed[0])} cannot be changed when resuming "
@@ -646,7 +671,7 @@ def cmd_train(args, explicit_algo: bool) -> int:
         settings = run.get("sweep_settings") or None
         run_info = dict(run)
     else:
-        config = build_config(args.algo, given)
+        config = build_config(args.algo, given, getattr(args, "preset", None))
         seed = run_given.get("seed", 0)
         num_seeds = run_given.get("seeds", 1)
         if num_seeds < 1:
@@ -678,7 +703,7 @@ def cmd_train(args, explicit_algo: bool) -> int:
         else:
             run_dir = runs.default_run_dir(config, run_given.get("runs_root", "runs"))
         run_info = {
-            "env": given.get("env", "CartPole-v1"),
+            "env": given.get("env", config.env if isinstance(config.env, str) else "CartPole-v1"),
             "env_params_overrides": given.get("env_params") or None,
             "seeds": seeds,
             "sweep": run_given.get("sweep") or None,

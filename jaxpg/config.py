@@ -26,6 +26,8 @@ import numpy as np
 from jaxpg.envs import Env, make_env
 from jaxpg.networks import ACTIVATIONS
 
+NETWORKS = ("mlp", "cnn")  # the config's own agents (jaxpg.agents.make_agent)
+
 
 class HParams(NamedTuple):
     """Hyperparameters that are traced, so a sweep over them is one compiled program.
@@ -74,6 +76,8 @@ class _CommonConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)  # MLP layer sizes (actor and critic each)
     activation: str = "tanh"  # tanh, relu, elu, gelu or swish
     shared_network: bool = False  # one torso for actor and critic
+    network: str = "mlp"  # "mlp" (observations flattened) or "cnn" (image observations [H, W, C])
+    conv_channels: tuple[int, ...] = (16,)  # cnn: 3x3 convolutions before the hidden layers
     # Environment wrappers.
     normalize_obs: bool = False  # running mean/std of observations
     normalize_rewards: bool = False  # divide by the running std of the discounted return
@@ -95,11 +99,10 @@ class _CommonConfig:
         self._check_range("gamma", low=0.0, high=1.0)
         self._check_range("ent_coef", low=0.0)
         self._check_range("vf_coef", low=0.0)
-        hidden = self.hidden_sizes
-        if isinstance(hidden, (list, tuple)) and all(_is_int(h) and h > 0 for h in hidden) and hidden:
-            object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in hidden))
-        else:
-            _fail("hidden_sizes", hidden, "a non-empty tuple of positive ints, e.g. (64, 64)")
+        self._check_int_tuple("hidden_sizes", "(64, 64)")
+        self._check_int_tuple("conv_channels", "(16,)")
+        if self.network not in NETWORKS:
+            _fail("network", self.network, f"one of {list(NETWORKS)}")
         if self.activation not in ACTIVATIONS:
             _fail("activation", self.activation, f"one of {sorted(ACTIVATIONS)}")
         if not isinstance(self.env_kwargs, Mapping):
@@ -107,12 +110,22 @@ class _CommonConfig:
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         # Builds the environment once, so a bad name fails here and not inside a trace.
         object.__setattr__(self, "_env", make_env(self.env, self.env_params, **self.env_kwargs))
+        if self.network == "cnn" and len(self._env.obs_shape) != 3:
+            _fail("network", self.network, f"'cnn' needs image observations [H, W, C]; "
+                  f"{self._env.name}'s have shape {tuple(self._env.obs_shape)} (use 'mlp')")
 
     def _coerce_ints(self, *names):
         for name in names:
             value = getattr(self, name)
             if isinstance(value, float) and value.is_integer():
                 object.__setattr__(self, name, int(value))
+
+    def _check_int_tuple(self, name, example):
+        value = getattr(self, name)
+        if isinstance(value, (list, tuple)) and value and all(_is_int(h) and h > 0 for h in value):
+            object.__setattr__(self, name, tuple(int(h) for h in value))
+        else:
+            _fail(name, value, f"a non-empty tuple of positive ints, e.g. {example}")
 
     def _check_bools(self, *names):
         for name in names:

@@ -63,11 +63,24 @@ def _dense(features: int, gain: float, name: str | None = None) -> nn.Dense:
 
 
 class _Torso(nn.Module):
+    """``conv_channels`` 3x3 convolutions (stride 1, no padding, ReLU) over an image
+    ``[..., H, W, C]``, flattened, then the ``hidden_sizes`` dense layers. With no convolutions
+    the observation is flattened after the batch axes (``obs_rank`` trailing axes)."""
+
     hidden_sizes: Sequence[int]
     activation: str
+    conv_channels: Sequence[int] = ()
+    obs_rank: int = 1
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, obs):
+        batch = obs.shape[: obs.ndim - self.obs_rank]
+        x = obs
+        for channels in self.conv_channels:
+            conv = nn.Conv(channels, (3, 3), padding="VALID", kernel_init=orthogonal(math.sqrt(2.0)),
+                           bias_init=nn.initializers.zeros)
+            x = nn.relu(conv(x))
+        x = x.reshape(batch + (-1,))
         act = ACTIVATIONS[self.activation]
         for size in self.hidden_sizes:
             x = act(_dense(size, math.sqrt(2.0))(x))
@@ -79,6 +92,9 @@ class ActorCritic(nn.Module):
 
     ``shared=True`` puts both heads on one torso; otherwise the actor and the critic have their
     own. ``critic=False`` builds no value head (REINFORCE without a learned baseline).
+    ``conv_channels`` puts 3x3 convolutions before the dense layers, for image observations
+    ``[H, W, C]`` (the MinAtar paper's network is ``conv_channels=(16,)``, ``hidden_sizes=(128,)``,
+    Young & Tian, 2019); otherwise each observation is flattened.
     """
 
     action_dim: int
@@ -89,12 +105,13 @@ class ActorCritic(nn.Module):
     critic: bool = True
     log_std_init: float = 0.0
     obs_rank: int = 1  # rank of one observation
+    conv_channels: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, obs):
-        # Flatten each observation (MinAtar's [10, 10, C] grids included) after the batch axes.
-        x = obs.reshape(obs.shape[: obs.ndim - self.obs_rank] + (-1,))
-        actor_features = _Torso(self.hidden_sizes, self.activation, name="actor_torso")(x)
+        torso = lambda name: _Torso(self.hidden_sizes, self.activation, tuple(self.conv_channels),
+                                    self.obs_rank, name=name)
+        actor_features = torso("actor_torso")(obs)
         head = _dense(self.action_dim, 0.01, name="policy_head")(actor_features)
         if self.discrete:
             dist_params = head
@@ -108,7 +125,7 @@ class ActorCritic(nn.Module):
         critic_features = (
             actor_features
             if self.shared
-            else _Torso(self.hidden_sizes, self.activation, name="critic_torso")(x)
+            else torso("critic_torso")(obs)
         )
         value = _dense(1, 1.0, name="value_head")(critic_features)[..., 0]
         return dist_params, value

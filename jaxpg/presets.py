@@ -89,6 +89,35 @@ def grpo_cartpole() -> GRPOConfig:
     return GRPOConfig(env="CartPole-v1", total_timesteps=1_000_000)
 
 
+MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "SpaceInvaders")
+
+
+def ppo_minatar(game: str, network: str = "mlp") -> PPOConfig:
+    """PPO on ``{game}-MinAtar`` at the published budget, 10M env steps, with gymnax-blines'
+    settings: 64 envs x 128 steps, 4 epochs x 8 minibatches, lr 5e-4 constant, gamma 0.999,
+    GAE 0.95, clip 0.2, entropy 0.01. ``network="mlp"``: the flattened grid into 2x256 ReLU
+    (gymnax-blines); ``"cnn"``: the MinAtar paper's torso, one 3x3 convolution of 16 channels
+    then 128 ReLU units (Young & Tian, 2019)."""
+    if game not in MINATAR_GAMES:
+        raise ValueError(f"game={game!r} is invalid: one of {list(MINATAR_GAMES)}")
+    torso = dict(hidden_sizes=(256, 256)) if network == "mlp" else dict(
+        network=network, conv_channels=(16,), hidden_sizes=(128,))
+    return PPOConfig(
+        env=f"{game}-MinAtar",
+        total_timesteps=10_000_000,
+        num_envs=64,
+        num_steps=128,
+        num_epochs=4,
+        num_minibatches=8,
+        lr=5e-4,
+        anneal_lr=False,
+        gamma=0.999,
+        gae_lambda=0.95,
+        activation="relu",
+        **torso,
+    )
+
+
 PRESETS = {
     "ppo-cartpole-trajectory": ppo_cartpole_trajectory,
     "grpo-cartpole": grpo_cartpole,
@@ -99,4 +128,11 @@ PRESETS = {
     "reinforce-cartpole": reinforce_cartpole,
     "ppo-pendulum": ppo_pendulum,
     "reinforce-cartpole-trajectory": reinforce_cartpole_trajectory,
+    **{
+        f"ppo-{game.lower()}-minatar{suffix}": (
+            lambda game=game, network=network: ppo_minatar(game, network)
+        )
+        for game in MINATAR_GAMES
+        for network, suffix in (("mlp", ""), ("cnn", "-cnn"))
+    },
 }

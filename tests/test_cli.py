@@ -518,3 +518,17 @@ def test_compile_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert cli.compile_cache_dir() == tmp_path / "home" / ".cache" / "jaxpg" / "xla"
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "mine"))
     assert cli.compile_cache_dir() == tmp_path / "mine"
+
+
+def test_train_from_a_preset_with_overrides(tmp_path):
+    run_dir = tmp_path / "preset"
+    code, err = run_main(["train", "--preset", "ppo-breakout-minatar-cnn", "--num-envs", "4",
+                          "--num-steps", "16", "--num-minibatches", "2", "--total-timesteps",
+                          "128", "--run-dir", str(run_dir), "--no-progress", "--no-plot"])
+    assert code == 0, err
+    config, run = runs.read_config(run_dir)  # the run directory rebuilds the preset's env
+    assert (config.env, config.network, config.conv_channels, config.gamma) == (
+        "Breakout-MinAtar", "cnn", (16,), 0.999)
+    assert (config.num_envs, config.num_steps, config.total_timesteps) == (4, 16, 128)
+    code, err = run_main(["train", "--preset", "trpo-cartpole"])
+    assert code == 2 and "--preset" in err and "ppo-cartpole" in err

@@ -74,3 +74,45 @@ def test_diag_gaussian_against_closed_form():
     draws = DIAG_GAUSSIAN.sample(jax.random.key(1), (jnp.broadcast_to(mean, (40000, 2)), log_std))
     np.testing.assert_allclose(np.mean(draws, 0), mean[0], atol=0.02)
     np.testing.assert_allclose(np.std(draws, 0), std, rtol=0.02)
+
+
+def _numpy_conv3x3_valid(x, kernel, bias):
+    """A direct loop: x [B, H, W, C], kernel [3, 3, C, F] -> [B, H-2, W-2, F] (cross-correlation,
+    as every deep-learning conv)."""
+    b, h, w, _ = x.shape
+    out = np.zeros((b, h - 2, w - 2, kernel.shape[-1]))
+    for i in range(h - 2):
+        for j in range(w - 2):
+            patch = x[:, i : i + 3, j : j + 3, :]  # [B, 3, 3, C]
+            out[:, i, j, :] = np.einsum("bijc,ijcf->bf", patch, kernel) + bias
+    return out
+
+
+def test_conv_torso_against_a_numpy_loop():
+    # The MinAtar paper's network: one 3x3 conv of 16 channels (ReLU), flattened, 128 ReLU units.
+    agent = mlp_agent((10, 10, 4), 3, True, hidden_sizes=(128,), activation="relu",
+                      conv_channels=(16,))
+    params = agent.init(jax.random.key(0))
+    obs = jax.random.bernoulli(jax.random.key(1), 0.3, (5, 10, 10, 4))
+    _, logits, value = agent.apply(params, (), obs, jnp.zeros(5, bool))
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params["params"])
+    x = np.asarray(obs, np.float64)
+
+    def torso(t):
+        h = np.maximum(_numpy_conv3x3_valid(x, t["Conv_0"]["kernel"], t["Conv_0"]["bias"]), 0)
+        h = h.reshape(5, -1)  # [B, 8 * 8 * 16], row-major (H, W, C)
+        return np.maximum(h @ t["Dense_0"]["kernel"] + t["Dense_0"]["bias"], 0)
+
+    want_logits = torso(p["actor_torso"]) @ p["policy_head"]["kernel"] + p["policy_head"]["bias"]
+    want_value = (torso(p["critic_torso"]) @ p["value_head"]["kernel"] + p["value_head"]["bias"])[:, 0]
+    np.testing.assert_allclose(logits, want_logits, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(value, want_value, rtol=1e-4, atol=1e-5)
+    assert p["actor_torso"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)
+    # Leading axes beyond one batch axis ([T, B, H, W, C]) give the same outputs.
+    _, logits2, _ = agent.apply(params, (), obs.reshape(1, 5, 10, 10, 4), jnp.zeros(5, bool))
+    np.testing.assert_allclose(logits2[0], logits, rtol=1e-6)
+
+
+def test_conv_torso_needs_image_observations():
+    with pytest.raises(ValueError, match=r"conv_channels=\(16,\) needs image observations"):
+        mlp_agent((4,), 2, True, conv_channels=(16,))

@@ -82,6 +82,9 @@ def test_continuous_policy_act_is_within_bounds():
         ("clip_eps", 0.0, "clip_eps"),
         ("num_minibatches", 3, "num_minibatches=3.*divide"),
         ("hidden_sizes", (), "hidden_sizes"),
+        ("conv_channels", (16, 0), "conv_channels"),
+        ("network", "lstm-ish", "network='lstm-ish'.*one of"),
+        ("network", "cnn", "network='cnn'.*image observations.*CartPole-v1"),
         ("activation", "sigmoidal", "activation='sigmoidal'"),
         ("anneal_lr", "yes", "anneal_lr"),
         ("total_timesteps", 100, "total_timesteps=100.*512"),
@@ -219,3 +222,18 @@ def test_nan_rewards_are_detected_and_not_trained_on():
     assert int(result.state.nonfinite_updates) == 2
     initial = jaxpg.init_state(config, jax.random.key(0))
     assert_trees_equal(result.state.params, initial.params)
+
+
+@pytest.mark.parametrize("game", ["Asterix", "Breakout", "Freeway", "SpaceInvaders"])
+@pytest.mark.parametrize("network", ["mlp", "cnn"])
+def test_minatar_presets_at_the_published_budget(game, network):
+    from jaxpg import presets
+
+    config = presets.ppo_minatar(game, network)
+    assert config.env == f"{game}-MinAtar" and config.total_timesteps == 10_000_000
+    assert (config.num_envs, config.num_steps, config.num_epochs, config.num_minibatches) == (
+        64, 128, 4, 8)
+    assert (config.lr, config.anneal_lr, config.gamma) == (5e-4, False, 0.999)
+    assert config.network == network
+    name = f"ppo-{game.lower()}-minatar" + ("-cnn" if network == "cnn" else "")
+    assert presets.PRESETS[name]() == config
