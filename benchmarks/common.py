@@ -18,7 +18,9 @@ Every result file is written atomically (a temporary file in the same folder, th
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 import importlib.metadata as _md
+import importlib.util
 import json
 import math
 import os
@@ -71,8 +73,10 @@ def package_versions(names: Iterable[str]) -> dict[str, str | None]:
     for name in names:
         try:
             out[name] = _md.version(name)
-        except _md.PackageNotFoundError:
-            out[name] = None
+        except _md.PackageNotFoundError:  # imported from a checkout, not installed
+            spec = importlib.util.find_spec(name)
+            out[name] = None if spec is None else getattr(
+                importlib.import_module(name), "__version__", None)
     return out
 
 

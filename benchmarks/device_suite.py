@@ -407,8 +407,9 @@ def main(argv=None):
 
     sizes = SIZES[args.size]
     algos = args.algos or list(registry.names())
-    if "ppo" in algos:  # PPO first: the figures everyone compares
-        algos = ["ppo"] + [a for a in algos if a != "ppo"]
+    # PPO, then REINFORCE first: the figures everyone compares, before a budget runs out.
+    algos = [a for a in ("ppo", "reinforce") if a in algos] + [
+        a for a in algos if a not in ("ppo", "reinforce")]
     data = common.payload(
         "device_suite",
         args.size,

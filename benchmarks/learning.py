@@ -8,12 +8,16 @@ config in ``SPECS``. Two final returns are reported per seed, then mean ± std o
   actions sampled as in training.
 
 References (PPO): gymnax-blines (CartPole 500 at 150k steps, Acrobot -78.9 at 500k, Pendulum
--200.6 at 1M, Breakout-MinAtar 43.4 and SpaceInvaders-MinAtar 131.6 at 10M) and CleanRL
-(CartPole 490 ± 6, Acrobot -86 ± 1, both at 500k). A budget that differs from a reference's is
-shown beside it: compare at equal budgets only.
+-200.6 at 1M, Breakout-MinAtar 43.4 and SpaceInvaders-MinAtar 131.6 at 10M), gymnax's README
+(MinAtar at 10M: Asterix 15, Breakout 28, Freeway 58, SpaceInvaders 131) and CleanRL (CartPole
+490 ± 6, Acrobot -86 ± 1, both at 500k). A budget that differs from a reference's is shown beside
+it: compare at equal budgets only. MinAtar runs the presets ``jaxpg.presets.ppo_minatar(game,
+--network)`` (gymnax-blines' settings; ``--network cnn``: the MinAtar paper's conv torso).
 
     python benchmarks/learning.py              # full: CartPole, Acrobot, Pendulum, Breakout-MinAtar
     python benchmarks/learning.py --quick      # the same at a tenth of the budget, 2 seeds
+    python benchmarks/learning.py --envs Asterix-MinAtar Breakout-MinAtar Freeway-MinAtar \
+        SpaceInvaders-MinAtar --seeds 3 --total-timesteps 10000000 [--network cnn]
 """
 
 from __future__ import annotations
@@ -39,16 +43,10 @@ SPECS = {
     "Acrobot-v1": dict(overrides={}, budget=500_000),
     # The CI-tested preset (jaxpg/presets.py), so the benchmark and the learning test agree.
     "Pendulum-v1": dict(overrides=PENDULUM_OVERRIDES, budget=1_000_000),
-    "Breakout-MinAtar": dict(
-        overrides=dict(num_envs=64, num_steps=128, num_minibatches=8, lr=5e-4),
-        budget=10_000_000,
-        cpu_budget=2_000_000,
-    ),
-    "SpaceInvaders-MinAtar": dict(
-        overrides=dict(num_envs=64, num_steps=128, num_minibatches=8, lr=5e-4),
-        budget=10_000_000,
-        cpu_budget=2_000_000,
-    ),
+    **{
+        f"{game}-MinAtar": dict(preset=game, budget=10_000_000, cpu_budget=2_000_000)
+        for game in ("Asterix", "Breakout", "Freeway", "SpaceInvaders")
+    },
 }
 
 REFERENCES = {
@@ -61,8 +59,16 @@ REFERENCES = {
         dict(source="CleanRL", mean=-86.0, std=1.0, steps=500_000),
     ],
     "Pendulum-v1": [dict(source="gymnax-blines", mean=-200.6, steps=1_000_000)],
-    "Breakout-MinAtar": [dict(source="gymnax-blines", mean=43.4, steps=10_000_000)],
-    "SpaceInvaders-MinAtar": [dict(source="gymnax-blines", mean=131.6, steps=10_000_000)],
+    "Asterix-MinAtar": [dict(source="gymnax README", mean=15.0, steps=10_000_000)],
+    "Breakout-MinAtar": [
+        dict(source="gymnax-blines", mean=43.4, steps=10_000_000),
+        dict(source="gymnax README", mean=28.0, steps=10_000_000),
+    ],
+    "Freeway-MinAtar": [dict(source="gymnax README", mean=58.0, steps=10_000_000)],
+    "SpaceInvaders-MinAtar": [
+        dict(source="gymnax-blines", mean=131.6, steps=10_000_000),
+        dict(source="gymnax README", mean=131.0, steps=10_000_000),
+    ],
 }
 
 FULL = dict(
@@ -91,6 +97,8 @@ def parse_args(argv=None):
     )
     p.add_argument("--budget-scale", type=float, help="multiply each env's budget")
     p.add_argument("--eval-episodes", type=int)
+    p.add_argument("--network", choices=["mlp", "cnn"], default="mlp",
+                   help="MinAtar presets' torso (default mlp: 2x256 relu)")
     common.add_set_arg(p)
     return p.parse_args(argv)
 
@@ -111,10 +119,16 @@ def run_env(env, args, backend):
     import jaxpg
     import jaxpg_parts as jp
 
-    overrides = dict(SPECS[env]["overrides"])
+    from jaxpg import presets
+
+    spec = SPECS[env]
+    overrides = dict(spec.get("overrides", {}))
     overrides.update(common.parse_set(args.set))
     budget = budget_for(env, args, backend)
-    probe = jp.make_config("ppo", env, **overrides)
+    if "preset" in spec:
+        probe = presets.ppo_minatar(spec["preset"], args.network).replace(**overrides)
+    else:
+        probe = jp.make_config("ppo", env, **overrides)
     # Keep the budget a whole number of updates (and at least one).
     budget = max(probe.batch_size, budget // probe.batch_size * probe.batch_size)
     config = probe.replace(total_timesteps=budget)
@@ -248,7 +262,8 @@ def main(argv=None):
     records = [run_env(env, args, backend) for env in args.envs]
     settings = {
         k: getattr(args, k)
-        for k in ("envs", "seeds", "budget_scale", "eval_episodes", "total_timesteps", "set")
+        for k in ("envs", "seeds", "budget_scale", "eval_episodes", "total_timesteps", "set",
+                  "network")
     }
     notes = [
         "final train return: mean training episode return over the last 5% of updates; eval "
