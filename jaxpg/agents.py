@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxpg.networks import ActorCritic
+from jaxpg.networks import ActorCritic, RecurrentActorCritic
 
 
 class Agent(NamedTuple):
@@ -140,11 +140,48 @@ def mlp_agent(
     return Agent(init, _empty_carry, apply, critic)
 
 
+def recurrent_agent(
+    obs_shape: tuple[int, ...],
+    action_dim: int,
+    discrete: bool,
+    cell: str = "gru",
+    recurrent_size: int = 128,
+    hidden_sizes=(64,),
+    activation: str = "tanh",
+    critic: bool = True,
+) -> Agent:
+    """:class:`jaxpg.networks.RecurrentActorCritic` (a GRU or LSTM core between a dense encoder
+    and the heads) as an :class:`Agent` whose carry is the cell's state ``[num_envs, size]``."""
+    module = RecurrentActorCritic(
+        action_dim=action_dim,
+        discrete=discrete,
+        hidden_sizes=tuple(hidden_sizes),
+        activation=activation,
+        cell=cell,
+        recurrent_size=recurrent_size,
+        critic=critic,
+        obs_rank=len(obs_shape),
+    )
+
+    def init(key):
+        obs = jnp.zeros((1, *obs_shape), jnp.float32)
+        return module.init(key, module.initial_carry(1), obs, jnp.ones((1,), jnp.bool_))
+
+    return Agent(init, module.initial_carry, module.apply, critic)
+
+
 def make_agent(config) -> Agent:
-    """The agent a config describes: the actor-critic of its ``network`` (``"mlp"``, or
-    ``"cnn"``: ``conv_channels`` convolutions first), ``hidden_sizes``, ``activation`` and
-    ``shared_network``, with a critic when ``config.has_critic``."""
+    """The agent a config describes: the actor-critic of its ``network`` (``"mlp"``; ``"cnn"``:
+    ``conv_channels`` convolutions first; ``"gru"``/``"lstm"``: a recurrent core of
+    ``recurrent_size`` units), ``hidden_sizes``, ``activation`` and ``shared_network``, with a
+    critic when ``config.has_critic``."""
     env = config.env_spec
+    if config.network in ("gru", "lstm"):
+        return recurrent_agent(
+            env.obs_shape, env.action_dim, env.discrete, cell=config.network,
+            recurrent_size=config.recurrent_size, hidden_sizes=config.hidden_sizes,
+            activation=config.activation, critic=config.has_critic,
+        )
     return mlp_agent(
         env.obs_shape,
         env.action_dim,

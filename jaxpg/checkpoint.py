@@ -42,6 +42,8 @@ COMPATIBILITY_FIELDS = (
     "shared_network",
     "network",
     "conv_channels",
+    "recurrent_size",
+    "keep_obs",
     "baseline",
 )
 

@@ -108,10 +108,17 @@ def _parse_optional_int(text: str):
 
 
 def _parse_int_tuple(text: str) -> tuple[int, ...]:
-    parts = [p for p in re.split(r"[,\s]+", text.strip().strip("()[]")) if p]
-    if not parts:
+    """``"64,64"`` (or ``"64 64"``, ``"(64, 64)"``) -> ``(64, 64)``; an empty item, as in
+    ``"64,,64"`` or ``"64,"``, is an error."""
+    body = text.strip().strip("()[]").strip()
+    parts = [p.strip() for p in re.split(r"\s*,\s*|\s+", body)] if body else []
+    if not parts or any(not p for p in parts):
         raise argparse.ArgumentTypeError(f"invalid list {text!r} (e.g. 64,64)")
     return tuple(_parse_int(p) for p in parts)
+
+
+def _parse_optional_int_tuple(text: str):
+    return None if text.strip().lower() in ("none", "null") else _parse_int_tuple(text)
 
 
 def _parse_json_object(text: str) -> dict:
@@ -244,6 +251,8 @@ def _field_parser(name: str, hint) -> tuple[Callable[[str], Any], str, str]:
         return str, "STR", "str"
     if origin is tuple and args and args[0] is int:
         return _parse_int_tuple, "INTS", "ints, comma-separated"
+    if args and type(None) in args and any(typing.get_origin(a) is tuple for a in args):
+        return _parse_optional_int_tuple, "INTS|none", "ints, comma-separated, or none"
     if args and type(None) in args and int in args:
         return _parse_optional_int, "INT|none", "int or none"
     if origin in (dict, collections.abc.Mapping) or hint in (dict, Mapping):

@@ -26,7 +26,7 @@ import numpy as np
 from jaxpg.envs import Env, make_env
 from jaxpg.networks import ACTIVATIONS
 
-NETWORKS = ("mlp", "cnn")  # the config's own agents (jaxpg.agents.make_agent)
+NETWORKS = ("mlp", "cnn", "gru", "lstm")  # the config's own agents (jaxpg.agents.make_agent)
 
 
 class HParams(NamedTuple):
@@ -59,6 +59,7 @@ class _CommonConfig:
     env: Any = "CartPole-v1"  # a gymnax registry name, or a gymnax Environment instance
     env_params: Any = None  # None: the environment's default params
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # for gymnax.make
+    keep_obs: tuple[int, ...] | None = None  # observation components to keep (the rest hidden: jaxpg.wrappers.MaskObservation), e.g. 0,2; None: all
     # Budget and batch shape.
     total_timesteps: int = 500_000  # env steps in all; num_updates = this // (num_envs * num_steps)
     num_envs: int = 4  # parallel environments (vmapped)
@@ -76,7 +77,8 @@ class _CommonConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)  # MLP layer sizes (actor and critic each)
     activation: str = "tanh"  # tanh, relu, elu, gelu or swish
     shared_network: bool = False  # one torso for actor and critic
-    network: str = "mlp"  # "mlp" (observations flattened) or "cnn" (image observations [H, W, C])
+    network: str = "mlp"  # "mlp" (observations flattened), "cnn" (image observations [H, W, C]), "gru" or "lstm" (recurrent)
+    recurrent_size: int = 128  # gru/lstm: units of the recurrent cell (hidden_sizes: its encoder)
     conv_channels: tuple[int, ...] = (16,)  # cnn: 3x3 convolutions before the hidden layers
     # Environment wrappers.
     normalize_obs: bool = False  # running mean/std of observations
@@ -101,6 +103,8 @@ class _CommonConfig:
         self._check_range("vf_coef", low=0.0)
         self._check_int_tuple("hidden_sizes", "(64, 64)")
         self._check_int_tuple("conv_channels", "(16,)")
+        self._coerce_ints("recurrent_size")
+        self._check_positive_ints("recurrent_size")
         if self.network not in NETWORKS:
             _fail("network", self.network, f"one of {list(NETWORKS)}")
         if self.activation not in ACTIVATIONS:
@@ -109,7 +113,17 @@ class _CommonConfig:
             _fail("env_kwargs", self.env_kwargs, "a mapping of keyword arguments for gymnax.make")
         object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
         # Builds the environment once, so a bad name fails here and not inside a trace.
-        object.__setattr__(self, "_env", make_env(self.env, self.env_params, **self.env_kwargs))
+        env = make_env(self.env, self.env_params, **self.env_kwargs)
+        if self.keep_obs is not None:
+            from jaxpg.wrappers import MaskObservation
+
+            if isinstance(self.keep_obs, list):
+                object.__setattr__(self, "keep_obs", tuple(self.keep_obs))
+            try:
+                env = make_env(MaskObservation(env.env, self.keep_obs), env.params)
+            except ValueError as e:
+                _fail("keep_obs", self.keep_obs, str(e).split(" is invalid: ")[-1])
+        object.__setattr__(self, "_env", env)
         if self.network == "cnn" and len(self._env.obs_shape) != 3:
             _fail("network", self.network, f"'cnn' needs image observations [H, W, C]; "
                   f"{self._env.name}'s have shape {tuple(self._env.obs_shape)} (use 'mlp')")

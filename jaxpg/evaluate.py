@@ -127,24 +127,28 @@ def _evaluate(config, params, key, num_episodes, deterministic, limit):
     obs, env_state = env.reset(reset_key, num_episodes)
     zeros = jnp.zeros((num_episodes,), jnp.float32)
     done = jnp.zeros((num_episodes,), jnp.bool_)
-    init = (env_state, obs, zeros, jnp.zeros((num_episodes,), jnp.int32), done, key, jnp.int32(0))
+    agent_carry = policy.initial_carry(num_episodes)  # () for a feed-forward policy
+    init = (env_state, obs, agent_carry, zeros, jnp.zeros((num_episodes,), jnp.int32), done, key,
+            jnp.int32(0))
 
     def cond(carry):
         *_, done, _, t = carry
         return jnp.logical_not(jnp.all(done)) & (t < limit)
 
     def body(carry):
-        env_state, obs, ret, length, done, key, t = carry
+        env_state, obs, agent_carry, ret, length, done, key, t = carry
         key, act_key, step_key = jax.random.split(key, 3)
-        action = policy.act(params, obs, None if deterministic else act_key)
+        first = jnp.full((num_episodes,), t == 0)  # only each env's first episode counts
+        agent_carry, action = policy.step(params, agent_carry, obs, first,
+                                          None if deterministic else act_key)
         out = env.step(step_key, env_state, action)
         running = jnp.logical_not(done)
         ret = ret + jnp.where(running, out.reward, 0.0)
         length = length + running.astype(jnp.int32)
         done = done | out.terminated | out.truncated
-        return out.env_state, out.obs, ret, length, done, key, t + 1
+        return out.env_state, out.obs, agent_carry, ret, length, done, key, t + 1
 
-    _, _, ret, length, done, _, _ = jax.lax.while_loop(cond, body, init)
+    _, _, _, ret, length, done, _, _ = jax.lax.while_loop(cond, body, init)
     return EvalResult(ret, length, done)
 
 
@@ -183,19 +187,18 @@ def episode_states(
         obs, state = env.reset(reset_key, 1)
 
         def step(carry, step_key):
-            state, obs, done = carry
+            state, obs, agent_carry, done, first = carry
             act_key, env_key = jax.random.split(step_key)
-            action = policy.act(params, obs, None if deterministic else act_key)
+            agent_carry, action = policy.step(params, agent_carry, obs, first,
+                                              None if deterministic else act_key)
             out = env.step(env_key, state, action)
-            return (out.env_state, out.obs, done | out.terminated | out.truncated), (
-                state,
-                out.reward,
-                done | out.terminated | out.truncated,
-            )
+            done = done | out.terminated | out.truncated
+            return (out.env_state, out.obs, agent_carry, done, first & False), (
+                state, out.reward, done)
 
-        _, (states, rewards, dones) = jax.lax.scan(
-            step, (state, obs, jnp.zeros((1,), jnp.bool_)), jax.random.split(key, limit)
-        )
+        init = (state, obs, policy.initial_carry(1), jnp.zeros((1,), jnp.bool_),
+                jnp.ones((1,), jnp.bool_))
+        _, (states, rewards, dones) = jax.lax.scan(step, init, jax.random.split(key, limit))
         return states, rewards[:, 0], dones[:, 0]
 
     states, rewards, dones = jax.device_get(run(key))

@@ -62,6 +62,19 @@ def _dense(features: int, gain: float, name: str | None = None) -> nn.Dense:
     )
 
 
+def _policy_head(module: nn.Module, features):
+    """The distribution parameters from ``features``, inside ``module``'s compact call: logits,
+    or a Gaussian mean with the state-independent ``log_std`` parameter (``module`` has
+    ``action_dim``, ``discrete`` and ``log_std_init``)."""
+    head = _dense(module.action_dim, 0.01, name="policy_head")(features)
+    if module.discrete:
+        return head
+    log_std = module.param(
+        "log_std", nn.initializers.constant(module.log_std_init), (module.action_dim,)
+    )
+    return head, log_std
+
+
 class _Conv3x3(nn.Module):
     """A 3x3 convolution, stride 1, no padding, as one matrix product over the image's patches
     (im2col): ``[..., H, W, C] -> [..., H-2, W-2, features]``, kernel ``[3, 3, C, features]``
@@ -130,14 +143,7 @@ class ActorCritic(nn.Module):
         torso = lambda name: _Torso(self.hidden_sizes, self.activation, tuple(self.conv_channels),
                                     self.obs_rank, name=name)
         actor_features = torso("actor_torso")(obs)
-        head = _dense(self.action_dim, 0.01, name="policy_head")(actor_features)
-        if self.discrete:
-            dist_params = head
-        else:
-            log_std = self.param(
-                "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
-            )
-            dist_params = (head, log_std)
+        dist_params = _policy_head(self, actor_features)
         if not self.critic:
             return dist_params, None
         critic_features = (
@@ -147,3 +153,58 @@ class ActorCritic(nn.Module):
         )
         value = _dense(1, 1.0, name="value_head")(critic_features)[..., 0]
         return dist_params, value
+
+
+RECURRENT_CELLS = ("gru", "lstm")
+
+
+class RecurrentActorCritic(nn.Module):
+    """A recurrent actor-critic for partially observed environments, one step at a time:
+    ``(carry, obs [B, *obs_shape], reset [B]) -> (carry, dist_params, value)``.
+
+    The observation (cast to float32, flattened) goes through the ``hidden_sizes`` dense
+    encoder, then a ``cell`` (``"gru"``, or ``"lstm"``: flax's ``GRUCell`` / ``OptimizedLSTMCell``)
+    of ``recurrent_size`` units shared by the actor and the critic; each head is one dense layer
+    of ``hidden_sizes[-1]`` units, then the output. Where ``reset`` is true the carry is set back
+    to :meth:`initial_carry` (zeros) *before* the observation is read, so no memory crosses an
+    episode boundary. Initialisation is orthogonal, as :class:`ActorCritic`'s (the recurrent
+    kernels too: flax's own orthogonal initialiser runs a LAPACK QR).
+    """
+
+    action_dim: int
+    discrete: bool
+    hidden_sizes: Sequence[int] = (64,)
+    activation: str = "tanh"
+    cell: str = "gru"
+    recurrent_size: int = 128
+    critic: bool = True
+    log_std_init: float = 0.0
+    obs_rank: int = 1
+
+    def initial_carry(self, num_envs: int):
+        h = jnp.zeros((num_envs, self.recurrent_size), jnp.float32)
+        return (h, h) if self.cell == "lstm" else h
+
+    def _cell(self):
+        cls = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}[self.cell]
+        return cls(self.recurrent_size, kernel_init=orthogonal(1.0),
+                   recurrent_kernel_init=orthogonal(1.0), name="cell")
+
+    @nn.compact
+    def __call__(self, carry, obs, reset):
+        act = ACTIVATIONS[self.activation]
+        batch = obs.shape[: obs.ndim - self.obs_rank]
+        x = jnp.asarray(obs, jnp.float32).reshape(batch + (-1,))
+        for i, size in enumerate(self.hidden_sizes):
+            x = act(_dense(size, math.sqrt(2.0), name=f"encoder_{i}")(x))
+        fresh = self.initial_carry(reset.shape[0])
+        carry = jax.tree.map(lambda c, f: jnp.where(reset[:, None], f, c), carry, fresh)
+        carry, features = self._cell()(carry, x)
+        width = self.hidden_sizes[-1]
+        pi = act(_dense(width, math.sqrt(2.0), name="actor_hidden")(features))
+        dist_params = _policy_head(self, pi)
+        if not self.critic:
+            return carry, dist_params, None
+        v = act(_dense(width, math.sqrt(2.0), name="critic_hidden")(features))
+        value = _dense(1, 1.0, name="value_head")(v)[..., 0]
+        return carry, dist_params, value

@@ -73,3 +73,17 @@ def test_grpo_without_a_critic_solves_cartpole():
 def test_ppo_with_one_reward_per_trajectory_on_cartpole():
     mean, _ = final_return(presets.ppo_cartpole_trajectory(), num_seeds=4)
     assert mean >= 475.0
+
+
+def test_recurrent_ppo_solves_cartpole_without_velocities():
+    # Positions only (cart position, pole angle): a GRU must infer the velocities.
+    config = presets.ppo_cartpole_positions_gru()
+    assert config.total_timesteps <= 1_000_000 and config.env_spec.obs_shape == (2,)
+    mean, _ = final_return(config, num_seeds=1)
+    assert mean >= 475.0
+
+
+def test_recurrent_ppo_on_memory_chain():
+    # The return is +1 (recalled) or -1; gymnax's README reports 0.1 for its feed-forward PPO.
+    mean, _ = final_return(presets.ppo_memorychain_gru(), num_seeds=2)
+    assert mean >= 0.9

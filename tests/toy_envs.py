@@ -218,3 +218,55 @@ class ScaledBanditEnv(environment.Environment):
     @property
     def num_actions(self) -> int:
         return 2
+
+
+# -- a memory probe ----------------------------------------------------------------------------
+
+
+@struct.dataclass
+class RecallState(environment.EnvState):
+    time: int
+    cue: int
+
+
+class DelayedRecallEnv(environment.Environment):
+    """One-step-delayed recall: the first observation shows a cue ``c`` in {0, 1} as ``[2c - 1,
+    1]``; the next ``delay`` observations are ``[0, 0]``; the action at the last step scores
+    reward 1 if it equals ``c`` (0 otherwise), and the episode terminates. Earlier actions score
+    nothing. A feed-forward policy sees the same ``[0, 0]`` at the last step whatever the cue,
+    so its expected return is 0.5; a policy that remembers the first observation gets 1."""
+
+    def __init__(self, delay: int = 1):
+        super().__init__()
+        self.delay = delay
+
+    @property
+    def default_params(self) -> environment.EnvParams:
+        return environment.EnvParams(max_steps_in_episode=1000)
+
+    def step_env(self, key, state, action, params):
+        time = state.time + 1
+        last = time > self.delay
+        reward = jnp.where(last & (action == state.cue), 1.0, 0.0).astype(jnp.float32)
+        new_state = RecallState(time=time, cue=state.cue)
+        obs = jnp.zeros((2,), jnp.float32)
+        return obs, new_state, reward, last, {}
+
+    def reset_env(self, key, params):
+        cue = jax.random.bernoulli(key).astype(jnp.int32)
+        state = RecallState(time=0, cue=cue)
+        return jnp.stack([2.0 * cue - 1.0, 1.0]).astype(jnp.float32), state
+
+    def observation_space(self, params):
+        return spaces.Box(-1.0, 1.0, (2,), jnp.float32)
+
+    def action_space(self, params=None):
+        return spaces.Discrete(2)
+
+    @property
+    def name(self) -> str:
+        return "DelayedRecall"
+
+    @property
+    def num_actions(self) -> int:
+        return 2
