@@ -89,6 +89,9 @@ def unroll(agent: Agent, params: Any, carry: Any, obs: jax.Array, reset: jax.Arr
         return c, (dist_params, value)
 
     carry, (dist_params, value) = jax.lax.scan(step, carry, (obs, reset))
+    # A state-independent log std [D] comes out of the scan as T copies [T, D]: keep one, as
+    # the feed-forward path does (batched leaves are [T, N, ...]).
+    dist_params = jax.tree.map(lambda x: x if x.ndim >= 3 else x[0], dist_params)
     return carry, dist_params, value
 
 

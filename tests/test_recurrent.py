@@ -213,10 +213,12 @@ def test_memory_probe_needs_a_recurrent_policy():
     assert recall_run("mlp") <= 0.6
 
 
-def test_a_continuous_recurrent_policy_on_pendulum_without_angular_velocity():
-    config = jaxpg.PPOConfig(env="Pendulum-v1", keep_obs=(0, 1), network="lstm", recurrent_size=8,
-                             hidden_sizes=(8,), num_envs=4, num_steps=16, num_minibatches=2,
-                             total_timesteps=4 * 16 * 2)
+@pytest.mark.parametrize("algo", ["ppo", "trpo"])
+def test_a_continuous_recurrent_policy_on_pendulum_without_angular_velocity(algo):
+    kw = dict(num_minibatches=2) if algo == "ppo" else dict(critic_minibatches=2)
+    config = jaxpg.registry.config_class(algo)(
+        env="Pendulum-v1", keep_obs=(0, 1), network="lstm", recurrent_size=8, hidden_sizes=(8,),
+        num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2, **kw)
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     ret = evaluate(config, result.params, jax.random.key(1), 2).episode_return
