@@ -99,6 +99,7 @@ RUNS = {
     "rollout_noise": ["--quick", "--num-actions", "2", "4", "--num-envs", "4", "--num-steps", "8",
                       "--no-plot"],
     "group_relative": ["--quick", "--methods", "grpo-std", "--seeds", "1", "--no-plot"],
+    "recurrent": ["--quick", "--parts", "speed", "--num-envs", "4", "--repeats", "1"],
 }
 
 DRIVER = """
@@ -137,7 +138,8 @@ def outputs(tmp_path_factory):
 
 
 @pytest.mark.parametrize(
-    "script", SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions", "device_suite")
+    "script",
+    SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions", "device_suite", "recurrent"),
 )
 def test_help(script):
     # --help needs neither jax nor the peers' packages: every heavy import is lazy.
@@ -314,3 +316,10 @@ def test_device_suite_first_crossing():
     assert ds.first_crossing(returns, batch) == 3
     assert ds.first_crossing([100.0, nan, 470.0, 476.0], batch) is None
     assert ds.first_crossing([475.0], ds.SOLVE_WINDOW_STEPS) == 0
+
+
+def test_recurrent(outputs):
+    data = _load(outputs, "recurrent")
+    speed = data["results"]["speed"]
+    assert {(r["num_envs"], r["network"]) for r in speed} == {(4, "mlp"), (4, "gru")}
+    assert all(r["steps_per_s"] > 0 for r in speed)
