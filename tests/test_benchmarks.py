@@ -139,7 +139,8 @@ def outputs(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "script",
-    SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions", "device_suite", "recurrent"),
+    SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions", "device_suite", "recurrent",
+               "compile_time"),
 )
 def test_help(script):
     # --help needs neither jax nor the peers' packages: every heavy import is lazy.
