@@ -58,16 +58,9 @@ def train_program(config):
 
 
 def init_states(config, keys) -> Any:
-    """One :class:`jaxpg.TrainState` per key, stacked on a leading seed axis.
-
-    Each state is initialised on its own (a jitted ``init_state`` per key) rather than under
-    ``jax.vmap``: on jax 0.10 on a CPU with few cores, the batched LAPACK QR behind the
-    orthogonal initialiser can deadlock XLA's thread pool. ``init_state`` is deterministic,
-    so the states are the ones ``jax.vmap(train)`` would build.
-    """
-    init = jax.jit(functools.partial(jaxpg.init_state, config))
-    states = [init(key) for key in keys]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    """One :class:`jaxpg.TrainState` per key, stacked on a leading seed axis (a vmapped
+    ``init_state``)."""
+    return jax.jit(jax.vmap(functools.partial(jaxpg.init_state, config)))(keys)
 
 
 def seeds_program(config):
@@ -162,32 +155,12 @@ def update_program(config, num_updates: int):
 
 def evaluate_program(config, num_episodes: int):
     """``(policy_params, key) -> returns [num_episodes]``: the undiscounted return of the first
-    episode of ``num_episodes`` environments, actions sampled from the trained policy (as in
-    training). Runs ``max_steps_in_episode`` steps, so every episode ends."""
-    env = config.env_spec
-    policy = jaxpg.make_policy(config)
-    max_steps = env.max_steps_in_episode
-    if max_steps is None:
-        raise ValueError(f"evaluate: {env.name} has no max_steps_in_episode")
+    episode of ``num_episodes`` fresh environments, actions sampled from the trained policy (as
+    in training): :func:`jaxpg.evaluate.make_evaluate`, jaxpg's one evaluation rollout."""
+    from jaxpg.evaluate import make_evaluate
 
-    def run(params, key):
-        reset_key, key = jax.random.split(key)
-        obs, env_state = env.reset(reset_key, num_episodes)
-
-        def step(carry, step_key):
-            obs, env_state, ret, alive = carry
-            act_key, env_key = jax.random.split(step_key)
-            action = policy.act(params, obs, act_key)
-            out = env.step(env_key, env_state, action)
-            ret = ret + jnp.where(alive, out.reward, 0.0)
-            alive = alive & ~(out.terminated | out.truncated)
-            return (out.obs, out.env_state, ret, alive), None
-
-        init = (obs, env_state, jnp.zeros(num_episodes), jnp.ones(num_episodes, bool))
-        (_, _, ret, _), _ = jax.lax.scan(step, init, jax.random.split(key, max_steps))
-        return ret
-
-    return run
+    evaluate = make_evaluate(config, num_episodes)
+    return lambda params, key: evaluate(params, key).episode_return
 
 
 def final_train_return(episode_return, fraction: float = 0.05) -> Any:
