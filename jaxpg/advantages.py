@@ -16,12 +16,11 @@ Flags may be bool or float arrays. Scalar hyperparameters (`gamma`, `lam`,
 `jax.vmap`. Recursions over time use `lax.scan(reverse=True)`, so compile time
 does not grow with T.
 
-No flax, no gymnax: only jax, jax.numpy and chex.
+No flax, no gymnax: only jax and jax.numpy.
 """
 
 from typing import NamedTuple, Optional, Tuple
 
-import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -34,8 +33,8 @@ from jaxpg.losses import (
     masked_var,
 )
 
-Array = chex.Array
-Numeric = chex.Numeric
+Array = jax.Array
+Numeric = jax.typing.ArrayLike
 
 
 def _flag(x: Array) -> Array:

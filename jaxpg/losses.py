@@ -13,24 +13,24 @@ Quantities that are targets rather than outputs of the network being trained
 Scalar hyperparameters (`clip_eps`) may be Python floats or traced 0-d arrays,
 so they can be swept with `jax.vmap`.
 
-No flax, no gymnax: only jax, jax.numpy and chex.
+No flax, no gymnax: only jax and jax.numpy.
 """
 
 from typing import Optional
 
-import chex
+import jax
 import jax.numpy as jnp
 from jax import lax
 
-Array = chex.Array
-Numeric = chex.Numeric
+Array = jax.Array
+Numeric = jax.typing.ArrayLike
 
 
 # -----------------------------------------------------------------------------
 # Trace-time argument checks, shared with advantages.py.
 # Shapes are static under jit/vmap, so these run while tracing, never inside
-# the compiled program. They are plain `ValueError`s rather than chex asserts:
-# `chex.disable_asserts()` must not switch off validation of user input, and
+# the compiled program. They are plain `ValueError`s rather than assertions (chex's and the like):
+# a global switch that disables assertions must not switch off validation of user input, and
 # the message should name the offending arguments of the public function.
 
 
