@@ -36,7 +36,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxpg.networks import ActorCritic, RecurrentActorCritic
+from jaxpg.networks import ActorCritic, CausalTransformer, RecurrentActorCritic
 
 
 class Agent(NamedTuple):
@@ -173,12 +173,40 @@ def recurrent_agent(
     return Agent(init, module.initial_carry, module.apply, critic)
 
 
+def transformer_agent(
+    vocab_size: int,
+    length: int,
+    embed_dim: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    critic: bool = True,
+) -> Agent:
+    """:class:`jaxpg.networks.CausalTransformer` over a sequence task's buffer ``int32[length +
+    1]`` (:mod:`jaxpg.sequence`) as a feed-forward :class:`Agent`; actions are tokens."""
+    module = CausalTransformer(vocab_size=vocab_size, action_dim=vocab_size, embed_dim=embed_dim,
+                               num_layers=num_layers, num_heads=num_heads, critic=critic)
+
+    def init(key):
+        return module.init(key, jnp.zeros((1, length + 1), jnp.int32))
+
+    def apply(params, carry, obs, reset):
+        del reset
+        logits, value = module.apply(params, obs)
+        return carry, logits, value
+
+    return Agent(init, _empty_carry, apply, critic)
+
+
 def make_agent(config) -> Agent:
     """The agent a config describes: the actor-critic of its ``network`` (``"mlp"``; ``"cnn"``:
     ``conv_channels`` convolutions first; ``"gru"``/``"lstm"``: a recurrent core of
     ``recurrent_size`` units), ``hidden_sizes``, ``activation`` and ``shared_network``, with a
     critic when ``config.has_critic``."""
     env = config.env_spec
+    if config.network == "transformer":
+        task = env.env.task
+        return transformer_agent(task.vocab_size, task.length, config.embed_dim,
+                                 config.num_layers, config.num_heads, config.has_critic)
     if config.network in ("gru", "lstm"):
         return recurrent_agent(
             env.obs_shape, env.action_dim, env.discrete, cell=config.network,

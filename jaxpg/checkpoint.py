@@ -43,6 +43,9 @@ COMPATIBILITY_FIELDS = (
     "network",
     "conv_channels",
     "recurrent_size",
+    "embed_dim",
+    "num_layers",
+    "num_heads",
     "keep_obs",
     "baseline",
 )

@@ -26,7 +26,7 @@ import numpy as np
 from jaxpg.envs import Env, make_env
 from jaxpg.networks import ACTIVATIONS
 
-NETWORKS = ("mlp", "cnn", "gru", "lstm")  # the config's own agents (jaxpg.agents.make_agent)
+NETWORKS = ("mlp", "cnn", "gru", "lstm", "transformer")  # the config's own agents (jaxpg.agents.make_agent)
 
 
 class HParams(NamedTuple):
@@ -63,7 +63,7 @@ class _CommonConfig:
     # Budget and batch shape.
     total_timesteps: int = 500_000  # env steps in all; num_updates = this // (num_envs * num_steps)
     num_envs: int = 4  # parallel environments (vmapped)
-    num_steps: int = 128  # rollout length per environment per update
+    num_steps: int | None = 128  # rollout length per environment per update (None: whole episodes, where the mode allows it)
     # Optimisation (lr, gamma, ent_coef, vf_coef and max_grad_norm are traced HParams).
     lr: float = 2.5e-4  # Adam learning rate
     anneal_lr: bool = True  # linear decay to 0 over the run
@@ -77,7 +77,10 @@ class _CommonConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)  # MLP layer sizes (actor and critic each)
     activation: str = "tanh"  # tanh, relu, elu, gelu or swish
     shared_network: bool = False  # one torso for actor and critic
-    network: str = "mlp"  # "mlp" (observations flattened), "cnn" (image observations [H, W, C]), "gru" or "lstm" (recurrent)
+    network: str = "mlp"  # "mlp" (observations flattened), "cnn" (image observations [H, W, C]), "gru" or "lstm" (recurrent), "transformer" (sequence tasks, jaxpg.sequence)
+    embed_dim: int = 64  # transformer: width of the token embeddings and blocks
+    num_layers: int = 2  # transformer: attention blocks
+    num_heads: int = 4  # transformer: attention heads (must divide embed_dim)
     recurrent_size: int = 128  # gru/lstm: units of the recurrent cell (hidden_sizes: its encoder)
     conv_channels: tuple[int, ...] = (16,)  # cnn: 3x3 convolutions before the hidden layers
     # Environment wrappers.
@@ -103,8 +106,10 @@ class _CommonConfig:
         self._check_range("vf_coef", low=0.0)
         self._check_int_tuple("hidden_sizes", "(64, 64)")
         self._check_int_tuple("conv_channels", "(16,)")
-        self._coerce_ints("recurrent_size")
-        self._check_positive_ints("recurrent_size")
+        self._coerce_ints("recurrent_size", "embed_dim", "num_layers", "num_heads")
+        self._check_positive_ints("recurrent_size", "embed_dim", "num_layers", "num_heads")
+        if self.embed_dim % self.num_heads:
+            _fail("num_heads", self.num_heads, f"must divide embed_dim={self.embed_dim}")
         if self.network not in NETWORKS:
             _fail("network", self.network, f"one of {list(NETWORKS)}")
         if self.activation not in ACTIVATIONS:
@@ -124,6 +129,9 @@ class _CommonConfig:
             except ValueError as e:
                 _fail("keep_obs", self.keep_obs, str(e).split(" is invalid: ")[-1])
         object.__setattr__(self, "_env", env)
+        if self.network == "transformer" and not hasattr(self._env.env, "task"):
+            _fail("network", self.network, f"'transformer' reads a sequence task's token buffer "
+                  f"(jaxpg.sequence, e.g. env='seq:reverse'); {self._env.name} is not one")
         if self.network == "cnn" and len(self._env.obs_shape) != 3:
             _fail("network", self.network, f"'cnn' needs image observations [H, W, C]; "
                   f"{self._env.name}'s have shape {tuple(self._env.obs_shape)} (use 'mlp')")
@@ -336,7 +344,7 @@ class TRPOConfig(_CommonConfig):
 
     total_timesteps: int = 200_000  # env steps in all; num_updates = this // (num_envs * num_steps)
     num_envs: int = 8  # parallel environments (vmapped)
-    num_steps: int = 128  # rollout length per environment per update
+    num_steps: int | None = 128  # rollout length per environment per update (None: whole episodes, where the mode allows it)
     lr: float = 1e-3  # the critic's Adam learning rate
     anneal_lr: bool = False  # linear decay of the critic's learning rate to 0 over the run
     ent_coef: float = 0.0  # unused: TRPO's surrogate has no entropy bonus

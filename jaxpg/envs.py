@@ -146,8 +146,10 @@ def _fmt(x: np.ndarray | None) -> str:
 
 
 def registered_envs() -> list[str]:
-    """The names ``make_env`` accepts, as gymnax registers them."""
-    return list(gymnax.registered_envs)
+    """The names ``make_env`` accepts: gymnax's registry, then jaxpg's sequence tasks."""
+    from jaxpg.sequence import TASKS
+
+    return list(gymnax.registered_envs) + [f"seq:{name}" for name in TASKS]
 
 
 def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_kwargs) -> Env:
@@ -161,11 +163,17 @@ def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_
     """
     if isinstance(env, Env):
         return env
+    if isinstance(env, str) and env.startswith("seq:"):  # a built-in sequence task
+        from jaxpg.sequence import make_task, task_env
+
+        env = task_env(make_task(env, **env_kwargs))
+        env_kwargs = {}
     if isinstance(env, str):
         if env not in gymnax.registered_envs:
             raise ValueError(
                 f"env: unknown environment {env!r}. Registered gymnax environments: "
                 + ", ".join(gymnax.registered_envs)
+                + "; sequence tasks: seq:copy, seq:reverse, seq:sort, seq:add"
             )
         instance, default_params = gymnax.make(env, **env_kwargs)
         name = env

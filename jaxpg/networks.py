@@ -208,3 +208,71 @@ class RecurrentActorCritic(nn.Module):
         v = act(_dense(width, math.sqrt(2.0), name="critic_hidden")(features))
         value = _dense(1, 1.0, name="value_head")(v)[..., 0]
         return carry, dist_params, value
+
+
+class CausalEncoder(nn.Module):
+    """``tokens [B, L]`` -> per-position features ``[B, L, embed_dim]``, causal: token and
+    position embeddings, ``num_layers`` pre-norm blocks (causal self-attention, a 4x GELU MLP),
+    a final layer norm (the body of :class:`CausalTransformer`)."""
+
+    vocab_size: int
+    embed_dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+
+    @nn.compact
+    def __call__(self, tokens):
+        length = tokens.shape[-1]
+        x = nn.Embed(self.vocab_size + 1, self.embed_dim, name="token_embed")(tokens)
+        pos = self.param("pos_embed", nn.initializers.normal(0.02), (length, self.embed_dim))
+        x = x + pos[None]
+        mask = nn.make_causal_mask(tokens)
+        for i in range(self.num_layers):
+            h = nn.LayerNorm(name=f"block{i}_ln1")(x)
+            h = nn.MultiHeadDotProductAttention(self.num_heads, name=f"block{i}_attn")(h, h, mask=mask)
+            x = x + h
+            h = nn.LayerNorm(name=f"block{i}_ln2")(x)
+            h = nn.Dense(4 * self.embed_dim, name=f"block{i}_mlp_in")(h)
+            h = nn.Dense(self.embed_dim, name=f"block{i}_mlp_out")(nn.gelu(h))
+            x = x + h
+        return nn.LayerNorm(name="final_ln")(x)
+
+
+class CausalTransformer(nn.Module):
+    """A small causal transformer policy over a sequence task's token buffer
+    (:mod:`jaxpg.sequence`): ``obs int32[..., L + 1]`` (``L`` tokens, then the position ``p`` of
+    the next token) -> ``(logits [..., action_dim], value [...])``.
+
+    Token and position embeddings of ``embed_dim``, ``num_layers`` pre-norm blocks (causal
+    multi-head self-attention with ``num_heads`` heads, then a 4x GELU MLP, each around a
+    residual), a final layer norm, and the policy (and value) head read at position ``p - 1``,
+    the last token written: the next-token prediction of a language model. The mask makes it
+    causal: the output at position ``t`` depends on tokens ``0..t`` only (tested by perturbing
+    later tokens), so the padding after ``p - 1`` is never read.
+
+    Generation re-encodes the whole buffer at every step: ``O(L^2)`` attention per token, which
+    is fine up to ``L`` of about 32. A key-value cache (the carry of a recurrent agent holding
+    each layer's keys and values) would make a step ``O(L)`` and pays for longer sequences.
+    """
+
+    vocab_size: int  # token ids 0..vocab_size-1, and vocab_size for an empty place
+    action_dim: int
+    embed_dim: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    critic: bool = True
+
+    @nn.compact
+    def __call__(self, obs):
+        lead = obs.shape[:-1]
+        obs = obs.reshape((-1, obs.shape[-1])).astype(jnp.int32)
+        tokens, position = obs[:, :-1], obs[:, -1]
+        features = CausalEncoder(self.vocab_size, self.embed_dim, self.num_layers,
+                                 self.num_heads, name="encoder")(tokens)
+        last = jnp.clip(position - 1, 0, tokens.shape[-1] - 1)
+        at = jnp.take_along_axis(features, last[:, None, None], axis=1)[:, 0]
+        logits = _dense(self.action_dim, 0.01, name="policy_head")(at).reshape(lead + (-1,))
+        if not self.critic:
+            return logits, None
+        value = _dense(1, 1.0, name="value_head")(at)[:, 0].reshape(lead)
+        return logits, value

@@ -107,6 +107,32 @@ def ppo_memorychain_gru() -> PPOConfig:
                      ent_coef=0.0, total_timesteps=200_000)
 
 
+def ppo_reverse_transformer() -> PPOConfig:
+    """PPO on ``seq:reverse`` (5 tokens over a vocabulary of 5), the causal transformer, one
+    reward per completion: the clipped ratio with ``A = R - V(prompt)`` (``mode="trajectory"``),
+    64 completions per update, 4 epochs x 4 minibatches, lr 1e-3; 120 updates (38,400 tokens)."""
+    return PPOConfig(env="seq:reverse", network="transformer", mode="trajectory", num_steps=None,
+                     num_envs=64, num_minibatches=4, lr=1e-3, total_timesteps=64 * 5 * 120)
+
+
+def grpo_reverse_transformer() -> GRPOConfig:
+    """GRPO on ``seq:reverse`` (5 tokens, vocabulary 5), the causal transformer: 16 prompts x 8
+    completions per update, the std group advantage, no critic, lr 1e-3; 50 updates (32,000
+    tokens)."""
+    return GRPOConfig(env="seq:reverse", network="transformer", num_groups=16, group_size=8,
+                      num_minibatches=4, lr=1e-3, total_timesteps=128 * 5 * 50)
+
+
+def reinforce_copy_transformer() -> ReinforceConfig:
+    """REINFORCE on ``seq:copy`` (4 tokens, vocabulary 4), the causal transformer: ``-log pi *
+    (R - b)`` with one reward per completion and a moving-average baseline, 128 completions per
+    update, lr 1e-3; 250 updates (128,000 tokens)."""
+    return ReinforceConfig(env="seq:copy", env_kwargs={"vocab_size": 4, "prompt_length": 4},
+                           network="transformer", mode="trajectory", num_steps=None,
+                           baseline="moving_average", num_envs=128, lr=1e-3,
+                           total_timesteps=128 * 4 * 250)
+
+
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "SpaceInvaders")
 
 
@@ -148,6 +174,9 @@ PRESETS = {
     "reinforce-cartpole-trajectory": reinforce_cartpole_trajectory,
     "ppo-cartpole-positions-gru": ppo_cartpole_positions_gru,
     "ppo-memorychain-gru": ppo_memorychain_gru,
+    "ppo-reverse-transformer": ppo_reverse_transformer,
+    "grpo-reverse-transformer": grpo_reverse_transformer,
+    "reinforce-copy-transformer": reinforce_copy_transformer,
     **{
         f"ppo-{game.lower()}-minatar{suffix}": (
             lambda game=game, network=network: ppo_minatar(game, network)

@@ -212,7 +212,7 @@ def resolve_env(spec: Any) -> Any:
         return spec
     import gymnax
 
-    if spec in gymnax.registered_envs:
+    if spec in gymnax.registered_envs or spec.startswith("seq:"):  # seq:NAME: a sequence task
         return spec
     if ":" in spec:
         module, _, name = spec.partition(":")

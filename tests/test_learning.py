@@ -87,3 +87,28 @@ def test_recurrent_ppo_on_memory_chain():
     # The return is +1 (recalled) or -1; gymnax's README reports 0.1 for its feed-forward PPO.
     mean, _ = final_return(presets.ppo_memorychain_gru(), num_seeds=2)
     assert mean >= 0.9
+
+
+def exact_match(config, num_seeds=1):
+    from jaxpg.sequence import evaluate_task
+
+    keys = jax.random.split(jax.random.key(0), num_seeds)
+    result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)
+    assert not np.any(np.asarray(result.metrics["nonfinite"]))
+    stats = jax.jit(jax.vmap(lambda p, k: evaluate_task(config, p, k, 512)))(
+        result.params, jax.random.split(jax.random.key(1), num_seeds))
+    rate = np.asarray(stats["exact_match"])
+    print(f"{config.algorithm} {config.env_spec.name}: exact-match rate per seed {rate}")
+    return float(rate.mean())
+
+
+def test_ppo_transformer_reverses_sequences():
+    assert exact_match(presets.ppo_reverse_transformer()) >= 0.9
+
+
+def test_grpo_transformer_reverses_sequences():
+    assert exact_match(presets.grpo_reverse_transformer()) >= 0.9
+
+
+def test_reinforce_transformer_copies_sequences():
+    assert exact_match(presets.reinforce_copy_transformer()) >= 0.9

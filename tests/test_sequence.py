@@ -1,0 +1,165 @@
+"""Sequence tasks (jaxpg.sequence): the environment's episode and reward, each built-in reward
+against a hand-computed case, the transformer's causality, a user's own task trained through
+the public API, and bad tasks refused when built."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxpg
+from jaxpg.agents import make_agent
+from jaxpg.networks import CausalEncoder, CausalTransformer
+from jaxpg.sequence import (SequenceTask, add_task, copy_task, evaluate_task, make_task,
+                            reverse_task, sort_task, task_env)
+
+
+def test_the_episode_writes_the_completion_and_scores_it_once_at_the_end():
+    task = reverse_task(vocab_size=5, prompt_length=3)
+    env = jaxpg.make_env(task_env(task))
+    assert env.obs_shape == (7,) and env.action_dim == 5 and env.obs_dtype == jnp.int32
+    obs, state = env.reset(jax.random.key(0), 2)
+    prompt = np.asarray(obs[:, :3])
+    np.testing.assert_array_equal(obs[:, 3:6], 5)  # padding where nothing is written yet
+    np.testing.assert_array_equal(obs[:, 6], 3)  # the position of the next token
+    chosen = np.array([[1, 2, 3], [4, 4, 0]])
+    for t in range(3):
+        out = env.step(jax.random.key(t + 1), state, jnp.asarray(chosen[:, t]))
+        last = t == 2
+        assert np.all(np.asarray(out.terminated) == last) and not np.any(out.truncated)
+        buf = np.asarray(out.final_obs)
+        np.testing.assert_array_equal(buf[:, :3], prompt)
+        np.testing.assert_array_equal(buf[:, 3:4 + t], chosen[:, : t + 1])
+        np.testing.assert_array_equal(buf[:, 4 + t:6], 5)
+        if not last:
+            np.testing.assert_array_equal(out.reward, 0.0)
+            np.testing.assert_array_equal(buf[:, 6], 4 + t)
+        state = out.env_state
+    # The reward at the last token: the fraction of positions equal to the reversed prompt.
+    want = (chosen == prompt[:, ::-1]).mean(axis=1)
+    np.testing.assert_allclose(out.reward, want)
+    # After the end the env starts a new prompt (gymnax's auto-reset).
+    np.testing.assert_array_equal(np.asarray(out.obs)[:, 3:6], 5)
+
+
+def test_built_in_rewards_and_success_by_hand():
+    p = jnp.array([3, 0, 2, 2])
+    copy, rev, srt = copy_task(4, 4), reverse_task(4, 4), sort_task(4, 4)
+    assert float(copy.reward(p, jnp.array([3, 0, 1, 1]))) == 0.5
+    assert not copy.success(p, jnp.array([3, 0, 2, 1]))
+    assert bool(copy.success(p, p)) and float(copy.reward(p, p)) == 1.0
+    assert float(rev.reward(p, jnp.array([2, 2, 0, 0]))) == 0.75  # reversed: 2 2 0 3
+    assert bool(rev.success(p, jnp.array([2, 2, 0, 3])))
+    assert float(srt.reward(p, jnp.array([0, 2, 3, 3]))) == 0.75  # sorted: 0 2 2 3
+    assert bool(srt.success(p, jnp.array([0, 2, 2, 3])))
+    add = add_task(digits=2)
+    prompt = jnp.array([4, 7, 10, 5, 8])  # 47 + 58 = 105
+    assert add.vocab_size == 11 and add.prompt_length == 5 and add.completion_length == 3
+    assert bool(add.success(prompt, jnp.array([1, 0, 5])))
+    assert float(add.reward(prompt, jnp.array([1, 0, 4]))) == pytest.approx(2 / 3)
+    prompt = jnp.array([0, 3, 10, 0, 4])  # 03 + 04 = 007
+    assert bool(add.success(prompt, jnp.array([0, 0, 7])))
+    sample = add.sample_prompt(jax.random.key(0))
+    assert int(sample[2]) == 10 and np.all(np.asarray(sample)[[0, 1, 3, 4]] < 10)
+
+
+def test_the_transformer_is_causal():
+    module = CausalTransformer(vocab_size=5, action_dim=5, embed_dim=16, num_layers=2, num_heads=2)
+    params = module.init(jax.random.key(0), jnp.zeros((1, 9), jnp.int32))
+    tokens = jax.random.randint(jax.random.key(1), (3, 8), 0, 6)
+    encoder = CausalEncoder(vocab_size=5, embed_dim=16, num_layers=2, num_heads=2)
+    encode = lambda t: encoder.apply({"params": params["params"]["encoder"]}, t)
+    base = encode(tokens)
+    for t in range(7):
+        later = tokens.at[:, t + 1:].set((tokens[:, t + 1:] + 1) % 6)  # change every later token
+        out = encode(later)
+        np.testing.assert_allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-6)
+        assert not np.allclose(out[:, t + 1:], base[:, t + 1:], atol=1e-4)
+    # The heads read the position before the next token: padding after it changes nothing.
+    obs = jnp.concatenate([tokens, jnp.full((3, 1), 4)], axis=1)  # next token at position 4
+    padded = obs.at[:, 4:8].set(5)
+    np.testing.assert_allclose(module.apply(params, obs)[0], module.apply(params, padded)[0],
+                               atol=1e-6)
+
+
+def test_a_users_task_in_ten_lines_trains_through_the_public_api():
+    # Say the prompt's largest token twice.
+    task = SequenceTask(
+        vocab_size=4, prompt_length=3, completion_length=2,
+        sample_prompt=lambda key: jax.random.randint(key, (3,), 0, 4),
+        reward=lambda prompt, out: jnp.mean((out == prompt.max()).astype(jnp.float32)),
+        success=lambda prompt, out: jnp.all(out == prompt.max()),
+        name="max-twice",
+    )
+    config = jaxpg.PPOConfig(env=task_env(task), network="transformer", embed_dim=32,
+                             mode="trajectory", num_steps=None, num_envs=64, num_minibatches=2,
+                             lr=1e-3, total_timesteps=64 * 2 * 40)
+    result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
+    before = evaluate_task(config, jaxpg.train.policy_params(
+        config, jaxpg.init_state(config, jax.random.key(0))), jax.random.key(1), 256)
+    after = evaluate_task(config, result.params, jax.random.key(1), 256)
+    assert float(before["exact_match"]) < 0.3 and float(after["exact_match"]) >= 0.8
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "grpo"])
+def test_sequence_tasks_train_with_the_mlp_and_the_other_algorithms(algo):
+    kw = dict(env="seq:sort", env_kwargs={"vocab_size": 3, "prompt_length": 3})
+    if algo == "grpo":
+        config = jaxpg.GRPOConfig(**kw, num_groups=2, group_size=4, num_minibatches=1,
+                                  total_timesteps=8 * 3 * 2)
+    else:
+        config = jaxpg.ReinforceConfig(**kw, mode="trajectory", num_steps=None, num_envs=4,
+                                       baseline="moving_average", total_timesteps=4 * 3 * 2)
+    result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
+    assert not np.any(np.asarray(result.metrics["nonfinite"]))
+    assert make_agent(config)  # the default MLP reads the buffer as numbers
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(sample_prompt=lambda k: jnp.zeros((4,), jnp.int32)), r"int32\[prompt_length=3\]"),
+    (dict(sample_prompt=lambda k: jnp.zeros((3,), jnp.float32)), "int32.*float32"),
+    (dict(reward=lambda p, c: jnp.zeros((2,))), "reward: must return a float32 scalar"),
+    (dict(reward=lambda p, c: jnp.int32(1)), "reward: must return a float32 scalar"),
+    (dict(success=lambda p, c: jnp.float32(1)), "success: must return a bool scalar"),
+    (dict(vocab_size=1), "vocab_size=1 is invalid"),
+    (dict(prompt_length=0), "prompt_length=0 is invalid"),
+    (dict(completion_length=0), "completion_length=0 is invalid"),
+    (dict(reward=lambda p: 0.0), "reward: calling it on dummy inputs failed"),
+])
+def test_bad_tasks_are_refused_when_built(kwargs, match):
+    base = dict(vocab_size=4, prompt_length=3, completion_length=2,
+                sample_prompt=lambda key: jax.random.randint(key, (3,), 0, 4),
+                reward=lambda p, c: jnp.float32(0.0))
+    with pytest.raises(ValueError, match=match):
+        SequenceTask(**{**base, **kwargs})
+
+
+def test_names_sizes_and_bad_configs():
+    assert make_task("seq:reverse", prompt_length=7).prompt_length == 7
+    with pytest.raises(ValueError, match="unknown sequence task 'seq:shuffle'"):
+        make_task("seq:shuffle")
+    with pytest.raises(ValueError, match="env_kwargs for seq:copy"):
+        make_task("copy", length=3)
+    with pytest.raises(ValueError, match="network='transformer'.*sequence task"):
+        jaxpg.PPOConfig(env="CartPole-v1", network="transformer")
+    with pytest.raises(ValueError, match="num_heads=3"):
+        jaxpg.PPOConfig(env="seq:copy", network="transformer", num_heads=3)
+    config = jaxpg.PPOConfig(env="seq:add", env_kwargs={"digits": 3}, network="transformer",
+                             mode="trajectory", num_steps=None, num_envs=4, num_minibatches=1,
+                             total_timesteps=16)
+    assert config.env_spec.obs_shape == (7 + 4 + 1,) and config.num_steps == 4
+
+
+def test_train_a_sequence_task_from_the_command_line(tmp_path):
+    from jaxpg import cli, runs
+
+    run_dir = tmp_path / "seq"
+    code = cli.main(["train", "ppo", "--env", "seq:reverse", "--env-kwargs",
+                     '{"prompt_length": 3, "vocab_size": 3}', "--network", "transformer",
+                     "--embed-dim", "16", "--mode", "trajectory", "--num-steps", "none",
+                     "--num-envs", "8", "--num-minibatches", "2", "--total-timesteps", "48",
+                     "--run-dir", str(run_dir), "--no-progress", "--no-plot"])
+    assert code == 0
+    config, _ = runs.read_config(run_dir)
+    assert config.env_spec.name == "seq:reverse" and config.env_spec.obs_shape == (7,)
+    assert cli.main(["eval", str(run_dir), "--episodes", "4"]) == 0
