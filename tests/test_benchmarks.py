@@ -100,6 +100,7 @@ RUNS = {
                       "--no-plot"],
     "group_relative": ["--quick", "--methods", "grpo-std", "--seeds", "1", "--no-plot"],
     "recurrent": ["--quick", "--parts", "speed", "--num-envs", "4", "--repeats", "1"],
+    "sequence": ["--quick", "--parts", "speed", "--num-envs", "2", "--repeats", "1"],
 }
 
 DRIVER = """
@@ -140,7 +141,7 @@ def outputs(tmp_path_factory):
 @pytest.mark.parametrize(
     "script",
     SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions", "device_suite", "recurrent",
-               "compile_time"),
+               "compile_time", "sequence"),
 )
 def test_help(script):
     # --help needs neither jax nor the peers' packages: every heavy import is lazy.
@@ -324,3 +325,10 @@ def test_recurrent(outputs):
     speed = data["results"]["speed"]
     assert {(r["num_envs"], r["network"]) for r in speed} == {(4, "mlp"), (4, "gru")}
     assert all(r["steps_per_s"] > 0 for r in speed)
+
+
+def test_sequence(outputs):
+    data = _load(outputs, "sequence")
+    speed = data["results"]["speed"]
+    assert {(r["num_envs"], r["network"]) for r in speed} == {(2, "transformer"), (2, "mlp")}
+    assert all(r["tokens_per_s"] == pytest.approx(r["tokens"] / r["steady_s"]) for r in speed)

@@ -24,3 +24,12 @@ def test_custom_algorithm_and_policy_snippet_runs_and_learns(capsys):
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     assert np.nanmean(returns[-10:]) > 2 * np.nanmean(returns[:10])  # and it learns
     assert capsys.readouterr().out.strip()
+
+
+def test_sequence_task_snippet_runs_and_learns(capsys):
+    namespace = {"__name__": "readme_snippet"}
+    exec(compile(snippet("sequence-task"), "README.md:sequence-task", "exec"), namespace)
+    stats = namespace["evaluate_task"](namespace["config"], namespace["result"].params,
+                                       namespace["jax"].random.key(1))
+    assert float(stats["exact_match"]) >= 0.8  # chance is 1/16
+    assert "exact_match" in capsys.readouterr().out

@@ -101,12 +101,15 @@ def test_a_users_task_in_ten_lines_trains_through_the_public_api():
     assert float(before["exact_match"]) < 0.3 and float(after["exact_match"]) >= 0.8
 
 
-@pytest.mark.parametrize("algo", ["reinforce", "grpo"])
+@pytest.mark.parametrize("algo", ["reinforce", "grpo", "ppo_gae"])
 def test_sequence_tasks_train_with_the_mlp_and_the_other_algorithms(algo):
     kw = dict(env="seq:sort", env_kwargs={"vocab_size": 3, "prompt_length": 3})
-    if algo == "grpo":
+    if algo == "grpo":  # with the KL penalty towards the initial policy
         config = jaxpg.GRPOConfig(**kw, num_groups=2, group_size=4, num_minibatches=1,
-                                  total_timesteps=8 * 3 * 2)
+                                  kl_coef=0.1, total_timesteps=8 * 3 * 2)
+    elif algo == "ppo_gae":  # per-token GAE with gamma = lambda = 1: every token gets R - V(s_t)
+        config = jaxpg.PPOConfig(**kw, gamma=1.0, gae_lambda=1.0, num_envs=4, num_steps=3,
+                                 num_minibatches=1, total_timesteps=4 * 3 * 2)
     else:
         config = jaxpg.ReinforceConfig(**kw, mode="trajectory", num_steps=None, num_envs=4,
                                        baseline="moving_average", total_timesteps=4 * 3 * 2)
