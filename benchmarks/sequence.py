@@ -40,7 +40,10 @@ def parse_args(argv=None):
 def method_configs(tokens: int):
     from jaxpg import presets
 
-    reinforce = presets.reinforce_copy_transformer().replace(env="seq:reverse", env_kwargs={})
+    # The copy preset's settings on reverse; num_steps=None again: the preset resolved it to
+    # copy's 4-token episodes.
+    reinforce = presets.reinforce_copy_transformer().replace(env="seq:reverse", env_kwargs={},
+                                                             num_steps=None)
     ppo = presets.ppo_reverse_transformer()
     grpo = presets.grpo_reverse_transformer()
     out = {}

@@ -238,6 +238,16 @@ class _CommonConfig:
                   "max_steps_in_episode to take it from")
         object.__setattr__(self, "num_steps", steps)
 
+    def _check_whole_episodes(self):
+        """A one-reward-per-episode rollout must hold a whole episode: ``num_steps`` at least
+        the environment's ``max_steps_in_episode`` (a shorter one cuts episodes, whose return is
+        then unknown, and may never see a reward that comes only at the end)."""
+        limit = self.env_spec.max_steps_in_episode
+        if limit is not None and self.num_steps < limit:
+            _fail("num_steps", self.num_steps, f"at least the episode limit max_steps_in_episode = "
+                  f"{limit} for one reward per episode: a shorter rollout cuts episodes, whose "
+                  "return is then unknown (None: the episode limit)")
+
     def _check_batch_fits_budget(self):
         if self.total_timesteps < self.batch_size:
             _fail(
@@ -280,6 +290,8 @@ class PPOConfig(_CommonConfig):
                   "the others only with mode='trajectory'")
         super().__post_init__()
         self._resolve_episode_steps(self.mode == "trajectory", "in trajectory mode")
+        if self.mode == "trajectory":
+            self._check_whole_episodes()
         self._check_range("baseline_decay", low=0.0, high=1.0)
         self._coerce_ints("num_epochs", "num_minibatches")
         self._check_positive_ints("num_epochs", "num_minibatches")
@@ -415,6 +427,8 @@ class ReinforceConfig(_CommonConfig):
         super().__post_init__()
         self._check_range("baseline_decay", low=0.0, high=1.0)
         self._resolve_episode_steps(self.mode == "trajectory", "in trajectory mode")
+        if self.mode == "trajectory":
+            self._check_whole_episodes()
         self._check_batch_fits_budget()
 
     @property
@@ -471,11 +485,7 @@ class GRPOConfig(_CommonConfig):
             _fail("reference_every", self.reference_every, "a non-negative integer (0: never)")
         super().__post_init__()
         self._resolve_episode_steps(True, "")
-        limit = self.env_spec.max_steps_in_episode
-        if limit is not None and self.num_steps < limit:
-            _fail("num_steps", self.num_steps, f"at least the episode limit max_steps_in_episode = "
-                  f"{limit}: a shorter rollout would cut a member's episode, whose return is then "
-                  "unknown (jaxpg does not bootstrap without a critic)")
+        self._check_whole_episodes()
         self._coerce_ints("num_epochs", "num_minibatches")
         self._check_positive_ints("num_epochs", "num_minibatches")
         self._check_range("clip_eps", low=0.0, low_open=True)

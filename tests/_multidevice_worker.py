@@ -158,8 +158,9 @@ def check_ppo_training() -> dict:
 def check_reinforce_training() -> dict:
     # Trajectory mode re-creates the env carry every update; the moving-average baseline is a
     # global mean of the episode returns.
+    short = jaxpg.make_env("CartPole-v1").params.replace(max_steps_in_episode=32)
     config = jaxpg.ReinforceConfig(
-        env="CartPole-v1", num_envs=8, num_steps=32, mode="trajectory",
+        env="CartPole-v1", env_params=short, num_envs=8, num_steps=32, mode="trajectory",
         baseline="moving_average", total_timesteps=8 * 32 * 3, normalize_obs=True,
     )
     key = jax.random.key(3)

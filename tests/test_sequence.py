@@ -166,3 +166,13 @@ def test_train_a_sequence_task_from_the_command_line(tmp_path):
     config, _ = runs.read_config(run_dir)
     assert config.env_spec.name == "seq:reverse" and config.env_spec.obs_shape == (7,)
     assert cli.main(["eval", str(run_dir), "--episodes", "4"]) == 0
+
+
+def test_one_reward_per_episode_needs_whole_episodes_in_a_rollout():
+    # A 4-step rollout of 5-token completions would never see the reward: refused, not trained.
+    for cls, kw in ((jaxpg.ReinforceConfig, {}), (jaxpg.PPOConfig, dict(num_minibatches=1))):
+        with pytest.raises(ValueError, match="num_steps=4 is invalid: at least the episode limit"):
+            cls(env="seq:reverse", mode="trajectory", num_steps=4, num_envs=4, **kw)
+    with pytest.raises(ValueError, match="num_steps=4 is invalid"):
+        jaxpg.ReinforceConfig(env="seq:copy", env_kwargs={"prompt_length": 4}, mode="trajectory",
+                              num_steps=None, num_envs=4).replace(env_kwargs={})
