@@ -572,8 +572,14 @@ def build_config(algo: str, fields: Mapping[str, Any], preset: str | None = None
         from jaxpg.presets import PRESETS
 
         base = PRESETS[preset]()
-        fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)
-                  if f.name not in ("env_params",)} | fields
+        derived = {"env_params"}  # fields the preset's config worked out, to work out again
+        if hasattr(base, "num_groups"):
+            derived.add("num_envs")  # num_groups * group_size
+        whole = getattr(base, "mode", None) == "trajectory" or hasattr(base, "num_groups")
+        if whole and base.num_steps == base.env_spec.max_steps_in_episode:
+            derived.add("num_steps")  # None: the episode limit of the env given now
+        fields = {f.name: None if f.name in derived else getattr(base, f.name)
+                  for f in dataclasses.fields(cls)} | fields
     try:
         env_spec = fields.get("env", "CartPole-v1")
         fields["env"] = resolve_env(env_spec)

@@ -532,3 +532,17 @@ def test_train_from_a_preset_with_overrides(tmp_path):
     assert (config.num_envs, config.num_steps, config.total_timesteps) == (4, 16, 128)
     code, err = run_main(["train", "--preset", "trpo-cartpole"])
     assert code == 2 and "--preset" in err and "ppo-cartpole" in err
+
+
+def test_a_preset_works_out_its_derived_fields_again():
+    # GRPO's num_envs (groups x size) and a whole-episode num_steps follow the flags given.
+    args, _ = cli.build_parser().parse_known_args(["train", "grpo", "--preset", "grpo-cartpole",
+                                                   "--group-size", "4"])
+    config = cli.build_config("grpo", cli._config_fields(args, cli._config_class("grpo")),
+                              args.preset)
+    assert (config.num_groups, config.group_size, config.num_envs) == (4, 4, 16)
+    args, _ = cli.build_parser().parse_known_args(
+        ["train", "ppo", "--preset", "ppo-reverse-transformer", "--env-kwargs",
+         '{"prompt_length": 7}'])
+    config = cli.build_config("ppo", cli._config_fields(args, cli._config_class("ppo")), args.preset)
+    assert config.num_steps == 7 and config.network == "transformer"
