@@ -113,9 +113,7 @@ for name, args in runs.items():
 """
 
 
-@pytest.fixture(scope="module")
-def outputs(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench")
+def _bench_env(out: Path) -> dict:
     env = dict(os.environ)
     env.update(
         JAX_PLATFORMS="cpu",
@@ -126,7 +124,16 @@ def outputs(tmp_path_factory):
             env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
             " --xla_llvm_disable_expensive_passes=true"
         ).strip(),
+        # the shell entry point runs `python3`: this interpreter's
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
     )
+    return env
+
+
+@pytest.fixture(scope="module")
+def outputs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = _bench_env(out)
     proc = subprocess.run(
         [sys.executable, "-c", DRIVER, str(BENCH), str(out), json.dumps(RUNS)],
         capture_output=True,
@@ -258,23 +265,6 @@ def test_group_relative(outputs):
     data = _load(outputs, "group_relative")
     (rec,) = data["results"]
     assert rec["method"] == "grpo-std" and len(rec["per_seed_values"]) == 1
-
-
-def _bench_env(out: Path) -> dict:
-    env = dict(os.environ)
-    env.update(
-        JAX_PLATFORMS="cpu",
-        JAX_COMPILATION_CACHE_DIR=str(out / "xla-cache"),
-        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-        XLA_FLAGS=(
-            env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
-            " --xla_llvm_disable_expensive_passes=true"
-        ).strip(),
-        # the shell entry point runs `python3`: this interpreter's
-        PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
-    )
-    return env
 
 
 def test_device_suite_tiny(tmp_path):
