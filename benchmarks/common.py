@@ -31,8 +31,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -75,8 +76,11 @@ def package_versions(names: Iterable[str]) -> dict[str, str | None]:
             out[name] = _md.version(name)
         except _md.PackageNotFoundError:  # imported from a checkout, not installed
             spec = importlib.util.find_spec(name)
-            out[name] = None if spec is None else getattr(
-                importlib.import_module(name), "__version__", None)
+            out[name] = (
+                None
+                if spec is None
+                else getattr(importlib.import_module(name), "__version__", None)
+            )
     return out
 
 
@@ -417,7 +421,7 @@ def payload(
     return {
         "benchmark": name,
         "schema_version": SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "command": command_line(name, argv),
         "mode": mode,
         "machine": machine,
@@ -463,7 +467,9 @@ def write_results(
     return paths
 
 
-def publish(args, name: str, data: dict, rows, columns, draw=None, figsize=(10, 4.5)) -> dict[str, Path]:
+def publish(
+    args, name: str, data: dict, rows, columns, draw=None, figsize=(10, 4.5)
+) -> dict[str, Path]:
     """A script's last step: the table of ``rows``, written with ``data`` (and the plot that
     ``draw`` makes, unless ``--no-plot``) under ``--out-dir``/``--name``, and printed."""
     table = markdown_table(rows, columns)

@@ -36,10 +36,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 PUREJAXRL_CONFIG = {
-    "LR": 2.5e-4, "NUM_ENVS": 4, "NUM_STEPS": 128, "TOTAL_TIMESTEPS": 5e5, "UPDATE_EPOCHS": 4,
-    "NUM_MINIBATCHES": 4, "GAMMA": 0.99, "GAE_LAMBDA": 0.95, "CLIP_EPS": 0.2, "ENT_COEF": 0.01,
-    "VF_COEF": 0.5, "MAX_GRAD_NORM": 0.5, "ACTIVATION": "tanh", "ENV_NAME": "CartPole-v1",
-    "ANNEAL_LR": True, "DEBUG": False,
+    "LR": 2.5e-4,
+    "NUM_ENVS": 4,
+    "NUM_STEPS": 128,
+    "TOTAL_TIMESTEPS": 5e5,
+    "UPDATE_EPOCHS": 4,
+    "NUM_MINIBATCHES": 4,
+    "GAMMA": 0.99,
+    "GAE_LAMBDA": 0.95,
+    "CLIP_EPS": 0.2,
+    "ENT_COEF": 0.01,
+    "VF_COEF": 0.5,
+    "MAX_GRAD_NORM": 0.5,
+    "ACTIVATION": "tanh",
+    "ENV_NAME": "CartPole-v1",
+    "ANNEAL_LR": True,
+    "DEBUG": False,
 }
 
 
@@ -48,10 +60,17 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common.add_common_args(p, quick_help="jaxpg alone, one round", repeats=False)
-    p.add_argument("--purejaxrl", type=Path, default=None,
-                   help="a checkout's purejaxrl/ folder (ppo.py, wrappers.py)")
-    p.add_argument("--purejaxrl-python", default=sys.executable,
-                   help="a Python with distrax and jaxpg's jax/flax/optax/gymnax versions")
+    p.add_argument(
+        "--purejaxrl",
+        type=Path,
+        default=None,
+        help="a checkout's purejaxrl/ folder (ppo.py, wrappers.py)",
+    )
+    p.add_argument(
+        "--purejaxrl-python",
+        default=sys.executable,
+        help="a Python with distrax and jaxpg's jax/flax/optax/gymnax versions",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 8])
     p.add_argument("--rounds", type=int, default=None, help="default 3 (quick: 1)")
     p.add_argument("--child", nargs=2, metavar=("IMPL", "SEEDS"), help=argparse.SUPPRESS)
@@ -113,12 +132,16 @@ def child_jaxpg_init(seeds: int) -> dict:
 def child_purejaxrl(seeds: int, folder: Path) -> dict:
     import types
 
+    import gymnax
     import jax
 
-    import gymnax
-
-    for name in ("brax", "brax.envs", "brax.envs.wrappers", "brax.envs.wrappers.training",
-                 "navix"):  # imported by wrappers.py for other environments, unused by ppo.py
+    for name in (
+        "brax",
+        "brax.envs",
+        "brax.envs.wrappers",
+        "brax.envs.wrappers.training",
+        "navix",
+    ):  # imported by wrappers.py for other environments, unused by ppo.py
         module = types.ModuleType(name)
         module.envs = module
         module.EpisodeWrapper = module.AutoResetWrapper = object
@@ -135,7 +158,8 @@ def child_purejaxrl(seeds: int, folder: Path) -> dict:
 
         def step(self, key, state, action, params=None):
             obs, state, reward, terminated, truncated, info = self._env.step(
-                key, state, action, params)
+                key, state, action, params
+            )
             return obs, state, reward, jax.numpy.logical_or(terminated, truncated), info
 
     make = gymnax.make
@@ -155,7 +179,8 @@ def run_child(impl: str, seeds: int, args) -> dict:
     env = dict(os.environ)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # every compile is a cold one
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(common.REPO_DIR), *filter(None, [env.get("PYTHONPATH")])])
+        [str(common.REPO_DIR), *filter(None, [env.get("PYTHONPATH")])]
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} seeds={seeds} failed:\n{proc.stderr[-3000:]}")
@@ -167,7 +192,8 @@ def main(argv=None):
     if args.child:
         impl, seeds = args.child[0], int(args.child[1])
         rec = {"jaxpg": child_jaxpg, "jaxpg_init": child_jaxpg_init}.get(
-            impl, lambda s: child_purejaxrl(s, args.purejaxrl))(seeds)
+            impl, lambda s: child_purejaxrl(s, args.purejaxrl)
+        )(seeds)
         print(json.dumps(rec))
         return rec
     rounds = args.rounds or (1 if args.quick else 3)
@@ -178,8 +204,10 @@ def main(argv=None):
         for seeds in args.seeds:
             for impl in impls if r % 2 == 0 else impls[::-1]:
                 rec = {"round": r, "impl": impl, "seeds": seeds, **run_child(impl, seeds, args)}
-                common.log(f"round {r} {impl:9s} seeds={seeds}: trace {rec['trace_s']:.2f}s "
-                           f"compile {rec['compile_s']:.2f}s")
+                common.log(
+                    f"round {r} {impl:9s} seeds={seeds}: trace {rec['trace_s']:.2f}s "
+                    f"compile {rec['compile_s']:.2f}s"
+                )
                 runs.append(rec)
     rows = []
     for seeds in args.seeds:
@@ -192,29 +220,49 @@ def main(argv=None):
             row["total_s"] = row["trace_s"] + row["compile_s"]
             rows.append(row)
     for row in rows:
-        ref = next((x for x in rows if x["impl"] == "purejaxrl" and x["seeds"] == row["seeds"]),
-                   None)
+        ref = next(
+            (x for x in rows if x["impl"] == "purejaxrl" and x["seeds"] == row["seeds"]), None
+        )
         if ref is not None:
             for k in ("trace_s", "compile_s", "total_s"):
                 row[f"{k}_vs_purejaxrl"] = row[k] / ref[k]
-    columns = [("impl", "impl"), ("seeds", "seeds"), ("trace_s", "trace s"),
-               ("compile_s", "compile s"), ("total_s", "total s"),
-               ("total_s_vs_purejaxrl", "total / PureJaxRL"),
-               ("trace_s_vs_purejaxrl", "trace / PureJaxRL"),
-               ("compile_s_vs_purejaxrl", "compile / PureJaxRL"),
-               ("stablehlo_lines", "StableHLO lines"), ("optimized_hlo_lines", "optimised HLO lines")]
-    settings = {"seeds": args.seeds, "rounds": rounds, "purejaxrl": str(args.purejaxrl),
-                "purejaxrl_config": PUREJAXRL_CONFIG}
-    data = common.payload("compile_time", "quick" if args.quick else "full", settings, runs,
-                          common.machine_info(), argv=argv, summary=rows, notes=[
-                              "trace = jax.jit(f).lower(keys); compile = lowered.compile(); one "
-                              "program per fresh process, no persistent cache; median over "
-                              "rounds (the implementations alternate).",
-                              "Both: PPO CartPole-v1, 4 envs x 128 steps, 500k steps, 4 epochs x 4 "
-                              "minibatches, 2x64 tanh actor and critic.",
-                              "jaxpg_init: jaxpg's initial state alone (inside the jaxpg program "
-                              "too): its orthogonal init is a Gram-Schmidt scan per weight matrix, "
-                              "where PureJaxRL's is one LAPACK QR call."])
+    columns = [
+        ("impl", "impl"),
+        ("seeds", "seeds"),
+        ("trace_s", "trace s"),
+        ("compile_s", "compile s"),
+        ("total_s", "total s"),
+        ("total_s_vs_purejaxrl", "total / PureJaxRL"),
+        ("trace_s_vs_purejaxrl", "trace / PureJaxRL"),
+        ("compile_s_vs_purejaxrl", "compile / PureJaxRL"),
+        ("stablehlo_lines", "StableHLO lines"),
+        ("optimized_hlo_lines", "optimised HLO lines"),
+    ]
+    settings = {
+        "seeds": args.seeds,
+        "rounds": rounds,
+        "purejaxrl": str(args.purejaxrl),
+        "purejaxrl_config": PUREJAXRL_CONFIG,
+    }
+    data = common.payload(
+        "compile_time",
+        "quick" if args.quick else "full",
+        settings,
+        runs,
+        common.machine_info(),
+        argv=argv,
+        summary=rows,
+        notes=[
+            "trace = jax.jit(f).lower(keys); compile = lowered.compile(); one "
+            "program per fresh process, no persistent cache; median over "
+            "rounds (the implementations alternate).",
+            "Both: PPO CartPole-v1, 4 envs x 128 steps, 500k steps, 4 epochs x 4 "
+            "minibatches, 2x64 tanh actor and critic.",
+            "jaxpg_init: jaxpg's initial state alone (inside the jaxpg program "
+            "too): its orthogonal init is a Gram-Schmidt scan per weight matrix, "
+            "where PureJaxRL's is one LAPACK QR call.",
+        ],
+    )
     return common.publish(args, "compile_time", data, rows, columns)
 
 

@@ -100,9 +100,9 @@ def parse_args(argv=None):
 
 def preset_config(algo: str, size: str):
     """The algorithm's CartPole preset (its registered defaults where there is none)."""
-    from jaxpg import presets
-
     from jaxpg_parts import make_config
+
+    from jaxpg import presets
 
     make = getattr(presets, f"{algo}_cartpole", None)
     config = make() if make is not None else make_config(algo, "CartPole-v1")
@@ -116,7 +116,9 @@ def with_num_envs(config, num_envs: int, **changes):
     group_size`` groups, groups of 2 below 8 envs)."""
     if hasattr(config, "num_groups"):
         group = config.group_size if num_envs >= 8 else 2
-        return config.replace(num_envs=None, group_size=group, num_groups=num_envs // group, **changes)
+        return config.replace(
+            num_envs=None, group_size=group, num_groups=num_envs // group, **changes
+        )
     return config.replace(num_envs=num_envs, **changes)
 
 
@@ -189,9 +191,16 @@ def section_compile(algos, sizes, budget, out):
             keys = jax.random.split(jax.random.key(0), seeds)
             t = trace_and_compile(vmapped_train(config, seeds), keys)
             t.pop("compiled")
-            rec = {"algorithm": algo, "num_seeds": seeds, **t, "total_s": t["trace_s"] + t["compile_s"]}
-            common.log(f"compile   {algo:9s} seeds={seeds:3d} trace {t['trace_s']:5.2f}s "
-                       f"compile {t['compile_s']:5.2f}s")
+            rec = {
+                "algorithm": algo,
+                "num_seeds": seeds,
+                **t,
+                "total_s": t["trace_s"] + t["compile_s"],
+            }
+            common.log(
+                f"compile   {algo:9s} seeds={seeds:3d} trace {t['trace_s']:5.2f}s "
+                f"compile {t['compile_s']:5.2f}s"
+            )
             yield rec
 
 
@@ -229,22 +238,28 @@ def section_solve(algos, sizes, budget, out):
             "curve_steps": [(i + 1) * config.batch_size for i in range(n)],
             "curve_return": [None if np.isnan(x) else float(x) for x in returns],
         }
-        common.log(f"solve     {algo:9s} " + (
-            "not reached" if k is None else
-            f"{rec['steps_to_solve']:,} steps, {rec['seconds_to_solve']:.2f}s (compile {compile_s:.2f}s)"
-        ))
+        common.log(
+            f"solve     {algo:9s} "
+            + (
+                "not reached"
+                if k is None
+                else f"{rec['steps_to_solve']:,} steps, {rec['seconds_to_solve']:.2f}s (compile {compile_s:.2f}s)"
+            )
+        )
         yield rec
 
 
 def section_throughput(algos, sizes, budget, out):
     import jax
-
     from jaxpg_parts import make_config, train_program
 
     T = sizes["throughput_num_steps"]
     for algo in algos:
-        sizes_n = sizes["throughput_num_envs"] if algo in ("ppo", "reinforce") else sizes[
-            "throughput_num_envs_others"]
+        sizes_n = (
+            sizes["throughput_num_envs"]
+            if algo in ("ppo", "reinforce")
+            else sizes["throughput_num_envs_others"]
+        )
         for env in sizes["throughput_envs"]:
             if algo == "grpo" and env != "CartPole-v1":
                 continue
@@ -269,17 +284,18 @@ def section_throughput(algos, sizes, budget, out):
                     **t,
                     "steps_per_s": steps / t["steady_s"],
                 }
-                common.log(f"throughput {algo:9s} {env:17s} N={n:6d} compile {t['compile_s']:5.2f}s "
-                           f"{rec['steps_per_s']:14,.0f} steps/s")
+                common.log(
+                    f"throughput {algo:9s} {env:17s} N={n:6d} compile {t['compile_s']:5.2f}s "
+                    f"{rec['steps_per_s']:14,.0f} steps/s"
+                )
                 yield rec
 
 
 def section_many_agents(algos, sizes, budget, out):
     import jax
+    import jaxpg_parts as jp
 
     import jaxpg
-
-    import jaxpg_parts as jp
 
     for algo in algos:
         counts = sizes["many_agents_ppo"] if algo == "ppo" else sizes["many_agents_others"]
@@ -311,8 +327,10 @@ def section_many_agents(algos, sizes, budget, out):
                 "steps_per_s": steps * n / t["steady_s"],
                 "final_train_return_mean": float(jax.numpy.nanmean(jp.final_train_return(returns))),
             }
-            common.log(f"many      {algo:9s} N={n:5d} compile {t['compile_s']:5.2f}s steady "
-                       f"{t['steady_s']:7.2f}s  {rec['s_per_agent']:.4f} s/agent")
+            common.log(
+                f"many      {algo:9s} N={n:5d} compile {t['compile_s']:5.2f}s steady "
+                f"{t['steady_s']:7.2f}s  {rec['s_per_agent']:.4f} s/agent"
+            )
             yield rec
 
 
@@ -324,18 +342,41 @@ SECTIONS = {
 }
 
 COLUMNS = {
-    "compile": [("algorithm", "algo"), ("num_seeds", "seeds"), ("trace_s", "trace s"),
-                ("compile_s", "compile s"), ("total_s", "total s")],
-    "solve": [("algorithm", "algo"), ("batch_size", "batch"), ("compile_s", "compile s"),
-              ("steps_to_solve", "env steps to 475"), ("train_only_seconds_to_solve", "train s"),
-              ("seconds_to_solve", "wall s to 475 (compile incl.)")],
-    "throughput": [("algorithm", "algo"), ("env", "env"), ("num_envs", "num_envs"),
-                   ("num_steps", "T"), ("env_steps", "env steps"), ("compile_s", "compile s"),
-                   ("steady_s", "steady s"), ("steps_per_s", "env steps/s")],
-    "many_agents": [("algorithm", "algo"), ("num_agents", "N"), ("env_steps_per_agent", "steps/agent"),
-                    ("compile_s", "compile s"), ("steady_s", "steady s"),
-                    ("s_per_agent", "s / agent"), ("steps_per_s", "total env steps/s"),
-                    ("final_train_return_mean", "final return")],
+    "compile": [
+        ("algorithm", "algo"),
+        ("num_seeds", "seeds"),
+        ("trace_s", "trace s"),
+        ("compile_s", "compile s"),
+        ("total_s", "total s"),
+    ],
+    "solve": [
+        ("algorithm", "algo"),
+        ("batch_size", "batch"),
+        ("compile_s", "compile s"),
+        ("steps_to_solve", "env steps to 475"),
+        ("train_only_seconds_to_solve", "train s"),
+        ("seconds_to_solve", "wall s to 475 (compile incl.)"),
+    ],
+    "throughput": [
+        ("algorithm", "algo"),
+        ("env", "env"),
+        ("num_envs", "num_envs"),
+        ("num_steps", "T"),
+        ("env_steps", "env steps"),
+        ("compile_s", "compile s"),
+        ("steady_s", "steady s"),
+        ("steps_per_s", "env steps/s"),
+    ],
+    "many_agents": [
+        ("algorithm", "algo"),
+        ("num_agents", "N"),
+        ("env_steps_per_agent", "steps/agent"),
+        ("compile_s", "compile s"),
+        ("steady_s", "steady s"),
+        ("s_per_agent", "s / agent"),
+        ("steps_per_s", "total env steps/s"),
+        ("final_train_return_mean", "final return"),
+    ],
 }
 
 
@@ -343,19 +384,30 @@ def draw(results):
     def _draw(fig):
         ax = fig.add_subplot(1, 4, 1)
         algos = [r["algorithm"] for r in results["compile"] if r["num_seeds"] == 1]
-        ax.bar(algos, [r["trace_s"] for r in results["compile"] if r["num_seeds"] == 1], label="trace")
-        ax.bar(algos, [r["compile_s"] for r in results["compile"] if r["num_seeds"] == 1],
-               bottom=[r["trace_s"] for r in results["compile"] if r["num_seeds"] == 1],
-               label="compile")
+        ax.bar(
+            algos, [r["trace_s"] for r in results["compile"] if r["num_seeds"] == 1], label="trace"
+        )
+        ax.bar(
+            algos,
+            [r["compile_s"] for r in results["compile"] if r["num_seeds"] == 1],
+            bottom=[r["trace_s"] for r in results["compile"] if r["num_seeds"] == 1],
+            label="compile",
+        )
         ax.set_ylabel("seconds (one seed)")
         ax.set_title("trace + compile")
         ax.legend(fontsize=7)
         ax = fig.add_subplot(1, 4, 2)
         for r in results["solve"]:
-            t = [r["compile_s"] + r["steady_s"] * (i + 1) / r["num_updates"]
-                 for i in range(r["num_updates"])]
-            ax.plot(t, [float("nan") if x is None else x for x in r["curve_return"]],
-                    label=r["algorithm"], lw=1)
+            t = [
+                r["compile_s"] + r["steady_s"] * (i + 1) / r["num_updates"]
+                for i in range(r["num_updates"])
+            ]
+            ax.plot(
+                t,
+                [float("nan") if x is None else x for x in r["curve_return"]],
+                label=r["algorithm"],
+                lw=1,
+            )
         ax.axhline(SOLVE_RETURN, color="k", ls=":", lw=1)
         ax.set_xlabel("wall seconds (compile incl.)")
         ax.set_ylabel("training return")
@@ -363,8 +415,11 @@ def draw(results):
         ax.legend(fontsize=7)
         ax = fig.add_subplot(1, 4, 3)
         for key in sorted({(r["algorithm"], r["env"]) for r in results["throughput"]}):
-            pts = sorted((r["num_envs"], r["steps_per_s"]) for r in results["throughput"]
-                         if (r["algorithm"], r["env"]) == key)
+            pts = sorted(
+                (r["num_envs"], r["steps_per_s"])
+                for r in results["throughput"]
+                if (r["algorithm"], r["env"]) == key
+            )
             ax.plot(*zip(*pts), "-o", ms=3, label=f"{key[0]} {key[1]}")
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -374,8 +429,11 @@ def draw(results):
         ax.legend(fontsize=6)
         ax = fig.add_subplot(1, 4, 4)
         for algo in sorted({r["algorithm"] for r in results["many_agents"]}):
-            pts = sorted((r["num_agents"], r["s_per_agent"]) for r in results["many_agents"]
-                         if r["algorithm"] == algo)
+            pts = sorted(
+                (r["num_agents"], r["s_per_agent"])
+                for r in results["many_agents"]
+                if r["algorithm"] == algo
+            )
             ax.plot(*zip(*pts), "-o", ms=3, label=algo)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
@@ -391,8 +449,14 @@ def write(args, data):
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
     common.write_json(out / "device_suite.json", data)
-    md = [f"### device_suite ({args.size})", "", f"Command: `{data['command']}`", "",
-          f"Machine: {common.machine_line(data['machine'])}", ""]
+    md = [
+        f"### device_suite ({args.size})",
+        "",
+        f"Command: `{data['command']}`",
+        "",
+        f"Machine: {common.machine_line(data['machine'])}",
+        "",
+    ]
     for name in args.sections:
         md += [f"#### {name}", "", common.markdown_table(data["results"][name], COLUMNS[name]), ""]
     if data["skipped"]:
@@ -409,12 +473,17 @@ def main(argv=None):
     algos = args.algos or list(registry.names())
     # PPO, then REINFORCE first: the figures everyone compares, before a budget runs out.
     algos = [a for a in ("ppo", "reinforce") if a in algos] + [
-        a for a in algos if a not in ("ppo", "reinforce")]
+        a for a in algos if a not in ("ppo", "reinforce")
+    ]
     data = common.payload(
         "device_suite",
         args.size,
-        {"sizes": sizes, "algos": algos, "sections": args.sections,
-         "budget_scale": args.budget_scale},
+        {
+            "sizes": sizes,
+            "algos": algos,
+            "sections": args.sections,
+            "budget_scale": args.budget_scale,
+        },
         None,
         common.machine_info(),
         argv=argv,
@@ -440,7 +509,9 @@ def main(argv=None):
     data["loadavg_at_end"] = common.loadavg()
     write(args, data)
     if not args.no_plot:
-        common.write_plot(args.out_dir / "device_suite.png", draw(data["results"]), figsize=(20, 4.5))
+        common.write_plot(
+            args.out_dir / "device_suite.png", draw(data["results"]), figsize=(20, 4.5)
+        )
     print((args.out_dir / "device_suite.md").read_text())
     return data
 

@@ -25,7 +25,9 @@ METHODS = ("grpo-std", "grpo-mean", "grpo-leave_one_out", "ppo", "reinforce")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common.add_common_args(p, quick_help="a tiny budget, one env", repeats=False)
     p.add_argument("--envs", nargs="+", default=["CartPole-v1", "Acrobot-v1"])
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
@@ -63,22 +65,43 @@ def main(argv=None):
             out = jax.block_until_ready(jax.jit(jax.vmap(jaxpg.make_train(config)))(keys))
             wall = time.perf_counter() - start
             returns = np.asarray(out.metrics["episode_return"])
-            tail = returns[:, -max(1, returns.shape[1] // 10):]
+            tail = returns[:, -max(1, returns.shape[1] // 10) :]
             per_seed = np.nanmean(tail, axis=1)
             mean, std = common.mean_std(per_seed.tolist())
-            row = {"env": env, "method": method, "budget": config.num_updates * config.batch_size,
-                   "final_return": common.fmt_mean_std(mean, std),
-                   "per_seed": ", ".join(f"{x:.1f}" for x in per_seed),
-                   "wall_s": wall}
+            row = {
+                "env": env,
+                "method": method,
+                "budget": config.num_updates * config.batch_size,
+                "final_return": common.fmt_mean_std(mean, std),
+                "per_seed": ", ".join(f"{x:.1f}" for x in per_seed),
+                "wall_s": wall,
+            }
             rows.append(row)
-            results.append({**row, "mean": mean, "std": std, "per_seed_values": per_seed.tolist(),
-                            "config": config.to_dict()})
+            results.append(
+                {
+                    **row,
+                    "mean": mean,
+                    "std": std,
+                    "per_seed_values": per_seed.tolist(),
+                    "config": config.to_dict(),
+                }
+            )
             common.log(f"{env} {method}: {row['final_return']} ({wall:.1f} s)")
-    data = common.payload("group_relative", "quick" if args.quick else "full", vars(args), results,
-                          common.machine_info())
-    columns = [("env", "env"), ("method", "method"), ("budget", "env steps"),
-               ("final_return", "final return (mean ± std over seeds)"), ("per_seed", "per seed"),
-               ("wall_s", "wall s (compile included)")]
+    data = common.payload(
+        "group_relative",
+        "quick" if args.quick else "full",
+        vars(args),
+        results,
+        common.machine_info(),
+    )
+    columns = [
+        ("env", "env"),
+        ("method", "method"),
+        ("budget", "env steps"),
+        ("final_return", "final return (mean ± std over seeds)"),
+        ("per_seed", "per seed"),
+        ("wall_s", "wall s (compile included)"),
+    ]
     common.publish(args, "group_relative", data, rows, columns)
 
 

@@ -37,7 +37,9 @@ from jaxpg.updates import Batch
 def make_config(algo: str, env: str, **overrides):
     """A registered algorithm's config from its defaults plus ``overrides``."""
     if algo not in registry.names():
-        raise ValueError(f"--algos: unknown algorithm {algo!r}; use one of {list(registry.names())}")
+        raise ValueError(
+            f"--algos: unknown algorithm {algo!r}; use one of {list(registry.names())}"
+        )
     return registry.config_class(algo)(env=env, **overrides)
 
 
@@ -141,8 +143,13 @@ def update_program(config, num_updates: int):
             key, opt_key = jax.random.split(key)
             targets, algo_state = algorithm.targets(batch, hp, state.algo_state)
             out = algorithm.update(
-                params, opt_state, algo_state, Batch(batch, targets, state.env.agent_carry),
-                hp, step, opt_key,
+                params,
+                opt_state,
+                algo_state,
+                Batch(batch, targets, state.env.agent_carry),
+                hp,
+                step,
+                opt_key,
             )
             return (out.params, out.opt_state, key, step + 1), out.metrics
 

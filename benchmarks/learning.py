@@ -35,8 +35,14 @@ import common  # noqa: E402
 # Per environment: the PPO config's overrides and the budget (env steps). MinAtar's budget is
 # 10M on a GPU (the references' budget) and smaller on a CPU, where 10M takes too long.
 PENDULUM_OVERRIDES = dict(
-    num_envs=16, num_steps=128, num_epochs=10, num_minibatches=8, lr=1e-3, gamma=0.95,
-    ent_coef=0.0, normalize_rewards=True,
+    num_envs=16,
+    num_steps=128,
+    num_epochs=10,
+    num_minibatches=8,
+    lr=1e-3,
+    gamma=0.95,
+    ent_coef=0.0,
+    normalize_rewards=True,
 )
 SPECS = {
     "CartPole-v1": dict(overrides={}, budget=500_000),
@@ -97,8 +103,12 @@ def parse_args(argv=None):
     )
     p.add_argument("--budget-scale", type=float, help="multiply each env's budget")
     p.add_argument("--eval-episodes", type=int)
-    p.add_argument("--network", choices=["mlp", "cnn"], default="mlp",
-                   help="MinAtar presets' torso (default mlp: 2x256 relu)")
+    p.add_argument(
+        "--network",
+        choices=["mlp", "cnn"],
+        default="mlp",
+        help="MinAtar presets' torso (default mlp: 2x256 relu)",
+    )
     common.add_set_arg(p)
     return p.parse_args(argv)
 
@@ -114,11 +124,10 @@ def budget_for(env: str, args, backend: str) -> int:
 def run_env(env, args, backend):
     import jax
     import jax.numpy as jnp
+    import jaxpg_parts as jp
     import numpy as np
 
     import jaxpg
-    import jaxpg_parts as jp
-
     from jaxpg import presets
 
     spec = SPECS[env]
@@ -262,8 +271,15 @@ def main(argv=None):
     records = [run_env(env, args, backend) for env in args.envs]
     settings = {
         k: getattr(args, k)
-        for k in ("envs", "seeds", "budget_scale", "eval_episodes", "total_timesteps", "set",
-                  "network")
+        for k in (
+            "envs",
+            "seeds",
+            "budget_scale",
+            "eval_episodes",
+            "total_timesteps",
+            "set",
+            "network",
+        )
     }
     notes = [
         "final train return: mean training episode return over the last 5% of updates; eval "
@@ -287,7 +303,12 @@ def main(argv=None):
         wall_s=time.perf_counter() - start,
     )
     return common.publish(
-        args, "learning", data, table_rows(records), COLUMNS, draw(records),
+        args,
+        "learning",
+        data,
+        table_rows(records),
+        COLUMNS,
+        draw(records),
         figsize=(4 * max(len(records), 1), 3.8),
     )
 

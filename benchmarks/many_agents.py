@@ -46,7 +46,6 @@ def parse_args(argv=None):
 
 def measure(config, n, repeats):
     import jax
-
     import jaxpg_parts as jp
 
     states = jp.init_states(config, jax.random.split(jax.random.key(0), n))

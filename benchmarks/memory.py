@@ -54,7 +54,6 @@ def _config(args, budget):
 def child(args) -> None:
     """Runs one budget and prints its timings (the parent reads the peak RSS from wait4)."""
     import jax
-
     import jaxpg_parts as jp
 
     config = _config(args, args.child)
@@ -65,7 +64,6 @@ def child(args) -> None:
 
 def measure(args, budget) -> dict:
     import jax
-
     import jaxpg_parts as jp
 
     config = _config(args, budget)

@@ -39,10 +39,10 @@ def config_from_spec(spec: dict):
 
 def run(spec: dict) -> dict:
     import jax
+    import jaxpg_parts as jp
     import numpy as np
 
     import jaxpg
-    import jaxpg_parts as jp
 
     config = config_from_spec(spec)
     program = jp.train_program(config)

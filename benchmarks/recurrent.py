@@ -31,11 +31,17 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     common.add_common_args(p, quick_help="tiny budgets (a few updates), 2 seeds")
-    p.add_argument("--parts", nargs="+", choices=["learning", "speed"],
-                   default=["learning", "speed"])
+    p.add_argument(
+        "--parts", nargs="+", choices=["learning", "speed"], default=["learning", "speed"]
+    )
     p.add_argument("--seeds", type=int, default=None, help="seeds per learning run (default 3)")
-    p.add_argument("--num-envs", nargs="+", type=int, default=None,
-                   help="speed: num_envs points (default 4 64 1024)")
+    p.add_argument(
+        "--num-envs",
+        nargs="+",
+        type=int,
+        default=None,
+        help="speed: num_envs points (default 4 64 1024)",
+    )
     return p.parse_args(argv)
 
 
@@ -62,47 +68,76 @@ def learning(args):
             compiled, compile_s = common.compile_program(jax.vmap(jaxpg.make_train(config)), keys)
             result, run_s = common.time_call(compiled, keys)
             returns = np.asarray(result.metrics["episode_return"])
-            tail = returns[:, -max(1, returns.shape[1] // 10):]
+            tail = returns[:, -max(1, returns.shape[1] // 10) :]
             evaluate = jax.jit(jax.vmap(make_evaluate(config, 64)))
-            ev = np.asarray(evaluate(result.params, jax.random.split(jax.random.key(1), args.seeds))
-                            .episode_return).mean(axis=1)
+            ev = np.asarray(
+                evaluate(
+                    result.params, jax.random.split(jax.random.key(1), args.seeds)
+                ).episode_return
+            ).mean(axis=1)
             final = np.nanmean(tail, axis=1)
             rec = {
-                "task": task, "env": config.env_spec.name, "network": network,
-                "total_timesteps": config.total_timesteps, "seeds": args.seeds,
-                "final_train_return": final, "eval_return": ev,
-                "final_train_return_mean": float(final.mean()), "eval_return_mean": float(ev.mean()),
-                "compile_s": compile_s, "run_s": run_s, "config": config.to_dict(),
+                "task": task,
+                "env": config.env_spec.name,
+                "network": network,
+                "total_timesteps": config.total_timesteps,
+                "seeds": args.seeds,
+                "final_train_return": final,
+                "eval_return": ev,
+                "final_train_return_mean": float(final.mean()),
+                "eval_return_mean": float(ev.mean()),
+                "compile_s": compile_s,
+                "run_s": run_s,
+                "config": config.to_dict(),
             }
-            common.log(f"{rec['env']:26s} {network}: final {final.round(2)} eval {ev.round(2)} "
-                       f"({run_s:.1f}s)")
+            common.log(
+                f"{rec['env']:26s} {network}: final {final.round(2)} eval {ev.round(2)} "
+                f"({run_s:.1f}s)"
+            )
             out.append(rec)
     return out
 
 
 def speed(args):
     import jax
+    from jaxpg_parts import train_program
 
     import jaxpg
-    from jaxpg_parts import train_program
 
     out = []
     for n in args.num_envs:
         for network in ("mlp", "gru"):
-            net = dict(network="gru", recurrent_size=64, hidden_sizes=(64,)) if network == "gru" \
+            net = (
+                dict(network="gru", recurrent_size=64, hidden_sizes=(64,))
+                if network == "gru"
                 else dict(hidden_sizes=(64, 64))
+            )
             batch = n * 128
             updates = max(2, (2**12 if args.quick else 2**18) // batch)
-            config = jaxpg.PPOConfig(env="CartPole-v1", num_envs=n, num_steps=128,
-                                     num_minibatches=4, total_timesteps=updates * batch, **net)
-            t = common.time_program(train_program(config), jax.random.key(0),
-                                    repeats=args.repeats or 2)
+            config = jaxpg.PPOConfig(
+                env="CartPole-v1",
+                num_envs=n,
+                num_steps=128,
+                num_minibatches=4,
+                total_timesteps=updates * batch,
+                **net,
+            )
+            t = common.time_program(
+                train_program(config), jax.random.key(0), repeats=args.repeats or 2
+            )
             t.pop("output")
             steps = updates * batch
-            rec = {"network": network, "num_envs": n, "env_steps": steps, **t,
-                   "steps_per_s": steps / t["steady_s"]}
-            common.log(f"speed N={n:5d} {network}: compile {t['compile_s']:.1f}s "
-                       f"{rec['steps_per_s']:,.0f} steps/s")
+            rec = {
+                "network": network,
+                "num_envs": n,
+                "env_steps": steps,
+                **t,
+                "steps_per_s": steps / t["steady_s"],
+            }
+            common.log(
+                f"speed N={n:5d} {network}: compile {t['compile_s']:.1f}s "
+                f"{rec['steps_per_s']:,.0f} steps/s"
+            )
             out.append(rec)
     for rec in out:
         ff = next(r for r in out if r["num_envs"] == rec["num_envs"] and r["network"] == "mlp")
@@ -110,12 +145,23 @@ def speed(args):
     return out
 
 
-LEARNING_COLUMNS = [("env", "env"), ("network", "policy"), ("total_timesteps", "env steps"),
-                    ("seeds", "seeds"), ("final_train_return_mean", "final train return"),
-                    ("eval_return_mean", "eval return"), ("run_s", "run s")]
-SPEED_COLUMNS = [("num_envs", "num_envs"), ("network", "policy"), ("compile_s", "compile s"),
-                 ("steps_per_s", "env steps/s"), ("speed_vs_mlp", "vs MLP"),
-                 ("cores_used", "cores used")]
+LEARNING_COLUMNS = [
+    ("env", "env"),
+    ("network", "policy"),
+    ("total_timesteps", "env steps"),
+    ("seeds", "seeds"),
+    ("final_train_return_mean", "final train return"),
+    ("eval_return_mean", "eval return"),
+    ("run_s", "run s"),
+]
+SPEED_COLUMNS = [
+    ("num_envs", "num_envs"),
+    ("network", "policy"),
+    ("compile_s", "compile s"),
+    ("steps_per_s", "env steps/s"),
+    ("speed_vs_mlp", "vs MLP"),
+    ("cores_used", "cores used"),
+]
 
 
 def main(argv=None):
@@ -127,15 +173,22 @@ def main(argv=None):
         results["learning"] = learning(args)
     if "speed" in args.parts:
         results["speed"] = speed(args)
-    data = common.payload("recurrent", "quick" if args.quick else "full",
-                          {"parts": args.parts, "seeds": args.seeds, "num_envs": args.num_envs},
-                          results, common.machine_info(), argv=argv, notes=[
-                              "learning: final train return = mean episode return over the last "
-                              "10% of updates; eval = 64 fresh episodes of the final policy, "
-                              "sampled actions; means over seeds (per seed in the JSON).",
-                              "speed: PPO CartPole-v1, 128 steps per rollout, 4 epochs x 4 "
-                              "minibatches; GRU = 64-unit encoder + 64-unit GRU + 64-unit heads, "
-                              "MLP = 64x64 actor and critic; steady = median of later calls."])
+    data = common.payload(
+        "recurrent",
+        "quick" if args.quick else "full",
+        {"parts": args.parts, "seeds": args.seeds, "num_envs": args.num_envs},
+        results,
+        common.machine_info(),
+        argv=argv,
+        notes=[
+            "learning: final train return = mean episode return over the last "
+            "10% of updates; eval = 64 fresh episodes of the final policy, "
+            "sampled actions; means over seeds (per seed in the JSON).",
+            "speed: PPO CartPole-v1, 128 steps per rollout, 4 epochs x 4 "
+            "minibatches; GRU = 64-unit encoder + 64-unit GRU + 64-unit heads, "
+            "MLP = 64x64 actor and critic; steady = median of later calls.",
+        ],
+    )
     rows = []
     table = ""
     if "learning" in results:

@@ -50,12 +50,19 @@ print(json.dumps({"jaxpg_file": jaxpg.__file__, "trace_s": trace_s, "compile_s":
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common.add_common_args(p, quick_help="one round, a small budget", repeats=False)
-    p.add_argument("--revs", nargs="+", default=["HEAD~1", "HEAD"], help="git revisions (first: the baseline)")
+    p.add_argument(
+        "--revs", nargs="+", default=["HEAD~1", "HEAD"], help="git revisions (first: the baseline)"
+    )
     p.add_argument("--env", default="CartPole-v1")
-    p.add_argument("--config-class", default="PPOConfig",
-                   help="the jaxpg config class to train (every revision must have it)")
+    p.add_argument(
+        "--config-class",
+        default="PPOConfig",
+        help="the jaxpg config class to train (every revision must have it)",
+    )
     p.add_argument("--num-envs", nargs="+", type=int, default=[4, 1024])
     p.add_argument("--num-steps", type=int, default=128)
     p.add_argument("--steps-per-point", type=int, default=2**19, help="env steps per timed call")
@@ -65,21 +72,39 @@ def parse_args(argv=None):
 
 
 def worktree(rev: str) -> tuple[Path, str]:
-    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=common.REPO_DIR, check=True,
-                         capture_output=True, text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "rev-parse", "--short", rev],
+        cwd=common.REPO_DIR,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     path = WORKTREES / f"rev-{sha}"
     if not path.exists():
         WORKTREES.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "worktree", "add", "--detach", "-f", str(path), sha],
-                       cwd=common.REPO_DIR, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-f", str(path), sha],
+            cwd=common.REPO_DIR,
+            check=True,
+            capture_output=True,
+        )
     return path, sha
 
 
 def measure(path: Path, num_envs: int, args) -> dict:
     updates = max(2, args.steps_per_point // (num_envs * args.num_steps))
     env = {**os.environ, "PYTHONPATH": str(path)}
-    cmd = [sys.executable, "-c", CHILD, str(num_envs), str(args.num_steps), str(updates),
-           str(args.repeats), args.env, args.config_class]
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        str(num_envs),
+        str(args.num_steps),
+        str(updates),
+        str(args.repeats),
+        args.env,
+        args.config_class,
+    ]
     # Run in the worktree: `python -c` puts the working directory first on sys.path, ahead of
     # an editable install's import hook (measure() checks jaxpg.__file__ all the same).
     code, _, wall, output = common._run_process(cmd, timeout=1800, cwd=path, env=env)
@@ -102,8 +127,10 @@ def main(argv=None):
         for n in args.num_envs:
             for path, sha in trees:
                 result = measure(path, n, args)
-                common.log(f"round {r + 1}/{args.rounds} {sha} {n} envs: "
-                           f"{common.fmt(result.get('steps_per_s'))} steps/s")
+                common.log(
+                    f"round {r + 1}/{args.rounds} {sha} {n} envs: "
+                    f"{common.fmt(result.get('steps_per_s'))} steps/s"
+                )
                 runs[(sha, n)].append(result)
     rows, results = [], []
     base_sha = trees[0][1]
@@ -114,15 +141,28 @@ def main(argv=None):
             sps = statistics.median(x["steps_per_s"] for x in good)
             compile_s = statistics.median(x["compile_s"] for x in good)
             trace_s = statistics.median(x["trace_s"] for x in good)
-            row = {"rev": f"{rev} ({sha})", "num_envs": n, "steps_per_s": sps,
-                   "ratio": sps / base, "trace_s": trace_s, "compile_s": compile_s,
-                   "rounds": [x["steps_per_s"] for x in good]}
+            row = {
+                "rev": f"{rev} ({sha})",
+                "num_envs": n,
+                "steps_per_s": sps,
+                "ratio": sps / base,
+                "trace_s": trace_s,
+                "compile_s": compile_s,
+                "rounds": [x["steps_per_s"] for x in good],
+            }
             rows.append(row)
             results.append({**row, "runs": runs[(sha, n)]})
-    data = common.payload("revisions", "quick" if args.quick else "full", vars(args), results,
-                          common.machine_info())
-    columns = [("rev", "revision"), ("num_envs", "num_envs"), ("steps_per_s", "env steps/s (median)"),
-               ("ratio", "ratio to first"), ("trace_s", "trace s"), ("compile_s", "compile s")]
+    data = common.payload(
+        "revisions", "quick" if args.quick else "full", vars(args), results, common.machine_info()
+    )
+    columns = [
+        ("rev", "revision"),
+        ("num_envs", "num_envs"),
+        ("steps_per_s", "env steps/s (median)"),
+        ("ratio", "ratio to first"),
+        ("trace_s", "trace s"),
+        ("compile_s", "compile s"),
+    ]
     common.publish(args, "revisions", data, rows, columns)
 
 

@@ -22,7 +22,9 @@ import common  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common.add_common_args(p, quick_help="two sizes, one repeat")
     p.add_argument("--num-actions", nargs="+", type=int, default=[2, 16, 128, 1024, 8192, 32768])
     p.add_argument("--num-envs", type=int, default=64)
@@ -78,18 +80,29 @@ def main(argv=None):
     rows, results = [], []
     for A in sizes:
         env = jaxpg.make_env(token_env(A))
-        agent = Agent(lambda k: None, lambda n: (),
-                      lambda p, c, obs, r: (c, jnp.zeros((obs.shape[0], A)), jnp.zeros(obs.shape[0])),
-                      True)
+        agent = Agent(
+            lambda k: None,
+            lambda n: (),
+            lambda p, c, obs, r: (c, jnp.zeros((obs.shape[0], A)), jnp.zeros(obs.shape[0])),
+            True,
+        )
         options = rollout_lib.RolloutOptions(False, False, True)
         row = {"num_actions": A, "noise_floats": T * N * A}
         for mode, limit in (("predraw", 2**62), ("per_step", 0)):
             rollout_lib.PREDRAW_MAX_NOISE = limit  # read at trace time
 
             def run(key, carry):
-                _, batch = rollout_lib.rollout(key, None, carry, jnp.float32(0.99), env=env,
-                                               agent=agent, dist=CATEGORICAL, num_steps=T,
-                                               options=options)
+                _, batch = rollout_lib.rollout(
+                    key,
+                    None,
+                    carry,
+                    jnp.float32(0.99),
+                    env=env,
+                    agent=agent,
+                    dist=CATEGORICAL,
+                    num_steps=T,
+                    options=options,
+                )
                 return jnp.sum(batch.action)
 
             carry = rollout_lib.env_carry_init(jax.random.key(0), env, N)
@@ -99,16 +112,29 @@ def main(argv=None):
             row[f"{mode}_ms"] = 1e3 * rec["steady_s"]
             row[f"{mode}_temp_mib"] = None if temp is None else temp / 2**20
             results.append({"num_actions": A, "mode": mode, **rec})
-            common.log(f"A={A} {mode}: {1e3 * rec['steady_s']:.2f} ms, temp {row[f'{mode}_temp_mib']} MiB")
+            common.log(
+                f"A={A} {mode}: {1e3 * rec['steady_s']:.2f} ms, temp {row[f'{mode}_temp_mib']} MiB"
+            )
         row["per_step_over_predraw"] = row["per_step_ms"] / row["predraw_ms"]
         rows.append(row)
     rollout_lib.PREDRAW_MAX_NOISE = default
-    data = common.payload("rollout_noise", "quick" if args.quick else "full", vars(args), results,
-                          common.machine_info(), predraw_max_noise=default)
-    columns = [("num_actions", "actions A"), ("noise_floats", "T*N*A"),
-               ("predraw_ms", "predraw ms"), ("per_step_ms", "per-step ms"),
-               ("per_step_over_predraw", "per-step / predraw"),
-               ("predraw_temp_mib", "predraw temp MiB"), ("per_step_temp_mib", "per-step temp MiB")]
+    data = common.payload(
+        "rollout_noise",
+        "quick" if args.quick else "full",
+        vars(args),
+        results,
+        common.machine_info(),
+        predraw_max_noise=default,
+    )
+    columns = [
+        ("num_actions", "actions A"),
+        ("noise_floats", "T*N*A"),
+        ("predraw_ms", "predraw ms"),
+        ("per_step_ms", "per-step ms"),
+        ("per_step_over_predraw", "per-step / predraw"),
+        ("predraw_temp_mib", "predraw temp MiB"),
+        ("per_step_temp_mib", "per-step temp MiB"),
+    ]
     common.publish(args, "rollout_noise", data, rows, columns)
 
 

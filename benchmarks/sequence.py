@@ -30,10 +30,19 @@ def parse_args(argv=None):
     )
     common.add_common_args(p, quick_help="tiny budgets")
     p.add_argument("--parts", nargs="+", choices=["curves", "speed"], default=["curves", "speed"])
-    p.add_argument("--tokens", type=int, default=None,
-                   help="curves: generated tokens per method (default 128,000; quick 3,200)")
-    p.add_argument("--num-envs", nargs="+", type=int, default=None,
-                   help="speed: sequences in parallel (default 1 64 1024)")
+    p.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="curves: generated tokens per method (default 128,000; quick 3,200)",
+    )
+    p.add_argument(
+        "--num-envs",
+        nargs="+",
+        type=int,
+        default=None,
+        help="speed: sequences in parallel (default 1 64 1024)",
+    )
     return p.parse_args(argv)
 
 
@@ -42,8 +51,9 @@ def method_configs(tokens: int):
 
     # The copy preset's settings on reverse; num_steps=None again: the preset resolved it to
     # copy's 4-token episodes.
-    reinforce = presets.reinforce_copy_transformer().replace(env="seq:reverse", env_kwargs={},
-                                                             num_steps=None)
+    reinforce = presets.reinforce_copy_transformer().replace(
+        env="seq:reverse", env_kwargs={}, num_steps=None
+    )
     ppo = presets.ppo_reverse_transformer()
     grpo = presets.grpo_reverse_transformer()
     out = {}
@@ -55,7 +65,6 @@ def method_configs(tokens: int):
 
 def curves(args):
     import jax
-    import numpy as np
 
     import jaxpg
     from jaxpg.sequence import evaluate_task
@@ -67,41 +76,72 @@ def curves(args):
         chunk = jax.jit(jaxpg.make_train_chunk(config, chunk_updates))
         evaluate = jax.jit(lambda params, key, c=config: evaluate_task(c, params, key, 512))
         state = init(jax.random.key(0))
-        points = [(0, float(evaluate(jaxpg.train.policy_params(config, state),
-                                     jax.random.key(1))["exact_match"]))]
+        points = [
+            (
+                0,
+                float(
+                    evaluate(jaxpg.train.policy_params(config, state), jax.random.key(1))[
+                        "exact_match"
+                    ]
+                ),
+            )
+        ]
         for i in range(10):
             state, _ = chunk(state)
             stats = evaluate(jaxpg.train.policy_params(config, state), jax.random.key(i + 2))
-            points.append(((i + 1) * chunk_updates * config.batch_size, float(stats["exact_match"])))
+            points.append(
+                ((i + 1) * chunk_updates * config.batch_size, float(stats["exact_match"]))
+            )
         common.log(f"{name:9s} exact match " + " ".join(f"{r:.2f}" for _, r in points))
-        out.append({"method": name, "algorithm": config.algorithm, "config": config.to_dict(),
-                    "tokens": [t for t, _ in points], "exact_match": [r for _, r in points],
-                    "final_exact_match": points[-1][1]})
+        out.append(
+            {
+                "method": name,
+                "algorithm": config.algorithm,
+                "config": config.to_dict(),
+                "tokens": [t for t, _ in points],
+                "exact_match": [r for _, r in points],
+                "final_exact_match": points[-1][1],
+            }
+        )
     return out
 
 
 def speed(args):
     import jax
+    from jaxpg_parts import train_program
 
     import jaxpg
-    from jaxpg_parts import train_program
 
     out = []
     for n in args.num_envs:
         for network in ("transformer", "mlp"):
-            base = jaxpg.PPOConfig(env="seq:reverse", network=network, mode="trajectory",
-                                   num_steps=None, num_envs=n, num_minibatches=1,
-                                   total_timesteps=n * 5)
+            base = jaxpg.PPOConfig(
+                env="seq:reverse",
+                network=network,
+                mode="trajectory",
+                num_steps=None,
+                num_envs=n,
+                num_minibatches=1,
+                total_timesteps=n * 5,
+            )
             updates = max(2, (2**10 if args.quick else 2**14) // base.batch_size)
             config = base.replace(total_timesteps=updates * base.batch_size)
-            t = common.time_program(train_program(config), jax.random.key(0),
-                                    repeats=args.repeats or 2)
+            t = common.time_program(
+                train_program(config), jax.random.key(0), repeats=args.repeats or 2
+            )
             t.pop("output")
             tokens = updates * config.batch_size
-            rec = {"network": network, "num_envs": n, "tokens": tokens, **t,
-                   "tokens_per_s": tokens / t["steady_s"]}
-            common.log(f"speed N={n:5d} {network:11s} compile {t['compile_s']:.1f}s "
-                       f"{rec['tokens_per_s']:,.0f} tokens/s")
+            rec = {
+                "network": network,
+                "num_envs": n,
+                "tokens": tokens,
+                **t,
+                "tokens_per_s": tokens / t["steady_s"],
+            }
+            common.log(
+                f"speed N={n:5d} {network:11s} compile {t['compile_s']:.1f}s "
+                f"{rec['tokens_per_s']:,.0f} tokens/s"
+            )
             out.append(rec)
     return out
 
@@ -130,25 +170,45 @@ def main(argv=None):
         results["curves"] = curves(args)
     if "speed" in args.parts:
         results["speed"] = speed(args)
-    data = common.payload("sequence", "quick" if args.quick else "full",
-                          {"parts": args.parts, "tokens": args.tokens, "num_envs": args.num_envs},
-                          results, common.machine_info(), argv=argv, notes=[
-                              "curves: exact-match rate of 512 fresh prompts, sampled tokens, "
-                              "after every tenth of the run; seed 0.",
-                              "speed: PPO (mode='trajectory'), whole 5-token completions, 4 epochs "
-                              "of one minibatch; tokens/s = env steps / steady-state seconds."])
+    data = common.payload(
+        "sequence",
+        "quick" if args.quick else "full",
+        {"parts": args.parts, "tokens": args.tokens, "num_envs": args.num_envs},
+        results,
+        common.machine_info(),
+        argv=argv,
+        notes=[
+            "curves: exact-match rate of 512 fresh prompts, sampled tokens, "
+            "after every tenth of the run; seed 0.",
+            "speed: PPO (mode='trajectory'), whole 5-token completions, 4 epochs "
+            "of one minibatch; tokens/s = env steps / steady-state seconds.",
+        ],
+    )
     table = ""
     if "curves" in results:
-        table += common.markdown_table(results["curves"], [
-            ("method", "method"), ("final_exact_match", "final exact match")]) + "\n\n"
+        table += (
+            common.markdown_table(
+                results["curves"],
+                [("method", "method"), ("final_exact_match", "final exact match")],
+            )
+            + "\n\n"
+        )
     if "speed" in results:
-        table += common.markdown_table(results["speed"], [
-            ("num_envs", "sequences"), ("network", "policy"), ("compile_s", "compile s"),
-            ("tokens_per_s", "tokens/s"), ("cores_used", "cores used")])
+        table += common.markdown_table(
+            results["speed"],
+            [
+                ("num_envs", "sequences"),
+                ("network", "policy"),
+                ("compile_s", "compile s"),
+                ("tokens_per_s", "tokens/s"),
+                ("cores_used", "cores used"),
+            ],
+        )
     out_dir = args.out_dir or common.default_out_dir(args.quick)
     plot = None if args.no_plot or "curves" not in results else draw(results["curves"])
-    paths = common.write_results(out_dir, args.name or "sequence", data, table, plot,
-                                 figsize=(7, 4.5))
+    paths = common.write_results(
+        out_dir, args.name or "sequence", data, table, plot, figsize=(7, 4.5)
+    )
     print(table)
     common.log("wrote " + ", ".join(str(p) for p in paths.values()))
     return paths

@@ -50,7 +50,10 @@ def parse_args(argv=None):
     )
     common.add_common_args(p, quick_help="small sweep (seconds per point) instead of the full one")
     p.add_argument(
-        "--algos", nargs="+", choices=["ppo", "a2c", "trpo", "reinforce"], help=f"default {FULL['algos']}"
+        "--algos",
+        nargs="+",
+        choices=["ppo", "a2c", "trpo", "reinforce"],
+        help=f"default {FULL['algos']}",
     )
     p.add_argument("--envs", nargs="+", help=f"gymnax env names (default {FULL['envs']})")
     p.add_argument("--num-envs", nargs="+", type=int, help=f"default {FULL['num_envs']}")
@@ -89,7 +92,6 @@ def point_config(algo, env, num_envs, args):
 
 def measure_point(algo, env, num_envs, args, parts):
     import jax
-
     import jaxpg_parts as jp
 
     config = point_config(algo, env, num_envs, args)

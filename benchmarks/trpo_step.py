@@ -27,7 +27,9 @@ import common  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     common.add_common_args(p, quick_help="one size, one repeat")
     p.add_argument("--num-envs", nargs="+", type=int, default=[4, 64, 1024])
     p.add_argument("--num-steps", type=int, default=128)
@@ -52,16 +54,27 @@ def main(argv=None):
     repeats = 1 if args.quick else (args.repeats or 3)
     rows, results = [], []
     for n in sizes:
-        config = jaxpg.TRPOConfig(env=args.env, num_envs=n, num_steps=args.num_steps,
-                                  total_timesteps=n * args.num_steps)
+        config = jaxpg.TRPOConfig(
+            env=args.env, num_envs=n, num_steps=args.num_steps, total_timesteps=n * args.num_steps
+        )
         agent = make_agent(config)
         dist = action_dist(config.env_spec.discrete)
         algorithm = jaxpg.make_algorithm(config, agent)
         state = jaxpg.init_state(config, jax.random.key(0))
         hp = state.hparams
-        _, transitions = jax.jit(lambda s: rollout(
-            jax.random.key(1), s.params, s.env, hp.gamma, env=config.env_spec, agent=agent,
-            dist=dist, num_steps=config.num_steps, options=rollout_options(config)))(state)
+        _, transitions = jax.jit(
+            lambda s: rollout(
+                jax.random.key(1),
+                s.params,
+                s.env,
+                hp.gamma,
+                env=config.env_spec,
+                agent=agent,
+                dist=dist,
+                num_steps=config.num_steps,
+                options=rollout_options(config),
+            )
+        )(state)
         targets, _ = algorithm.targets(transitions, hp, state.algo_state)
         mb = as_minibatch(Batch(transitions, targets, ()))
 
@@ -72,31 +85,52 @@ def main(argv=None):
             return jax.grad(objectives(params).surrogate)(params)
 
         def gradient_cg(params):
-            return natural_gradient_step(objectives(params), params, hp, cg_iters=config.cg_iters)[2]
+            return natural_gradient_step(objectives(params), params, hp, cg_iters=config.cg_iters)[
+                2
+            ]
 
         def policy_step(params):
             obj = objectives(params)
-            surrogate_old, _, full_step, _, _ = natural_gradient_step(obj, params, hp,
-                                                                      cg_iters=config.cg_iters)
+            surrogate_old, _, full_step, _, _ = natural_gradient_step(
+                obj, params, hp, cg_iters=config.cg_iters
+            )
             return trust_region.backtracking_line_search(
-                obj.surrogate_and_kl, params, full_step, surrogate_old, hp.target_kl,
-                config.line_search_shrink, config.line_search_steps).params
+                obj.surrogate_and_kl,
+                params,
+                full_step,
+                surrogate_old,
+                hp.target_kl,
+                config.line_search_shrink,
+                config.line_search_steps,
+            ).params
 
         row = {"num_envs": n, "batch": n * args.num_steps}
-        for name, fn in (("gradient", gradient), ("gradient_cg", gradient_cg), ("policy_step", policy_step)):
+        for name, fn in (
+            ("gradient", gradient),
+            ("gradient_cg", gradient_cg),
+            ("policy_step", policy_step),
+        ):
             rec = common.time_program(fn, state.params, repeats=repeats)
             rec.pop("output")
             row[f"{name}_ms"] = 1e3 * rec["steady_s"]
             results.append({"num_envs": n, "program": name, **rec})
-            common.log(f"{n} envs {name}: {row[f'{name}_ms']:.2f} ms (compile {rec['compile_s']:.1f} s)")
+            common.log(
+                f"{n} envs {name}: {row[f'{name}_ms']:.2f} ms (compile {rec['compile_s']:.1f} s)"
+            )
         row["cg_ms"] = row["gradient_cg_ms"] - row["gradient_ms"]
         row["line_search_ms"] = row["policy_step_ms"] - row["gradient_cg_ms"]
         rows.append(row)
-    data = common.payload("trpo_step", "quick" if args.quick else "full", vars(args), results,
-                          common.machine_info())
-    columns = [("num_envs", "num_envs"), ("batch", "batch (steps)"), ("gradient_ms", "gradient ms"),
-               ("cg_ms", "CG ms"), ("line_search_ms", "line search ms"),
-               ("policy_step_ms", "whole policy step ms")]
+    data = common.payload(
+        "trpo_step", "quick" if args.quick else "full", vars(args), results, common.machine_info()
+    )
+    columns = [
+        ("num_envs", "num_envs"),
+        ("batch", "batch (steps)"),
+        ("gradient_ms", "gradient ms"),
+        ("cg_ms", "CG ms"),
+        ("line_search_ms", "line search ms"),
+        ("policy_step_ms", "whole policy step ms"),
+    ]
     common.publish(args, "trpo_step", data, rows, columns)
 
 

@@ -58,9 +58,28 @@ _EXPORTS = {
     "initialize_distributed": "jaxpg.distributed",
 }
 _SUBMODULES = {
-    "advantages", "agents", "algorithms", "registry", "trust_region", "updates", "checkpoint", "config", "distributions", "envs", "evaluate",
-    "losses", "networks", "normalization", "plotting", "policy", "presets", "rollout", "runs",
-    "sweep", "train", "distributed",
+    "advantages",
+    "agents",
+    "algorithms",
+    "registry",
+    "trust_region",
+    "updates",
+    "checkpoint",
+    "config",
+    "distributions",
+    "envs",
+    "evaluate",
+    "losses",
+    "networks",
+    "normalization",
+    "plotting",
+    "policy",
+    "presets",
+    "rollout",
+    "runs",
+    "sweep",
+    "train",
+    "distributed",
 }
 
 __all__ = sorted(_EXPORTS) + sorted(_SUBMODULES)

@@ -19,7 +19,7 @@ does not grow with T.
 No flax, no gymnax: only jax and jax.numpy.
 """
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -61,7 +61,7 @@ def gae(
     truncated: Array,
     gamma: Numeric,
     lam: Numeric,
-) -> Tuple[Array, Array]:
+) -> tuple[Array, Array]:
     """Generalized advantage estimation, GAE(gamma, lambda).
 
         delta_t = r_t + gamma * (1 - terminated_t) * V(s'_t) - V(s_t)
@@ -89,8 +89,12 @@ def gae(
     et al. (2018), "Time Limits in Reinforcement Learning".
     """
     _check_same_shape(
-        "gae", rewards=rewards, values=values, next_values=next_values,
-        terminated=terminated, truncated=truncated,
+        "gae",
+        rewards=rewards,
+        values=values,
+        next_values=next_values,
+        terminated=terminated,
+        truncated=truncated,
     )
     _check_time_major("gae", rewards=rewards)
     _check_scalar("gae", gamma=gamma, lam=lam)
@@ -133,8 +137,11 @@ def discounted_returns(
     Introduction", 2nd ed., sec. 3.3 and 13.3.
     """
     _check_same_shape(
-        "discounted_returns", rewards=rewards, next_values=next_values,
-        terminated=terminated, truncated=truncated,
+        "discounted_returns",
+        rewards=rewards,
+        next_values=next_values,
+        terminated=terminated,
+        truncated=truncated,
     )
     _check_time_major("discounted_returns", rewards=rewards)
     _check_scalar("discounted_returns", gamma=gamma)
@@ -156,9 +163,7 @@ def discounted_returns(
     return returns
 
 
-def normalize_advantages(
-    advantages: Array, mask: Optional[Array] = None, eps: float = 1e-8
-) -> Array:
+def normalize_advantages(advantages: Array, mask: Array | None = None, eps: float = 1e-8) -> Array:
     """Standardizes advantages over the valid entries.
 
         A' = (A - mean(A)) / (std(A) + eps)      (population std, valid entries)
@@ -198,16 +203,14 @@ class MovingAverageBaseline(NamedTuple):
 
 def moving_average_baseline_init() -> MovingAverageBaseline:
     """A baseline that has seen no data: value 0, count 0."""
-    return MovingAverageBaseline(
-        value=jnp.zeros((), jnp.float32), count=jnp.zeros((), jnp.int32)
-    )
+    return MovingAverageBaseline(value=jnp.zeros((), jnp.float32), count=jnp.zeros((), jnp.int32))
 
 
 def moving_average_baseline_update(
     state: MovingAverageBaseline,
     returns: Array,
     decay: Numeric,
-    mask: Optional[Array] = None,
+    mask: Array | None = None,
 ) -> MovingAverageBaseline:
     """One step of an exponential moving average of the batch-mean return.
 
@@ -337,7 +340,9 @@ def group_advantages(returns: Array, kind: str = "std", eps: float = 1e-8) -> Ar
     Feedback in LLMs" (RLOO, after Kool et al., 2019).
     """
     if kind not in GROUP_ADVANTAGES:
-        raise ValueError(f"group_advantages: kind={kind!r} is invalid: one of {list(GROUP_ADVANTAGES)}")
+        raise ValueError(
+            f"group_advantages: kind={kind!r} is invalid: one of {list(GROUP_ADVANTAGES)}"
+        )
     returns = jnp.asarray(returns, jnp.float32)
     size = jnp.shape(returns)[-1] if jnp.ndim(returns) else 0
     if size < 2:

@@ -30,7 +30,8 @@ Build one with :func:`make_agent` (the config's MLP actor-critic), :func:`agent_
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -71,7 +72,7 @@ def unroll(agent: Agent, params: Any, carry: Any, obs: jax.Array, reset: jax.Arr
     if not is_recurrent(agent):
         if len(lead) == 1:
             return agent.apply(params, carry, obs, reset)
-        flat_obs = obs.reshape((math.prod(lead),) + obs.shape[len(lead):])
+        flat_obs = obs.reshape((math.prod(lead),) + obs.shape[len(lead) :])
         carry, dist_params, value = agent.apply(params, carry, flat_obs, reset.reshape(-1))
         unflat = lambda x: x.reshape(lead + x.shape[1:])
         # Batched distribution parameters are [B, A] (logits, a mean, a per-state log std); a
@@ -183,8 +184,14 @@ def transformer_agent(
 ) -> Agent:
     """:class:`jaxpg.networks.CausalTransformer` over a sequence task's buffer ``int32[length +
     1]`` (:mod:`jaxpg.sequence`) as a feed-forward :class:`Agent`; actions are tokens."""
-    module = CausalTransformer(vocab_size=vocab_size, action_dim=vocab_size, embed_dim=embed_dim,
-                               num_layers=num_layers, num_heads=num_heads, critic=critic)
+    module = CausalTransformer(
+        vocab_size=vocab_size,
+        action_dim=vocab_size,
+        embed_dim=embed_dim,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        critic=critic,
+    )
 
     def init(key):
         return module.init(key, jnp.zeros((1, length + 1), jnp.int32))
@@ -205,13 +212,24 @@ def make_agent(config) -> Agent:
     env = config.env_spec
     if config.network == "transformer":
         task = env.env.task
-        return transformer_agent(task.vocab_size, task.length, config.embed_dim,
-                                 config.num_layers, config.num_heads, config.has_critic)
+        return transformer_agent(
+            task.vocab_size,
+            task.length,
+            config.embed_dim,
+            config.num_layers,
+            config.num_heads,
+            config.has_critic,
+        )
     if config.network in ("gru", "lstm"):
         return recurrent_agent(
-            env.obs_shape, env.action_dim, env.discrete, cell=config.network,
-            recurrent_size=config.recurrent_size, hidden_sizes=config.hidden_sizes,
-            activation=config.activation, critic=config.has_critic,
+            env.obs_shape,
+            env.action_dim,
+            env.discrete,
+            cell=config.network,
+            recurrent_size=config.recurrent_size,
+            hidden_sizes=config.hidden_sizes,
+            activation=config.activation,
+            critic=config.has_critic,
         )
     return mlp_agent(
         env.obs_shape,
@@ -316,7 +334,9 @@ def _check_agent(init, apply, initial_carry, env) -> bool:
             and dist_params[0].shape == (2, env.action_dim)
             and dist_params[1].shape in ((env.action_dim,), (2, env.action_dim))
         )
-        wanted = f"(mean [B, {env.action_dim}], log_std [{env.action_dim}] or [B, {env.action_dim}])"
+        wanted = (
+            f"(mean [B, {env.action_dim}], log_std [{env.action_dim}] or [B, {env.action_dim}])"
+        )
     if not ok:
         got = jax.tree.map(lambda x: x.shape, dist_params)
         raise ValueError(f"agent: dist_params for {env.name} must be {wanted}; got shapes {got}")

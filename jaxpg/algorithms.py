@@ -37,18 +37,18 @@ The README's "Write your own algorithm" section builds A2C again from these part
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxpg import advantages as adv_lib
-from jaxpg import losses
+from jaxpg import losses, trust_region
 from jaxpg.agents import Agent, is_recurrent, unroll
 from jaxpg.config import HParams
 from jaxpg.distributions import ActionDist, action_dist
 from jaxpg.rollout import EnvCarry, Transition, env_carry_init
-from jaxpg import trust_region
 from jaxpg.updates import (
     Batch,
     Minibatch,
@@ -64,12 +64,29 @@ from jaxpg.updates import (
 )
 
 __all__ = [
-    "Algorithm", "Batch", "Minibatch", "Targets", "UpdateResult",
-    "continue_rollout", "fresh_reset", "gae_targets", "reinforce_targets", "trajectory_targets",
-    "ppo_surrogate", "vanilla_surrogate", "actor_critic_loss", "make_actor_critic_loss",
-    "make_ppo", "make_a2c", "make_trpo", "make_reinforce", "make_grpo", "group_targets",
+    "Algorithm",
+    "Batch",
+    "Minibatch",
+    "Targets",
+    "UpdateResult",
+    "continue_rollout",
+    "fresh_reset",
+    "gae_targets",
+    "reinforce_targets",
+    "trajectory_targets",
+    "ppo_surrogate",
+    "vanilla_surrogate",
+    "actor_critic_loss",
+    "make_actor_critic_loss",
+    "make_ppo",
+    "make_a2c",
+    "make_trpo",
+    "make_reinforce",
+    "make_grpo",
+    "group_targets",
     "trpo_objectives",
-    "natural_gradient_step", "rollout_cut_mask",
+    "natural_gradient_step",
+    "rollout_cut_mask",
     "first_episode_mask",
 ]
 
@@ -99,8 +116,13 @@ def fresh_reset(env, num_envs: int, agent: Agent, group_size: int = 1):
 
     def start(key: jax.Array, env_carry: EnvCarry) -> EnvCarry:
         return env_carry_init(
-            key, env, num_envs, env_carry.obs_stats, env_carry.reward_stats,
-            agent.initial_carry(num_envs), group_size=group_size,
+            key,
+            env,
+            num_envs,
+            env_carry.obs_stats,
+            env_carry.reward_stats,
+            agent.initial_carry(num_envs),
+            group_size=group_size,
         )
 
     return start
@@ -112,8 +134,13 @@ def fresh_reset(env, num_envs: int, agent: Agent, group_size: int = 1):
 def gae_targets(batch: Transition, hp: HParams, algo_state):
     """PPO/A2C: ``gae`` bootstrapped from V(true next state) (``batch.next_value``)."""
     advantages, returns = adv_lib.gae(
-        batch.reward, batch.value, batch.next_value, batch.terminated, batch.truncated,
-        hp.gamma, hp.gae_lambda,
+        batch.reward,
+        batch.value,
+        batch.next_value,
+        batch.terminated,
+        batch.truncated,
+        hp.gamma,
+        hp.gae_lambda,
     )
     ones = jnp.ones_like(advantages)
     return Targets(advantages, returns, ones, ones), algo_state
@@ -265,8 +292,13 @@ def make_actor_critic_loss(config, agent: Agent, surrogate, *, clip_value_loss: 
 
     def loss_fn(params, mb, hp):
         return actor_critic_loss(
-            params, mb, hp, agent=agent, dist=action_dist(config.env_spec.discrete),
-            surrogate=surrogate, normalize_advantages=config.normalize_advantages,
+            params,
+            mb,
+            hp,
+            agent=agent,
+            dist=action_dist(config.env_spec.discrete),
+            surrogate=surrogate,
+            normalize_advantages=config.normalize_advantages,
             clip_value_loss=clip_value_loss,
         )
 
@@ -281,8 +313,12 @@ def _sgd(config, agent: Agent, loss_fn, num_epochs: int = 1, num_minibatches: in
             f"whole environment sequences, so it must divide num_envs={config.num_envs}"
         )
     return sgd_update(
-        loss_fn, num_epochs=num_epochs, num_minibatches=num_minibatches,
-        adam_eps=config.adam_eps, num_updates=config.num_updates, anneal_lr=config.anneal_lr,
+        loss_fn,
+        num_epochs=num_epochs,
+        num_minibatches=num_minibatches,
+        adam_eps=config.adam_eps,
+        num_updates=config.num_updates,
+        anneal_lr=config.anneal_lr,
         sequences=sequences,
     )
 
@@ -343,7 +379,9 @@ def make_reinforce(config, agent: Agent) -> Algorithm:
     trajectory = config.mode == "trajectory"
     return Algorithm(
         init=_with_baseline_state(config.adam_eps),
-        start=fresh_reset(config.env_spec, config.num_envs, agent) if trajectory else continue_rollout,
+        start=fresh_reset(config.env_spec, config.num_envs, agent)
+        if trajectory
+        else continue_rollout,
         targets=(trajectory_targets if trajectory else reinforce_targets)(config.baseline),
         update=_sgd(config, agent, make_actor_critic_loss(config, agent, vanilla_surrogate)),
     )
@@ -358,7 +396,9 @@ class TRPOObjectives(NamedTuple):
     old_dist: Any  # pi_old's distribution parameters on the batch (gradient stopped)
 
 
-def trpo_objectives(agent: Agent, dist: ActionDist, mb: Minibatch, advantages, params) -> TRPOObjectives:
+def trpo_objectives(
+    agent: Agent, dist: ActionDist, mb: Minibatch, advantages, params
+) -> TRPOObjectives:
     """The surrogate and the mean KL on the (time-major) batch ``mb``, replaying the agent (a
     recurrent one from its start carry); ``pi_old`` is the policy at ``params``."""
 
@@ -380,8 +420,10 @@ def trpo_objectives(agent: Agent, dist: ActionDist, mb: Minibatch, advantages, p
         return surrogate_of(dist_params), kl_of(dist_params)
 
     return TRPOObjectives(
-        lambda theta: surrogate_of(policy(theta)), lambda theta: kl_of(policy(theta)),
-        surrogate_and_kl, old_dist,
+        lambda theta: surrogate_of(policy(theta)),
+        lambda theta: kl_of(policy(theta)),
+        surrogate_and_kl,
+        old_dist,
     )
 
 
@@ -430,16 +472,32 @@ def make_trpo(config, agent: Agent) -> Algorithm:
             objectives, params, hp, cg_iters=config.cg_iters
         )
         search = trust_region.backtracking_line_search(
-            objectives.surrogate_and_kl, params, full_step, surrogate_old, hp.target_kl,
-            config.line_search_shrink, num_shrinks,
+            objectives.surrogate_and_kl,
+            params,
+            full_step,
+            surrogate_old,
+            hp.target_kl,
+            config.line_search_shrink,
+            num_shrinks,
         )
-        actor_params = jax.tree.map(lambda n, o: jnp.where(policy_finite, n, o), search.params, params)
+        actor_params = jax.tree.map(
+            lambda n, o: jnp.where(policy_finite, n, o), search.params, params
+        )
 
         lr = learning_rate(hp, update_step, num_updates=config.num_updates, anneal=config.anneal_lr)
         new_params, new_opt_state, critic_metrics, critic_finite = optimize(
-            actor_params, opt_state, batch, hp, lr, key, loss_fn=critic_loss,
-            num_epochs=config.critic_epochs, num_minibatches=config.critic_minibatches,
-            adam_eps=config.adam_eps, sequences=sequences, constrain=constrain,
+            actor_params,
+            opt_state,
+            batch,
+            hp,
+            lr,
+            key,
+            loss_fn=critic_loss,
+            num_epochs=config.critic_epochs,
+            num_minibatches=config.critic_minibatches,
+            adam_eps=config.adam_eps,
+            sequences=sequences,
+            constrain=constrain,
         )
         finite = policy_finite & critic_finite
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
@@ -523,7 +581,9 @@ def make_grpo(config, agent: Agent) -> Algorithm:
         advantages = mb.advantages
         if config.normalize_advantages:
             advantages = adv_lib.normalize_advantages(advantages, mb.mask)
-        policy_loss = losses.ppo_clip_loss(log_prob, mb.old_log_prob, advantages, hp.clip_eps, mb.mask)
+        policy_loss = losses.ppo_clip_loss(
+            log_prob, mb.old_log_prob, advantages, hp.clip_eps, mb.mask
+        )
         kl_ref = losses.kl_k3(log_prob, mb.extra, mb.mask)  # extra: the reference log-probs
         entropy = losses.entropy_bonus(dist.entropy(dist_params), mb.mask)
         total = policy_loss + hp.kl_coef * kl_ref - hp.ent_coef * entropy
@@ -537,15 +597,24 @@ def make_grpo(config, agent: Agent) -> Algorithm:
 
     sgd = _sgd(config, agent, loss, config.num_epochs, config.num_minibatches)
 
-    def update(params, opt_state, algo_state: GRPOState, batch: Batch, hp, update_step, key,
-               constrain=None):
+    def update(
+        params, opt_state, algo_state: GRPOState, batch: Batch, hp, update_step, key, constrain=None
+    ):
         # The reference is fixed for the whole update: its log-probabilities of the taken
         # actions take one forward pass here, not one per minibatch step.
         tr = batch.transitions
         _, ref_dist, _ = unroll(agent, algo_state.reference, batch.agent_carry, tr.obs, tr.reset)
         ref_log_prob = jax.lax.stop_gradient(dist.log_prob(ref_dist, tr.action))
-        out = sgd(params, opt_state, algo_state, batch._replace(extra=ref_log_prob), hp,
-                  update_step, key, constrain)
+        out = sgd(
+            params,
+            opt_state,
+            algo_state,
+            batch._replace(extra=ref_log_prob),
+            hp,
+            update_step,
+            key,
+            constrain,
+        )
         reference = algo_state.reference
         if config.reference_every:
             refresh = (update_step + 1) % config.reference_every == 0

@@ -39,8 +39,9 @@ import re
 import sys
 import time
 import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -578,8 +579,10 @@ def build_config(algo: str, fields: Mapping[str, Any], preset: str | None = None
         whole = getattr(base, "mode", None) == "trajectory" or hasattr(base, "num_groups")
         if whole and base.num_steps == base.env_spec.max_steps_in_episode:
             derived.add("num_steps")  # None: the episode limit of the env given now
-        fields = {f.name: None if f.name in derived else getattr(base, f.name)
-                  for f in dataclasses.fields(cls)} | fields
+        fields = {
+            f.name: None if f.name in derived else getattr(base, f.name)
+            for f in dataclasses.fields(cls)
+        } | fields
     try:
         env_spec = fields.get("env", "CartPole-v1")
         fields["env"] = resolve_env(env_spec)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +27,13 @@ import numpy as np
 from jaxpg.envs import Env, make_env
 from jaxpg.networks import ACTIVATIONS
 
-NETWORKS = ("mlp", "cnn", "gru", "lstm", "transformer")  # the config's own agents (jaxpg.agents.make_agent)
+NETWORKS = (
+    "mlp",
+    "cnn",
+    "gru",
+    "lstm",
+    "transformer",
+)  # the config's own agents (jaxpg.agents.make_agent)
 
 
 class HParams(NamedTuple):
@@ -59,11 +66,15 @@ class _CommonConfig:
     env: Any = "CartPole-v1"  # a gymnax registry name, or a gymnax Environment instance
     env_params: Any = None  # None: the environment's default params
     env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # for gymnax.make
-    keep_obs: tuple[int, ...] | None = None  # observation components to keep (the rest hidden: jaxpg.wrappers.MaskObservation), e.g. 0,2; None: all
+    keep_obs: tuple[int, ...] | None = (
+        None  # observation components to keep (the rest hidden: jaxpg.wrappers.MaskObservation), e.g. 0,2; None: all
+    )
     # Budget and batch shape.
     total_timesteps: int = 500_000  # env steps in all; num_updates = this // (num_envs * num_steps)
     num_envs: int = 4  # parallel environments (vmapped)
-    num_steps: int | None = 128  # rollout length per environment per update (None: whole episodes, where the mode allows it)
+    num_steps: int | None = (
+        128  # rollout length per environment per update (None: whole episodes, where the mode allows it)
+    )
     # Optimisation (lr, gamma, ent_coef, vf_coef and max_grad_norm are traced HParams).
     lr: float = 2.5e-4  # Adam learning rate
     anneal_lr: bool = True  # linear decay to 0 over the run
@@ -93,8 +104,14 @@ class _CommonConfig:
     # -- validation ----------------------------------------------------------------------
     def __post_init__(self):
         self._coerce_ints("total_timesteps", "num_envs", "num_steps")
-        self._check_bools("anneal_lr", "normalize_advantages", "shared_network", "normalize_obs",
-                          "normalize_rewards", "clip_actions")
+        self._check_bools(
+            "anneal_lr",
+            "normalize_advantages",
+            "shared_network",
+            "normalize_obs",
+            "normalize_rewards",
+            "clip_actions",
+        )
         self._check_positive_ints("total_timesteps", "num_envs")
         if self.num_steps is not None:
             self._check_positive_ints("num_steps")
@@ -130,11 +147,19 @@ class _CommonConfig:
                 _fail("keep_obs", self.keep_obs, str(e).split(" is invalid: ")[-1])
         object.__setattr__(self, "_env", env)
         if self.network == "transformer" and not hasattr(self._env.env, "task"):
-            _fail("network", self.network, f"'transformer' reads a sequence task's token buffer "
-                  f"(jaxpg.sequence, e.g. env='seq:reverse'); {self._env.name} is not one")
+            _fail(
+                "network",
+                self.network,
+                f"'transformer' reads a sequence task's token buffer "
+                f"(jaxpg.sequence, e.g. env='seq:reverse'); {self._env.name} is not one",
+            )
         if self.network == "cnn" and len(self._env.obs_shape) != 3:
-            _fail("network", self.network, f"'cnn' needs image observations [H, W, C]; "
-                  f"{self._env.name}'s have shape {tuple(self._env.obs_shape)} (use 'mlp')")
+            _fail(
+                "network",
+                self.network,
+                f"'cnn' needs image observations [H, W, C]; "
+                f"{self._env.name}'s have shape {tuple(self._env.obs_shape)} (use 'mlp')",
+            )
 
     def _coerce_ints(self, *names):
         for name in names:
@@ -234,8 +259,12 @@ class _CommonConfig:
             _fail("num_steps", None, f"a positive integer (None only {why})")
         steps = self.env_spec.max_steps_in_episode
         if steps is None:
-            _fail("num_steps", None, "a positive integer: the environment's params have no "
-                  "max_steps_in_episode to take it from")
+            _fail(
+                "num_steps",
+                None,
+                "a positive integer: the environment's params have no "
+                "max_steps_in_episode to take it from",
+            )
         object.__setattr__(self, "num_steps", steps)
 
     def _check_whole_episodes(self):
@@ -244,9 +273,13 @@ class _CommonConfig:
         then unknown, and may never see a reward that comes only at the end)."""
         limit = self.env_spec.max_steps_in_episode
         if limit is not None and self.num_steps < limit:
-            _fail("num_steps", self.num_steps, f"at least the episode limit max_steps_in_episode = "
-                  f"{limit} for one reward per episode: a shorter rollout cuts episodes, whose "
-                  "return is then unknown (None: the episode limit)")
+            _fail(
+                "num_steps",
+                self.num_steps,
+                f"at least the episode limit max_steps_in_episode = "
+                f"{limit} for one reward per episode: a shorter rollout cuts episodes, whose "
+                "return is then unknown (None: the episode limit)",
+            )
 
     def _check_batch_fits_budget(self):
         if self.total_timesteps < self.batch_size:
@@ -275,7 +308,9 @@ class PPOConfig(_CommonConfig):
     clip_eps: float = 0.2  # PPO ratio clip (and value clip)
     clip_value_loss: bool = True  # PPO2's clipped value loss, with clip_eps
     mode: str = "intermediate"  # or "trajectory": R(tau) - b on every step of whole episodes
-    baseline: str = "value"  # trajectory mode: "value" (a learned V(s_0)), "moving_average" or "none"
+    baseline: str = (
+        "value"  # trajectory mode: "value" (a learned V(s_0)), "moving_average" or "none"
+    )
     baseline_decay: float = 0.9  # moving-average baseline: b <- decay * b + (1 - decay) * mean(R)
 
     algorithm = "ppo"
@@ -286,8 +321,12 @@ class PPOConfig(_CommonConfig):
         if self.baseline not in REINFORCE_BASELINES:
             _fail("baseline", self.baseline, f"one of {list(REINFORCE_BASELINES)}")
         if self.mode == "intermediate" and self.baseline != "value":
-            _fail("baseline", self.baseline, "'value' in intermediate mode (GAE needs the critic); "
-                  "the others only with mode='trajectory'")
+            _fail(
+                "baseline",
+                self.baseline,
+                "'value' in intermediate mode (GAE needs the critic); "
+                "the others only with mode='trajectory'",
+            )
         super().__post_init__()
         self._resolve_episode_steps(self.mode == "trajectory", "in trajectory mode")
         if self.mode == "trajectory":
@@ -325,7 +364,9 @@ class A2CConfig(_CommonConfig):
     the clipped global gradient norm and A2C's single step per batch often collapses.
     """
 
-    total_timesteps: int = 1_000_000  # env steps in all; num_updates = this // (num_envs * num_steps)
+    total_timesteps: int = (
+        1_000_000  # env steps in all; num_updates = this // (num_envs * num_steps)
+    )
     num_envs: int = 16  # parallel environments (vmapped)
     num_steps: int = 32  # rollout length per environment per update
     lr: float = 1e-3  # Adam learning rate
@@ -336,8 +377,9 @@ class A2CConfig(_CommonConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self._resolve_episode_steps(False, "for whole-episode rollouts: PPO and REINFORCE with "
-                                    "mode='trajectory', GRPO")
+        self._resolve_episode_steps(
+            False, "for whole-episode rollouts: PPO and REINFORCE with mode='trajectory', GRPO"
+        )
         self._check_range("gae_lambda", low=0.0, high=1.0)
         self._check_batch_fits_budget()
 
@@ -356,7 +398,9 @@ class TRPOConfig(_CommonConfig):
 
     total_timesteps: int = 200_000  # env steps in all; num_updates = this // (num_envs * num_steps)
     num_envs: int = 8  # parallel environments (vmapped)
-    num_steps: int | None = 128  # rollout length per environment per update (None: whole episodes, where the mode allows it)
+    num_steps: int | None = (
+        128  # rollout length per environment per update (None: whole episodes, where the mode allows it)
+    )
     lr: float = 1e-3  # the critic's Adam learning rate
     anneal_lr: bool = False  # linear decay of the critic's learning rate to 0 over the run
     ent_coef: float = 0.0  # unused: TRPO's surrogate has no entropy bonus
@@ -373,24 +417,34 @@ class TRPOConfig(_CommonConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        self._resolve_episode_steps(False, "for whole-episode rollouts: PPO and REINFORCE with "
-                                    "mode='trajectory', GRPO")
+        self._resolve_episode_steps(
+            False, "for whole-episode rollouts: PPO and REINFORCE with mode='trajectory', GRPO"
+        )
         self._coerce_ints("cg_iters", "line_search_steps", "critic_epochs", "critic_minibatches")
-        self._check_positive_ints("cg_iters", "line_search_steps", "critic_epochs",
-                                  "critic_minibatches")
+        self._check_positive_ints(
+            "cg_iters", "line_search_steps", "critic_epochs", "critic_minibatches"
+        )
         self._check_range("gae_lambda", low=0.0, high=1.0)
         self._check_range("target_kl", low=0.0, low_open=True)
         self._check_range("cg_damping", low=0.0)
         shrink = self.line_search_shrink
-        if not (isinstance(shrink, (int, float)) and not isinstance(shrink, bool)
-                and 0.0 < shrink < 1.0):
+        if not (
+            isinstance(shrink, (int, float)) and not isinstance(shrink, bool) and 0.0 < shrink < 1.0
+        ):
             _fail("line_search_shrink", shrink, "a number in (0, 1)")
         if self.shared_network:
-            _fail("shared_network", True, "False for TRPO: the policy step and the critic's Adam "
-                  "must move separate parameters")
+            _fail(
+                "shared_network",
+                True,
+                "False for TRPO: the policy step and the critic's Adam "
+                "must move separate parameters",
+            )
         if self.batch_size % self.critic_minibatches:
-            _fail("critic_minibatches", self.critic_minibatches,
-                  f"must divide the batch num_envs * num_steps = {self.batch_size}")
+            _fail(
+                "critic_minibatches",
+                self.critic_minibatches,
+                f"must divide the batch num_envs * num_steps = {self.batch_size}",
+            )
         self._check_batch_fits_budget()
 
 
@@ -462,7 +516,9 @@ class GRPOConfig(_CommonConfig):
     num_minibatches: int = 4  # must divide num_envs * num_steps
     clip_eps: float = 0.2  # PPO ratio clip
     kl_coef: float = 0.0  # weight of the k3 KL penalty towards the reference policy
-    reference_every: int = 0  # copy the policy into the reference every this many updates (0: the initial policy)
+    reference_every: int = (
+        0  # copy the policy into the reference every this many updates (0: the initial policy)
+    )
 
     algorithm = "grpo"
 
@@ -477,8 +533,12 @@ class GRPOConfig(_CommonConfig):
         if self.num_envs is None:
             object.__setattr__(self, "num_envs", groups_envs)
         elif self.num_envs != groups_envs:
-            _fail("num_envs", self.num_envs, f"num_groups * group_size = {self.num_groups} * "
-                  f"{self.group_size} = {groups_envs} (or None)")
+            _fail(
+                "num_envs",
+                self.num_envs,
+                f"num_groups * group_size = {self.num_groups} * "
+                f"{self.group_size} = {groups_envs} (or None)",
+            )
         if self.advantage not in GROUP_ADVANTAGES:
             _fail("advantage", self.advantage, f"one of {list(GROUP_ADVANTAGES)}")
         if not _is_int(self.reference_every) or self.reference_every < 0:
@@ -491,8 +551,11 @@ class GRPOConfig(_CommonConfig):
         self._check_range("clip_eps", low=0.0, low_open=True)
         self._check_range("kl_coef", low=0.0)
         if self.batch_size % self.num_minibatches:
-            _fail("num_minibatches", self.num_minibatches,
-                  f"must divide the batch num_envs * num_steps = {self.batch_size}")
+            _fail(
+                "num_minibatches",
+                self.num_minibatches,
+                f"must divide the batch num_envs * num_steps = {self.batch_size}",
+            )
         self._check_batch_fits_budget()
 
     @property

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,7 +59,12 @@ DATA_AXIS = "data"
 # not batched and stay replicated. Named explicitly, not guessed from shapes: CartPole's
 # observation statistics have shape (4,), the same as 4 environments.
 _PER_ENV_FIELDS = (
-    "env_state", "obs", "episode_return", "episode_length", "discounted_return", "agent_carry",
+    "env_state",
+    "obs",
+    "episode_return",
+    "episode_length",
+    "discounted_return",
+    "agent_carry",
     "episode_start",
 )
 
@@ -232,7 +238,9 @@ class BatchLayout(NamedTuple):
     env_steps_per_update: int  # global batch, num_envs * num_steps
 
 
-def batch_layout(config, num_devices: int | None = None, num_processes: int | None = None) -> BatchLayout:
+def batch_layout(
+    config, num_devices: int | None = None, num_processes: int | None = None
+) -> BatchLayout:
     """The global batch arithmetic for ``config`` on ``num_devices`` devices (default: all of
     them, over all processes). ``config.num_envs`` is the global number of environments; it must
     divide evenly so every device steps the same number."""
@@ -562,7 +570,9 @@ def spread_members(fn: Callable, mesh: Mesh | None = None) -> Callable:
         leaves, treedef = jax.tree.flatten(args)
         sizes = {np.shape(x)[0] for x in leaves if np.ndim(x)}
         if len(sizes) > 1:
-            raise ValueError(f"spread_members: arguments disagree on the number of members: {sorted(sizes)}")
+            raise ValueError(
+                f"spread_members: arguments disagree on the number of members: {sorted(sizes)}"
+            )
         if sizes and next(iter(sizes)) % mesh.size:
             raise ValueError(
                 f"spread_members: {next(iter(sizes))} members must be divisible by the device "

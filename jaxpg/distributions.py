@@ -14,7 +14,8 @@ one call before its scan, since each ``jax.random`` call is a loop on a CPU.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

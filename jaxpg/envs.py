@@ -17,11 +17,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, NamedTuple
 
+import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-import gymnax
 from gymnax.environments import environment as gx_env
 from gymnax.environments import spaces as gx_spaces
 
@@ -202,7 +201,9 @@ def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_
     obs_dtype = jax.eval_shape(instance.reset, jax.random.key(0), params)[0].dtype
     action_space = instance.action_space(params)
     if isinstance(action_space, gx_spaces.Discrete):
-        return Env(instance, params, name, obs_shape, True, int(action_space.n), obs_dtype=obs_dtype)
+        return Env(
+            instance, params, name, obs_shape, True, int(action_space.n), obs_dtype=obs_dtype
+        )
     if isinstance(action_space, gx_spaces.Box):
         shape = tuple(action_space.shape)
         if len(shape) != 1:

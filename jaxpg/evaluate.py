@@ -128,8 +128,16 @@ def _evaluate(config, params, key, num_episodes, deterministic, limit):
     zeros = jnp.zeros((num_episodes,), jnp.float32)
     done = jnp.zeros((num_episodes,), jnp.bool_)
     agent_carry = policy.initial_carry(num_episodes)  # () for a feed-forward policy
-    init = (env_state, obs, agent_carry, zeros, jnp.zeros((num_episodes,), jnp.int32), done, key,
-            jnp.int32(0))
+    init = (
+        env_state,
+        obs,
+        agent_carry,
+        zeros,
+        jnp.zeros((num_episodes,), jnp.int32),
+        done,
+        key,
+        jnp.int32(0),
+    )
 
     def cond(carry):
         *_, done, _, t = carry
@@ -139,8 +147,9 @@ def _evaluate(config, params, key, num_episodes, deterministic, limit):
         env_state, obs, agent_carry, ret, length, done, key, t = carry
         key, act_key, step_key = jax.random.split(key, 3)
         first = jnp.full((num_episodes,), t == 0)  # only each env's first episode counts
-        agent_carry, action = policy.step(params, agent_carry, obs, first,
-                                          None if deterministic else act_key)
+        agent_carry, action = policy.step(
+            params, agent_carry, obs, first, None if deterministic else act_key
+        )
         out = env.step(step_key, env_state, action)
         running = jnp.logical_not(done)
         ret = ret + jnp.where(running, out.reward, 0.0)
@@ -189,15 +198,24 @@ def episode_states(
         def step(carry, step_key):
             state, obs, agent_carry, done, first = carry
             act_key, env_key = jax.random.split(step_key)
-            agent_carry, action = policy.step(params, agent_carry, obs, first,
-                                              None if deterministic else act_key)
+            agent_carry, action = policy.step(
+                params, agent_carry, obs, first, None if deterministic else act_key
+            )
             out = env.step(env_key, state, action)
             done = done | out.terminated | out.truncated
             return (out.env_state, out.obs, agent_carry, done, first & False), (
-                state, out.reward, done)
+                state,
+                out.reward,
+                done,
+            )
 
-        init = (state, obs, policy.initial_carry(1), jnp.zeros((1,), jnp.bool_),
-                jnp.ones((1,), jnp.bool_))
+        init = (
+            state,
+            obs,
+            policy.initial_carry(1),
+            jnp.zeros((1,), jnp.bool_),
+            jnp.ones((1,), jnp.bool_),
+        )
         _, (states, rewards, dones) = jax.lax.scan(step, init, jax.random.split(key, limit))
         return states, rewards[:, 0], dones[:, 0]
 

@@ -16,8 +16,6 @@ so they can be swept with `jax.vmap`.
 No flax, no gymnax: only jax and jax.numpy.
 """
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -47,8 +45,7 @@ def _check_time_major(fn: str, **arrays) -> None:
     for k, v in arrays.items():
         if jnp.ndim(v) < 1:
             raise ValueError(
-                f"{fn}: {k} must be time-major [T, *batch] with ndim >= 1; "
-                f"got shape {jnp.shape(v)}"
+                f"{fn}: {k} must be time-major [T, *batch] with ndim >= 1; got shape {jnp.shape(v)}"
             )
 
 
@@ -71,7 +68,7 @@ def _as_float(x: Array) -> Array:
 # Masked statistics.
 
 
-def masked_mean(x: Array, mask: Optional[Array] = None) -> Array:
+def masked_mean(x: Array, mask: Array | None = None) -> Array:
     """Mean of `x` over the entries where `mask` is nonzero.
 
     Args:
@@ -96,7 +93,7 @@ def masked_mean(x: Array, mask: Optional[Array] = None) -> Array:
     return jnp.sum(jnp.where(valid, x, 0.0)) / jnp.maximum(count, 1.0)
 
 
-def masked_var(x: Array, mask: Optional[Array] = None) -> Array:
+def masked_var(x: Array, mask: Array | None = None) -> Array:
     """Population variance (ddof=0) of `x` over valid entries; 0 if none valid."""
     centred = _as_float(x) - masked_mean(x, mask)
     return masked_mean(jnp.square(centred), mask)
@@ -106,9 +103,7 @@ def masked_var(x: Array, mask: Optional[Array] = None) -> Array:
 # Policy losses.
 
 
-def reinforce_loss(
-    log_prob: Array, advantages: Array, mask: Optional[Array] = None
-) -> Array:
+def reinforce_loss(log_prob: Array, advantages: Array, mask: Array | None = None) -> Array:
     """Vanilla policy-gradient (REINFORCE) surrogate loss.
 
         L = -mean_t[ log pi(a_t | s_t) * A_t ]
@@ -136,7 +131,7 @@ def ppo_clip_loss(
     old_log_prob: Array,
     advantages: Array,
     clip_eps: Numeric,
-    mask: Optional[Array] = None,
+    mask: Array | None = None,
 ) -> Array:
     """PPO clipped surrogate loss.
 
@@ -159,8 +154,11 @@ def ppo_clip_loss(
     Algorithms", eq. (7).
     """
     _check_same_shape(
-        "ppo_clip_loss", log_prob=log_prob, old_log_prob=old_log_prob,
-        advantages=advantages, mask=mask,
+        "ppo_clip_loss",
+        log_prob=log_prob,
+        old_log_prob=old_log_prob,
+        advantages=advantages,
+        mask=mask,
     )
     _check_scalar("ppo_clip_loss", clip_eps=clip_eps)
     advantages = lax.stop_gradient(advantages)
@@ -172,9 +170,9 @@ def ppo_clip_loss(
 def value_loss(
     values: Array,
     returns: Array,
-    old_values: Optional[Array] = None,
-    clip_eps: Optional[Numeric] = None,
-    mask: Optional[Array] = None,
+    old_values: Array | None = None,
+    clip_eps: Numeric | None = None,
+    mask: Array | None = None,
 ) -> Array:
     """Squared-error value loss, optionally with PPO-style value clipping.
 
@@ -216,7 +214,7 @@ def value_loss(
     return 0.5 * masked_mean(sq_err, mask)
 
 
-def entropy_bonus(entropy: Array, mask: Optional[Array] = None) -> Array:
+def entropy_bonus(entropy: Array, mask: Array | None = None) -> Array:
     """Mean policy entropy over valid steps, `[T, *batch] -> []`.
 
     A bonus, not a loss: the trainer subtracts `ent_coef * entropy_bonus`.
@@ -230,9 +228,7 @@ def entropy_bonus(entropy: Array, mask: Optional[Array] = None) -> Array:
 # Diagnostics (no gradient).
 
 
-def approx_kl(
-    log_prob: Array, old_log_prob: Array, mask: Optional[Array] = None
-) -> Array:
+def approx_kl(log_prob: Array, old_log_prob: Array, mask: Array | None = None) -> Array:
     """Estimate of KL(pi_old || pi) from samples of pi_old, always >= 0.
 
         log r_t = log pi(a_t|s_t) - log pi_old(a_t|s_t)
@@ -257,7 +253,7 @@ def clip_fraction(
     log_prob: Array,
     old_log_prob: Array,
     clip_eps: Numeric,
-    mask: Optional[Array] = None,
+    mask: Array | None = None,
 ) -> Array:
     """Fraction of valid steps whose ratio left the trust region.
 
@@ -270,17 +266,13 @@ def clip_fraction(
     Returns:
       Scalar in [0, 1], gradient stopped.
     """
-    _check_same_shape(
-        "clip_fraction", log_prob=log_prob, old_log_prob=old_log_prob, mask=mask
-    )
+    _check_same_shape("clip_fraction", log_prob=log_prob, old_log_prob=old_log_prob, mask=mask)
     _check_scalar("clip_fraction", clip_eps=clip_eps)
     ratio = jnp.exp(lax.stop_gradient(log_prob - old_log_prob))
     return masked_mean(jnp.abs(ratio - 1.0) > clip_eps, mask)
 
 
-def explained_variance(
-    values: Array, returns: Array, mask: Optional[Array] = None
-) -> Array:
+def explained_variance(values: Array, returns: Array, mask: Array | None = None) -> Array:
     """Fraction of the variance of the returns explained by the value function.
 
         EV = 1 - Var[R - V] / Var[R]      (population variances, valid steps)
@@ -303,7 +295,7 @@ def explained_variance(
     return jnp.where(var_returns > 0, 1.0 - var_resid / safe, jnp.nan)
 
 
-def kl_k3(log_prob: Array, ref_log_prob: Array, mask: Optional[Array] = None) -> Array:
+def kl_k3(log_prob: Array, ref_log_prob: Array, mask: Array | None = None) -> Array:
     """Mean of the "k3" estimator of KL(pi || pi_ref) on samples of pi, always >= 0.
 
         log r_t = log pi_ref(a_t|s_t) - log pi(a_t|s_t)

@@ -10,7 +10,7 @@ for hidden layers, 0.01 for the policy head, 1 for the value head, zero biases.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -140,17 +140,14 @@ class ActorCritic(nn.Module):
 
     @nn.compact
     def __call__(self, obs):
-        torso = lambda name: _Torso(self.hidden_sizes, self.activation, tuple(self.conv_channels),
-                                    self.obs_rank, name=name)
+        torso = lambda name: _Torso(
+            self.hidden_sizes, self.activation, tuple(self.conv_channels), self.obs_rank, name=name
+        )
         actor_features = torso("actor_torso")(obs)
         dist_params = _policy_head(self, actor_features)
         if not self.critic:
             return dist_params, None
-        critic_features = (
-            actor_features
-            if self.shared
-            else torso("critic_torso")(obs)
-        )
+        critic_features = actor_features if self.shared else torso("critic_torso")(obs)
         value = _dense(1, 1.0, name="value_head")(critic_features)[..., 0]
         return dist_params, value
 
@@ -187,8 +184,12 @@ class RecurrentActorCritic(nn.Module):
 
     def _cell(self):
         cls = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}[self.cell]
-        return cls(self.recurrent_size, kernel_init=orthogonal(1.0),
-                   recurrent_kernel_init=orthogonal(1.0), name="cell")
+        return cls(
+            self.recurrent_size,
+            kernel_init=orthogonal(1.0),
+            recurrent_kernel_init=orthogonal(1.0),
+            name="cell",
+        )
 
     @nn.compact
     def __call__(self, carry, obs, reset):
@@ -229,7 +230,9 @@ class CausalEncoder(nn.Module):
         mask = nn.make_causal_mask(tokens)
         for i in range(self.num_layers):
             h = nn.LayerNorm(name=f"block{i}_ln1")(x)
-            h = nn.MultiHeadDotProductAttention(self.num_heads, name=f"block{i}_attn")(h, h, mask=mask)
+            h = nn.MultiHeadDotProductAttention(self.num_heads, name=f"block{i}_attn")(
+                h, h, mask=mask
+            )
             x = x + h
             h = nn.LayerNorm(name=f"block{i}_ln2")(x)
             h = nn.Dense(4 * self.embed_dim, name=f"block{i}_mlp_in")(h)
@@ -267,8 +270,9 @@ class CausalTransformer(nn.Module):
         lead = obs.shape[:-1]
         obs = obs.reshape((-1, obs.shape[-1])).astype(jnp.int32)
         tokens, position = obs[:, :-1], obs[:, -1]
-        features = CausalEncoder(self.vocab_size, self.embed_dim, self.num_layers,
-                                 self.num_heads, name="encoder")(tokens)
+        features = CausalEncoder(
+            self.vocab_size, self.embed_dim, self.num_layers, self.num_heads, name="encoder"
+        )(tokens)
         last = jnp.clip(position - 1, 0, tokens.shape[-1] - 1)
         at = jnp.take_along_axis(features, last[:, None, None], axis=1)[:, 0]
         logits = _dense(self.action_dim, 0.01, name="policy_head")(at).reshape(lead + (-1,))

@@ -39,11 +39,17 @@ def running_stats_update(stats: RunningMeanStd, batch: jax.Array) -> RunningMean
     delta = batch_mean - stats.mean
     total = stats.count + batch_count
     mean = stats.mean + delta * batch_count / total
-    m2 = stats.var * stats.count + batch_var * batch_count + delta**2 * stats.count * batch_count / total
+    m2 = (
+        stats.var * stats.count
+        + batch_var * batch_count
+        + delta**2 * stats.count * batch_count / total
+    )
     return RunningMeanStd(mean=mean, var=m2 / total, count=total)
 
 
-def normalize(stats: RunningMeanStd, x: jax.Array, clip: float = 10.0, eps: float = 1e-8) -> jax.Array:
+def normalize(
+    stats: RunningMeanStd, x: jax.Array, clip: float = 10.0, eps: float = 1e-8
+) -> jax.Array:
     """``clip((x - mean) / sqrt(var + eps), -clip, clip)``; ``x`` is ``[*batch, *mean.shape]``."""
     lead = (1,) * (jnp.ndim(x) - stats.mean.ndim)  # explicit broadcasting over the batch axes
     mean = stats.mean.reshape(lead + stats.mean.shape)
@@ -51,6 +57,8 @@ def normalize(stats: RunningMeanStd, x: jax.Array, clip: float = 10.0, eps: floa
     return jnp.clip((x - mean) / jnp.sqrt(var + eps), -clip, clip)
 
 
-def scale_reward(stats: RunningMeanStd, reward: jax.Array, clip: float = 10.0, eps: float = 1e-8) -> jax.Array:
+def scale_reward(
+    stats: RunningMeanStd, reward: jax.Array, clip: float = 10.0, eps: float = 1e-8
+) -> jax.Array:
     """Divides by the running std of the discounted return (no centring), as SB3's VecNormalize."""
     return jnp.clip(reward / jnp.sqrt(stats.var + eps), -clip, clip)

@@ -14,7 +14,7 @@ before the mean over seeds is taken. Uses matplotlib's object API (no pyplot, no
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

@@ -7,9 +7,9 @@ was trained with. ``obs`` has shape ``[*batch, *obs_shape]``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-import jax
 import jax.numpy as jnp
 from flax import struct
 

@@ -79,8 +79,14 @@ def trpo_pendulum() -> TRPOConfig:
 def ppo_cartpole_trajectory() -> PPOConfig:
     """PPO with one reward per trajectory: whole 500-step episodes from a fresh reset, R(tau) -
     V(s_0) on every step, the clipped surrogate; 16 envs, lr 1e-3, 1M steps."""
-    return PPOConfig(env="CartPole-v1", mode="trajectory", num_steps=None, num_envs=16, lr=1e-3,
-                     total_timesteps=1_000_000)
+    return PPOConfig(
+        env="CartPole-v1",
+        mode="trajectory",
+        num_steps=None,
+        num_envs=16,
+        lr=1e-3,
+        total_timesteps=1_000_000,
+    )
 
 
 def grpo_cartpole() -> GRPOConfig:
@@ -93,44 +99,86 @@ def ppo_cartpole_positions_gru() -> PPOConfig:
     """Recurrent PPO on CartPole-v1 without velocities (``keep_obs=(0, 2)``: cart position and
     pole angle), a GRU of 64 units after a 64-unit encoder: 32 envs x 128 steps, 4 minibatches
     of 8 whole sequences, lr 1e-3 annealed, gamma 0.98, no entropy bonus; 1M steps."""
-    return PPOConfig(env="CartPole-v1", keep_obs=(0, 2), network="gru", recurrent_size=64,
-                     hidden_sizes=(64,), num_envs=32, num_steps=128, num_minibatches=4, lr=1e-3,
-                     gamma=0.98, ent_coef=0.0, total_timesteps=1_000_000)
+    return PPOConfig(
+        env="CartPole-v1",
+        keep_obs=(0, 2),
+        network="gru",
+        recurrent_size=64,
+        hidden_sizes=(64,),
+        num_envs=32,
+        num_steps=128,
+        num_minibatches=4,
+        lr=1e-3,
+        gamma=0.98,
+        ent_coef=0.0,
+        total_timesteps=1_000_000,
+    )
 
 
 def ppo_memorychain_gru() -> PPOConfig:
     """Recurrent PPO on MemoryChain-bsuite (memory length 5: the context seen at the first step
     decides the reward, +1 or -1, at the last): a GRU of 64 units, 32 envs x 64 steps, lr 1e-3,
     no entropy bonus; 200k steps."""
-    return PPOConfig(env="MemoryChain-bsuite", network="gru", recurrent_size=64,
-                     hidden_sizes=(64,), num_envs=32, num_steps=64, num_minibatches=4, lr=1e-3,
-                     ent_coef=0.0, total_timesteps=200_000)
+    return PPOConfig(
+        env="MemoryChain-bsuite",
+        network="gru",
+        recurrent_size=64,
+        hidden_sizes=(64,),
+        num_envs=32,
+        num_steps=64,
+        num_minibatches=4,
+        lr=1e-3,
+        ent_coef=0.0,
+        total_timesteps=200_000,
+    )
 
 
 def ppo_reverse_transformer() -> PPOConfig:
     """PPO on ``seq:reverse`` (5 tokens over a vocabulary of 5), the causal transformer, one
     reward per completion: the clipped ratio with ``A = R - V(prompt)`` (``mode="trajectory"``),
     64 completions per update, 4 epochs x 4 minibatches, lr 1e-3; 120 updates (38,400 tokens)."""
-    return PPOConfig(env="seq:reverse", network="transformer", mode="trajectory", num_steps=None,
-                     num_envs=64, num_minibatches=4, lr=1e-3, total_timesteps=64 * 5 * 120)
+    return PPOConfig(
+        env="seq:reverse",
+        network="transformer",
+        mode="trajectory",
+        num_steps=None,
+        num_envs=64,
+        num_minibatches=4,
+        lr=1e-3,
+        total_timesteps=64 * 5 * 120,
+    )
 
 
 def grpo_reverse_transformer() -> GRPOConfig:
     """GRPO on ``seq:reverse`` (5 tokens, vocabulary 5), the causal transformer: 16 prompts x 8
     completions per update, the std group advantage, no critic, lr 1e-3; 50 updates (32,000
     tokens)."""
-    return GRPOConfig(env="seq:reverse", network="transformer", num_groups=16, group_size=8,
-                      num_minibatches=4, lr=1e-3, total_timesteps=128 * 5 * 50)
+    return GRPOConfig(
+        env="seq:reverse",
+        network="transformer",
+        num_groups=16,
+        group_size=8,
+        num_minibatches=4,
+        lr=1e-3,
+        total_timesteps=128 * 5 * 50,
+    )
 
 
 def reinforce_copy_transformer() -> ReinforceConfig:
     """REINFORCE on ``seq:copy`` (4 tokens, vocabulary 4), the causal transformer: ``-log pi *
     (R - b)`` with one reward per completion and a moving-average baseline, 128 completions per
     update, lr 1e-3; 250 updates (128,000 tokens)."""
-    return ReinforceConfig(env="seq:copy", env_kwargs={"vocab_size": 4, "prompt_length": 4},
-                           network="transformer", mode="trajectory", num_steps=None,
-                           baseline="moving_average", num_envs=128, lr=1e-3,
-                           total_timesteps=128 * 4 * 250)
+    return ReinforceConfig(
+        env="seq:copy",
+        env_kwargs={"vocab_size": 4, "prompt_length": 4},
+        network="transformer",
+        mode="trajectory",
+        num_steps=None,
+        baseline="moving_average",
+        num_envs=128,
+        lr=1e-3,
+        total_timesteps=128 * 4 * 250,
+    )
 
 
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "SpaceInvaders")
@@ -144,8 +192,11 @@ def ppo_minatar(game: str, network: str = "mlp") -> PPOConfig:
     then 128 ReLU units (Young & Tian, 2019)."""
     if game not in MINATAR_GAMES:
         raise ValueError(f"game={game!r} is invalid: one of {list(MINATAR_GAMES)}")
-    torso = dict(hidden_sizes=(256, 256)) if network == "mlp" else dict(
-        network=network, conv_channels=(16,), hidden_sizes=(128,))
+    torso = (
+        dict(hidden_sizes=(256, 256))
+        if network == "mlp"
+        else dict(network=network, conv_channels=(16,), hidden_sizes=(128,))
+    )
     return PPOConfig(
         env=f"{game}-MinAtar",
         total_timesteps=10_000_000,

@@ -13,7 +13,8 @@ CLI needs them before ``jax.distributed.initialize``).
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 _BUILTIN = {
     "ppo": ("jaxpg.config:PPOConfig", "jaxpg.algorithms:make_ppo"),
@@ -22,7 +23,7 @@ _BUILTIN = {
     "reinforce": ("jaxpg.config:ReinforceConfig", "jaxpg.algorithms:make_reinforce"),
     "grpo": ("jaxpg.config:GRPOConfig", "jaxpg.algorithms:make_grpo"),
 }
-_REGISTERED: dict[str, "Entry"] = {}
+_REGISTERED: dict[str, Entry] = {}
 
 
 class Entry(NamedTuple):

@@ -72,7 +72,12 @@ class EnvCarry(struct.PyTreeNode):
 
 
 def env_carry_init(
-    key: jax.Array, env: Env, num_envs: int, obs_stats=None, reward_stats=None, agent_carry=(),
+    key: jax.Array,
+    env: Env,
+    num_envs: int,
+    obs_stats=None,
+    reward_stats=None,
+    agent_carry=(),
     group_size: int = 1,
 ) -> EnvCarry:
     """Resets ``num_envs`` environments. Statistics are fresh unless given; ``agent_carry`` is
@@ -176,9 +181,7 @@ def rollout(
         next_value = None  # filled in after the scan, unless the agent has a carry
         if recurrent and value is not None:
             # V(final_obs) from the carry that reached it (no reset: the episode is the same).
-            _, _, next_value = agent.apply(
-                params, agent_carry, final_obs, jnp.zeros_like(done)
-            )
+            _, _, next_value = agent.apply(params, agent_carry, final_obs, jnp.zeros_like(done))
         episode_return = carry.episode_return + out.reward
         episode_length = carry.episode_length + 1
         transition = Transition(

@@ -33,7 +33,8 @@ and GRPO ``GRPOConfig(group_size=G)`` (the group's environments share one prompt
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,16 +70,21 @@ class SequenceTask:
         if prompt.shape != (self.prompt_length,) or not jnp.issubdtype(prompt.dtype, jnp.integer):
             raise ValueError(
                 f"sample_prompt: must return int32[prompt_length={self.prompt_length}] tokens; "
-                f"got {prompt.dtype}{list(prompt.shape)}")
-        args = (jax.ShapeDtypeStruct((self.prompt_length,), jnp.int32),
-                jax.ShapeDtypeStruct((self.completion_length,), jnp.int32))
+                f"got {prompt.dtype}{list(prompt.shape)}"
+            )
+        args = (
+            jax.ShapeDtypeStruct((self.prompt_length,), jnp.int32),
+            jax.ShapeDtypeStruct((self.completion_length,), jnp.int32),
+        )
         r = _trace(self.reward, "reward", *args)
         if r.shape != () or not jnp.issubdtype(r.dtype, jnp.floating):
             raise ValueError(f"reward: must return a float32 scalar; got {r.dtype}{list(r.shape)}")
         if self.success is not None:
             s = _trace(self.success, "success", *args)
             if s.shape != () or s.dtype != jnp.bool_:
-                raise ValueError(f"success: must return a bool scalar; got {s.dtype}{list(s.shape)}")
+                raise ValueError(
+                    f"success: must return a bool scalar; got {s.dtype}{list(s.shape)}"
+                )
 
     @property
     def pad(self) -> int:
@@ -137,7 +143,7 @@ class SequenceEnv(gx_env.Environment):
         tokens = state.tokens.at[pos].set(jnp.asarray(action, jnp.int32))
         time = state.time + 1
         done = time >= task.completion_length
-        prompt, completion = tokens[: task.prompt_length], tokens[task.prompt_length:]
+        prompt, completion = tokens[: task.prompt_length], tokens[task.prompt_length :]
         reward = jnp.where(done, jnp.asarray(task.reward(prompt, completion), jnp.float32), 0.0)
         new_state = SequenceState(time=time, tokens=tokens)
         return self._obs(new_state), new_state, reward, done, {}
@@ -157,20 +163,23 @@ class SequenceEnv(gx_env.Environment):
         return gx_spaces.Discrete(self.task.vocab_size)
 
     def observation_space(self, params):
-        return gx_spaces.Box(0, max(self.task.vocab_size, self.task.length), (self.task.length + 1,),
-                             jnp.int32)
+        return gx_spaces.Box(
+            0, max(self.task.vocab_size, self.task.length), (self.task.length + 1,), jnp.int32
+        )
 
 
 def task_env(task: SequenceTask) -> SequenceEnv:
     """The gymnax ``Environment`` of ``task`` (see the module docstring)."""
     if not isinstance(task, SequenceTask):
-        raise ValueError(f"task_env: expected a jaxpg.sequence.SequenceTask, got {type(task).__name__}")
+        raise ValueError(
+            f"task_env: expected a jaxpg.sequence.SequenceTask, got {type(task).__name__}"
+        )
     return SequenceEnv(task)
 
 
 def split_obs(task: SequenceTask, obs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``obs [..., L + 1]`` -> ``(prompt [..., P], completion [..., C], position [...])``."""
-    return obs[..., : task.prompt_length], obs[..., task.prompt_length: task.length], obs[..., -1]
+    return obs[..., : task.prompt_length], obs[..., task.prompt_length : task.length], obs[..., -1]
 
 
 # -- built-in tasks ----------------------------------------------------------------------------
@@ -193,22 +202,43 @@ def _positionwise(target_fn):
 def copy_task(vocab_size: int = 5, prompt_length: int = 5) -> SequenceTask:
     """Repeat the prompt. Reward: the fraction of positions right."""
     reward, success = _positionwise(lambda p: p)
-    return SequenceTask(vocab_size, prompt_length, prompt_length,
-                        _uniform_prompt(vocab_size, prompt_length), reward, success, "seq:copy")
+    return SequenceTask(
+        vocab_size,
+        prompt_length,
+        prompt_length,
+        _uniform_prompt(vocab_size, prompt_length),
+        reward,
+        success,
+        "seq:copy",
+    )
 
 
 def reverse_task(vocab_size: int = 5, prompt_length: int = 5) -> SequenceTask:
     """Write the prompt backwards. Reward: the fraction of positions right."""
     reward, success = _positionwise(lambda p: p[::-1])
-    return SequenceTask(vocab_size, prompt_length, prompt_length,
-                        _uniform_prompt(vocab_size, prompt_length), reward, success, "seq:reverse")
+    return SequenceTask(
+        vocab_size,
+        prompt_length,
+        prompt_length,
+        _uniform_prompt(vocab_size, prompt_length),
+        reward,
+        success,
+        "seq:reverse",
+    )
 
 
 def sort_task(vocab_size: int = 5, prompt_length: int = 5) -> SequenceTask:
     """Write the prompt's tokens in ascending order. Reward: the fraction of positions right."""
     reward, success = _positionwise(jnp.sort)
-    return SequenceTask(vocab_size, prompt_length, prompt_length,
-                        _uniform_prompt(vocab_size, prompt_length), reward, success, "seq:sort")
+    return SequenceTask(
+        vocab_size,
+        prompt_length,
+        prompt_length,
+        _uniform_prompt(vocab_size, prompt_length),
+        reward,
+        success,
+        "seq:sort",
+    )
 
 
 def add_task(digits: int = 2) -> SequenceTask:
@@ -225,7 +255,7 @@ def add_task(digits: int = 2) -> SequenceTask:
 
     def target(prompt):
         a = jnp.sum(prompt[:digits] * powers)
-        b = jnp.sum(prompt[digits + 1:] * powers)
+        b = jnp.sum(prompt[digits + 1 :] * powers)
         total = a + b
         return (total // 10 ** jnp.arange(digits, -1, -1)) % 10
 
@@ -250,8 +280,10 @@ def make_task(name: str, **kwargs: Any) -> SequenceTask:
     """A built-in task by name (``"reverse"`` or ``"seq:reverse"``), sized by ``kwargs``."""
     key = name[4:] if name.startswith("seq:") else name
     if key not in TASKS:
-        raise ValueError(f"env: unknown sequence task {name!r}; built in: "
-                         + ", ".join(f"seq:{k}" for k in TASKS))
+        raise ValueError(
+            f"env: unknown sequence task {name!r}; built in: "
+            + ", ".join(f"seq:{k}" for k in TASKS)
+        )
     try:
         return TASKS[key](**kwargs)
     except TypeError as e:
@@ -261,18 +293,21 @@ def make_task(name: str, **kwargs: Any) -> SequenceTask:
 def completion_stats(task: SequenceTask, obs: jax.Array) -> dict[str, jax.Array]:
     """The mean reward and exact-match rate of finished buffers ``obs [..., L + 1]``."""
     prompt, completion, _ = split_obs(task, obs)
-    reward = jax.vmap(task.reward)(prompt.reshape(-1, task.prompt_length),
-                                   completion.reshape(-1, task.completion_length))
+    reward = jax.vmap(task.reward)(
+        prompt.reshape(-1, task.prompt_length), completion.reshape(-1, task.completion_length)
+    )
     out = {"reward": jnp.mean(reward)}
     if task.success is not None:
-        ok = jax.vmap(task.success)(prompt.reshape(-1, task.prompt_length),
-                                    completion.reshape(-1, task.completion_length))
+        ok = jax.vmap(task.success)(
+            prompt.reshape(-1, task.prompt_length), completion.reshape(-1, task.completion_length)
+        )
         out["exact_match"] = jnp.mean(ok.astype(jnp.float32))
     return out
 
 
-def evaluate_task(config, params, key: jax.Array, num_prompts: int = 256, *,
-                  deterministic: bool = False) -> dict[str, jax.Array]:
+def evaluate_task(
+    config, params, key: jax.Array, num_prompts: int = 256, *, deterministic: bool = False
+) -> dict[str, jax.Array]:
     """Generates one completion for each of ``num_prompts`` fresh prompts with the policy
     ``params`` (sampled tokens, or the most likely with ``deterministic``); returns the mean
     ``reward`` and the ``exact_match`` rate. Jittable and vmappable over ``params``."""

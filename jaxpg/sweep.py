@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -134,8 +134,9 @@ def make_sweep(config):
     return sweep
 
 
-def results_table(metrics: dict, settings: Sequence[dict], seeds: Sequence[int] | None = None,
-                  last: int = 10) -> list[dict]:
+def results_table(
+    metrics: dict, settings: Sequence[dict], seeds: Sequence[int] | None = None, last: int = 10
+) -> list[dict]:
     """One row per (setting, seed) of a sweep's ``[K, S, num_updates]`` metrics.
 
     Each row holds the setting's values, ``seed``, ``final_return`` (the mean episode return
@@ -156,10 +157,12 @@ def results_table(metrics: dict, settings: Sequence[dict], seeds: Sequence[int] 
         for s, seed in enumerate(seeds):
             window = returns[k, s, -last:]
             ended = window[~np.isnan(window)]
-            rows.append({
-                **setting,
-                "seed": seed,
-                "final_return": float(ended.mean()) if ended.size else float("nan"),
-                "env_steps": int(env_steps[k, s, -1]),
-            })
+            rows.append(
+                {
+                    **setting,
+                    "seed": seed,
+                    "final_return": float(ended.mean()) if ended.size else float("nan"),
+                    "env_steps": int(env_steps[k, s, -1]),
+                }
+            )
     return rows

@@ -106,7 +106,10 @@ def init_state(
         params=params,
         opt_state=opt_state,
         env=env_carry_init(
-            env_key, config.env_spec, config.num_envs, agent_carry=agent.initial_carry(config.num_envs)
+            env_key,
+            config.env_spec,
+            config.num_envs,
+            agent_carry=agent.initial_carry(config.num_envs),
         ),
         algo_state=algo_state,
         hparams=hp,
@@ -123,8 +126,14 @@ def env_steps(update_step: jax.Array, batch_size: int) -> jax.Array:
     return update_step.astype(jnp.float32) * jnp.float32(batch_size)
 
 
-def update(state: TrainState, *, config: Config, agent: Agent, algorithm: Algorithm,
-           constrain_minibatches=None) -> tuple[TrainState, dict]:
+def update(
+    state: TrainState,
+    *,
+    config: Config,
+    agent: Agent,
+    algorithm: Algorithm,
+    constrain_minibatches=None,
+) -> tuple[TrainState, dict]:
     """One update: start, rollout, targets, the algorithm's update, metrics."""
     env = config.env_spec
     hp = state.hparams
@@ -133,15 +142,27 @@ def update(state: TrainState, *, config: Config, agent: Agent, algorithm: Algori
     carry = algorithm.start(reset_key, state.env)
     start_carry = carry.agent_carry
     carry, transitions = rollout(
-        rollout_key, state.params, carry, hp.gamma,
-        env=env, agent=agent, dist=action_dist(env.discrete),
-        num_steps=config.num_steps, options=rollout_options(config),
+        rollout_key,
+        state.params,
+        carry,
+        hp.gamma,
+        env=env,
+        agent=agent,
+        dist=action_dist(env.discrete),
+        num_steps=config.num_steps,
+        options=rollout_options(config),
     )
     targets, algo_state = algorithm.targets(transitions, hp, state.algo_state)
     extra = {} if constrain_minibatches is None else {"constrain": constrain_minibatches}
     out = algorithm.update(
-        state.params, state.opt_state, algo_state, Batch(transitions, targets, start_carry),
-        hp, state.update_step, opt_key, **extra,
+        state.params,
+        state.opt_state,
+        algo_state,
+        Batch(transitions, targets, start_carry),
+        hp,
+        state.update_step,
+        opt_key,
+        **extra,
     )
     update_step = state.update_step + 1
     nan = jnp.asarray(jnp.nan, jnp.float32)
@@ -150,7 +171,9 @@ def update(state: TrainState, *, config: Config, agent: Agent, algorithm: Algori
         **out.metrics,
         "explained_variance": losses.explained_variance(
             transitions.value, targets.returns, targets.value_mask
-        ) if agent.has_critic else nan,
+        )
+        if agent.has_critic
+        else nan,
         "env_steps": env_steps(update_step, config.batch_size),
         "nonfinite": jnp.logical_not(out.finite),
     }
@@ -174,7 +197,10 @@ def make_update(config: Config, constrain_minibatches=None, *, algorithm=None, a
     """
     agent, algorithm = _parts(config, algorithm, agent)
     return functools.partial(
-        update, config=config, agent=agent, algorithm=algorithm,
+        update,
+        config=config,
+        agent=agent,
+        algorithm=algorithm,
         constrain_minibatches=constrain_minibatches,
     )
 

@@ -15,7 +15,8 @@ TRPO (Schulman et al., 2015) maximises the surrogate ``L(theta) = E[ratio * A]``
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

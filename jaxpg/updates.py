@@ -16,7 +16,8 @@ Batches are time-major: every leaf of a :class:`Batch`'s transitions and targets
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -86,7 +87,9 @@ def global_norm(tree) -> jax.Array:
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
 
-def _clip_by_known_global_norm(g_norm: jax.Array, max_norm: jax.Array) -> optax.GradientTransformation:
+def _clip_by_known_global_norm(
+    g_norm: jax.Array, max_norm: jax.Array
+) -> optax.GradientTransformation:
     """``optax.clip_by_global_norm`` with the norm computed by the caller (who also reports it),
     so a gradient step computes it once. Same arithmetic and the same (empty) state."""
 
@@ -124,7 +127,9 @@ def optimizer_init(adam_eps: float):
     return init
 
 
-def learning_rate(hp: HParams, update_step: jax.Array, *, num_updates: int, anneal: bool) -> jax.Array:
+def learning_rate(
+    hp: HParams, update_step: jax.Array, *, num_updates: int, anneal: bool
+) -> jax.Array:
     """``hp.lr``, or with ``anneal`` its linear decay to 0 over ``num_updates`` updates."""
     if not anneal:
         return hp.lr
@@ -303,13 +308,23 @@ def sgd_update(
     steps on ``loss_fn`` (1 x 1 is one full-batch step), at the (optionally annealed) learning
     rate. The algorithm state passes through unchanged; ``learning_rate`` joins the metrics."""
 
-    def update(params, opt_state, algo_state, batch: Batch, hp: HParams, update_step, key,
-               constrain=None) -> UpdateResult:
+    def update(
+        params, opt_state, algo_state, batch: Batch, hp: HParams, update_step, key, constrain=None
+    ) -> UpdateResult:
         lr = learning_rate(hp, update_step, num_updates=num_updates, anneal=anneal_lr)
         params, opt_state, metrics, finite = optimize(
-            params, opt_state, batch, hp, lr, key,
-            loss_fn=loss_fn, num_epochs=num_epochs, num_minibatches=num_minibatches,
-            adam_eps=adam_eps, sequences=sequences, constrain=constrain,
+            params,
+            opt_state,
+            batch,
+            hp,
+            lr,
+            key,
+            loss_fn=loss_fn,
+            num_epochs=num_epochs,
+            num_minibatches=num_minibatches,
+            adam_eps=adam_eps,
+            sequences=sequences,
+            constrain=constrain,
         )
         return UpdateResult(params, opt_state, algo_state, {**metrics, "learning_rate": lr}, finite)
 

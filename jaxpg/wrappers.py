@@ -10,12 +10,12 @@ without its angular velocity is ``keep=(0, 1)``. From a config or the command li
 
 from __future__ import annotations
 
-from typing import Any, Sequence
-
-import jax.numpy as jnp
-import numpy as np
+from collections.abc import Sequence
+from typing import Any
 
 import gymnax
+import jax.numpy as jnp
+import numpy as np
 from gymnax.environments import environment as gx_env
 from gymnax.environments import spaces as gx_spaces
 
@@ -35,19 +35,28 @@ class MaskObservation(gx_env.Environment):
         elif env_kwargs:
             raise ValueError(f"env_kwargs: {sorted(env_kwargs)} only apply to a registry name")
         if not isinstance(env, gx_env.Environment):
-            raise ValueError(f"MaskObservation: env must be a gymnax Environment or registry "
-                             f"name, got {type(env).__name__}")
+            raise ValueError(
+                f"MaskObservation: env must be a gymnax Environment or registry "
+                f"name, got {type(env).__name__}"
+            )
         space = env.observation_space(env.default_params)
         shape = tuple(getattr(space, "shape", ()))
         if len(shape) != 1:
-            raise ValueError(f"keep: {env.name} has observations of shape {shape}; "
-                             "MaskObservation needs a 1-D observation")
+            raise ValueError(
+                f"keep: {env.name} has observations of shape {shape}; "
+                "MaskObservation needs a 1-D observation"
+            )
         keep = tuple(keep) if isinstance(keep, (list, tuple)) else keep
-        ok = (isinstance(keep, tuple) and keep
-              and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in keep))
+        ok = (
+            isinstance(keep, tuple)
+            and keep
+            and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in keep)
+        )
         if not ok or len(set(keep)) != len(keep) or not all(0 <= i < shape[0] for i in keep):
-            raise ValueError(f"keep={keep!r} is invalid: distinct indices in [0, {shape[0]}) "
-                             f"of {env.name}'s observation, e.g. (0, 2)")
+            raise ValueError(
+                f"keep={keep!r} is invalid: distinct indices in [0, {shape[0]}) "
+                f"of {env.name}'s observation, e.g. (0, 2)"
+            )
         self.env = env
         self.keep = tuple(int(i) for i in keep)
         self._index = np.asarray(self.keep, np.int32)

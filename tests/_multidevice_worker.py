@@ -18,7 +18,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 import jaxpg
 from jaxpg import distributed as dist
 from jaxpg import sweep as sweep_lib
-from trees import trees_equal
 
 
 def _leaf_diff(x, y) -> float:
@@ -39,10 +38,22 @@ def key_data(key):
 
 def compare_runs(one, many) -> dict:
     """Measurements of a 4-device TrainResult against the one-device one."""
-    out = {name: max_abs_diff(one.metrics[name], many.metrics[name])
-           for name in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl",
-                        "explained_variance", "learning_rate")}
-    out["episode_return"] = max_abs_diff(one.metrics["episode_return"], many.metrics["episode_return"])
+    out = {
+        name: max_abs_diff(one.metrics[name], many.metrics[name])
+        for name in (
+            "loss",
+            "policy_loss",
+            "value_loss",
+            "entropy",
+            "grad_norm",
+            "approx_kl",
+            "explained_variance",
+            "learning_rate",
+        )
+    }
+    out["episode_return"] = max_abs_diff(
+        one.metrics["episode_return"], many.metrics["episode_return"]
+    )
     out["params"] = max_abs_diff(one.params, many.params)
     out["obs_stats"] = max_abs_diff(one.state.env.obs_stats, many.state.env.obs_stats)
     out["reward_stats"] = max_abs_diff(one.state.env.reward_stats, many.state.env.reward_stats)
@@ -62,8 +73,16 @@ def compare_runs(one, many) -> dict:
 def tiny_ppo(**kw):
     # 8 envs: 2 per device; minibatches of 32 rows, 8 per device; both normalisers on, so the
     # running statistics must be global means too.
-    base = dict(env="CartPole-v1", num_envs=8, num_steps=16, num_minibatches=4, num_epochs=2,
-                total_timesteps=8 * 16 * 4, normalize_obs=True, normalize_rewards=True)
+    base = dict(
+        env="CartPole-v1",
+        num_envs=8,
+        num_steps=16,
+        num_minibatches=4,
+        num_epochs=2,
+        total_timesteps=8 * 16 * 4,
+        normalize_obs=True,
+        normalize_rewards=True,
+    )
     return jaxpg.PPOConfig(**{**base, **kw})
 
 
@@ -97,8 +116,14 @@ def check_gradient() -> dict:
 
     def loss_fn(p, mb, normalize_advantages=True):
         return actor_critic_loss(
-            p, mb, hp, agent=agent, dist=action_dist(True), surrogate=ppo_surrogate,
-            normalize_advantages=normalize_advantages, clip_value_loss=True,
+            p,
+            mb,
+            hp,
+            agent=agent,
+            dist=action_dist(True),
+            surrogate=ppo_surrogate,
+            normalize_advantages=normalize_advantages,
+            clip_value_loss=True,
         )[0]
 
     grad = jax.jit(jax.grad(loss_fn))
@@ -126,8 +151,9 @@ def check_gradient() -> dict:
     if shard_map is not None:
         plain = batch._replace(mask=np.ones(rows, np.float32))
         want = jax.jit(jax.grad(lambda p, mb: loss_fn(p, mb, False)))(params, plain)
-        specs = dict(mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("data")),
-                     out_specs=PartitionSpec())
+        specs = dict(
+            mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("data")), out_specs=PartitionSpec()
+        )
 
         def pmean_of_loss(p, mb):
             return jax.grad(lambda q: jax.lax.pmean(loss_fn(q, mb, False), "data"))(p)
@@ -140,7 +166,8 @@ def check_gradient() -> dict:
         out["shard_map_pmean_loss_diff"] = max_abs_diff(want, right)
         ratios = jax.tree.map(
             lambda t, w: float(np.sum(np.asarray(t) * np.asarray(w)) / np.sum(np.asarray(w) ** 2)),
-            trap, want,
+            trap,
+            want,
         )
         out["shard_map_trap_ratio"] = float(np.median(jax.tree.leaves(ratios)))
     return out
@@ -160,8 +187,14 @@ def check_reinforce_training() -> dict:
     # global mean of the episode returns.
     short = jaxpg.make_env("CartPole-v1").params.replace(max_steps_in_episode=32)
     config = jaxpg.ReinforceConfig(
-        env="CartPole-v1", env_params=short, num_envs=8, num_steps=32, mode="trajectory",
-        baseline="moving_average", total_timesteps=8 * 32 * 3, normalize_obs=True,
+        env="CartPole-v1",
+        env_params=short,
+        num_envs=8,
+        num_steps=32,
+        mode="trajectory",
+        baseline="moving_average",
+        total_timesteps=8 * 32 * 3,
+        normalize_obs=True,
     )
     key = jax.random.key(3)
     one = jax.jit(jaxpg.make_train(config))(key)
@@ -188,7 +221,9 @@ def chunks_vs(one, config, key) -> dict:
         "update_step": int(state.update_step),
         "cache_size": chunk._cache_size(),
         "shard_state_spec": str(placed.env.obs.sharding.spec),
-        "shard_state_stats_replicated": bool(placed.env.obs_stats.mean.sharding.is_fully_replicated),
+        "shard_state_stats_replicated": bool(
+            placed.env.obs_stats.mean.sharding.is_fully_replicated
+        ),
     }
 
 
@@ -226,10 +261,15 @@ def check_sharded_sweep() -> dict:
     states, second = chunk(states)
     loss = np.concatenate([np.asarray(first["loss"]), np.asarray(second["loss"])], axis=-1)
     out["chunks_loss"] = max_abs_diff(seeds_only.metrics["loss"][0], loss)
-    out["chunks_params"] = max_abs_diff(jax.tree.map(lambda x: x[0], seeds_only.state.params), states.params)
+    out["chunks_params"] = max_abs_diff(
+        jax.tree.map(lambda x: x[0], seeds_only.state.params), states.params
+    )
     out["chunk_cache_size"] = chunk.jitted._cache_size()
     try:
-        init(jax.random.split(jax.random.key(5), 6), jax.tree.map(lambda x: jnp.broadcast_to(x, (6,)), config.hparams()))
+        init(
+            jax.random.split(jax.random.key(5), 6),
+            jax.tree.map(lambda x: jnp.broadcast_to(x, (6,)), config.hparams()),
+        )
     except ValueError as err:
         out["uneven_members_error"] = str(err)
     return out

@@ -3,7 +3,12 @@
 import jaxpg
 
 CONFIG = jaxpg.PPOConfig(
-    env="CartPole-v1", num_envs=8, num_steps=16, num_minibatches=4, num_epochs=2,
-    total_timesteps=8 * 16 * 3, normalize_obs=True,
+    env="CartPole-v1",
+    num_envs=8,
+    num_steps=16,
+    num_minibatches=4,
+    num_epochs=2,
+    total_timesteps=8 * 16 * 3,
+    normalize_obs=True,
 )
 SEED = 100

@@ -14,13 +14,17 @@ import sys
 
 import jaxpg.distributed as dist  # must not start JAX's backend: initialize comes first
 
-port, num_processes, process_id, out_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+port, num_processes, process_id, out_dir = (
+    sys.argv[1],
+    int(sys.argv[2]),
+    int(sys.argv[3]),
+    sys.argv[4],
+)
 topology = dist.initialize_distributed(f"localhost:{port}", num_processes, process_id)
 again = dist.initialize_distributed()  # a second call is a no-op
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
-
 from _multihost_config import CONFIG, SEED  # noqa: E402
 
 layout = dist.batch_layout(CONFIG)
@@ -39,15 +43,21 @@ def save(path):
 
 
 written = save(os.path.join(out_dir, "results.npz"))
-print(json.dumps({
-    "topology": topology._asdict(),
-    "again": again._asdict(),
-    "layout": layout._asdict(),
-    "seed": seed,
-    "process_key": np.asarray(jax.random.key_data(dist.process_key(jax.random.key(0)))).tolist(),
-    "is_main": dist.is_main_process(),
-    "written": written,
-    "loss": metrics["loss"].tolist(),
-    "env_obs_shape": list(env_obs.shape),
-    "addressable_env_shards": len(result.state.env.obs.addressable_shards),
-}))
+print(
+    json.dumps(
+        {
+            "topology": topology._asdict(),
+            "again": again._asdict(),
+            "layout": layout._asdict(),
+            "seed": seed,
+            "process_key": np.asarray(
+                jax.random.key_data(dist.process_key(jax.random.key(0)))
+            ).tolist(),
+            "is_main": dist.is_main_process(),
+            "written": written,
+            "loss": metrics["loss"].tolist(),
+            "env_obs_shape": list(env_obs.shape),
+            "addressable_env_shards": len(result.state.env.obs.addressable_shards),
+        }
+    )
+)

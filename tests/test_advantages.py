@@ -171,18 +171,18 @@ def test_traced_gamma_and_lambda_match_per_value_calls_without_retracing():
     batch = make_batch((13, 3), seed=5)
     gammas = jnp.array([0.5, 0.9, 0.99], jnp.float32)
     lams = jnp.array([0.0, 0.7, 1.0], jnp.float32)
-    swept_a, swept_r = jax.vmap(lambda g, l: adv.gae(*batch, g, l))(gammas, lams)
+    swept_a, swept_r = jax.vmap(lambda g, lam: adv.gae(*batch, g, lam))(gammas, lams)
     swept_g = jax.vmap(lambda g: adv.discounted_returns(batch[0], *batch[2:], g))(gammas)
-    for i, (g, l) in enumerate(zip([0.5, 0.9, 0.99], [0.0, 0.7, 1.0])):
-        want_a, want_r = np_gae(*batch, g, l)
+    for i, (g, lam) in enumerate(zip([0.5, 0.9, 0.99], [0.0, 0.7, 1.0])):
+        want_a, want_r = np_gae(*batch, g, lam)
         np.testing.assert_allclose(swept_a[i], want_a, **TOL)
         np.testing.assert_allclose(swept_r[i], want_r, **TOL)
         want_g = np_discounted_returns(batch[0], *batch[2:], g)
         np.testing.assert_allclose(swept_g[i], want_g, **TOL)
 
-    jitted = jax.jit(chex.assert_max_traces(lambda g, l: adv.gae(*batch, g, l), n=1))
-    for g, l in zip(gammas, lams):
-        jitted(g, l)
+    jitted = jax.jit(chex.assert_max_traces(lambda g, lam: adv.gae(*batch, g, lam), n=1))
+    for g, lam in zip(gammas, lams):
+        jitted(g, lam)
 
 
 def test_gae_gradient_wrt_values_matches_numpy_finite_differences():
@@ -243,9 +243,9 @@ def test_discounted_returns_with_zero_next_values_is_monte_carlo():
 def test_discounted_returns_vmap_equals_batched():
     r, _, nv, term, trunc = make_batch((13, 5), seed=9)
     full = adv.discounted_returns(r, nv, term, trunc, 0.9)
-    per_env = jax.vmap(
-        lambda *b: adv.discounted_returns(*b, 0.9), in_axes=1, out_axes=1
-    )(r, nv, term, trunc)
+    per_env = jax.vmap(lambda *b: adv.discounted_returns(*b, 0.9), in_axes=1, out_axes=1)(
+        r, nv, term, trunc
+    )
     np.testing.assert_allclose(per_env, full, **TOL)
 
 
@@ -332,7 +332,7 @@ def test_per_step_advantages_scalar_and_full_baseline():
 @pytest.mark.parametrize("shape", [(3,), (4,), (4, 1), (1, 3), (4, 3, 1)])
 def test_per_step_advantages_refuses_other_baseline_shapes(shape):
     g = jnp.zeros((4, 3))
-    msg = re.escape(f"per_step_advantages: baseline must be a scalar") + r".*\(4, 3\).*"
+    msg = re.escape("per_step_advantages: baseline must be a scalar") + r".*\(4, 3\).*"
     with pytest.raises(ValueError, match=msg + re.escape(str(shape))):
         jax.jit(adv.per_step_advantages)(g, jnp.zeros(shape))
 

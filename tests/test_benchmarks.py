@@ -19,8 +19,16 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
-SCRIPTS = ("throughput", "many_agents", "learning", "peers", "memory", "trpo_step", "rollout_noise",
-           "group_relative")
+SCRIPTS = (
+    "throughput",
+    "many_agents",
+    "learning",
+    "peers",
+    "memory",
+    "trpo_step",
+    "rollout_noise",
+    "group_relative",
+)
 
 # One tiny PPO CartPole config (4 envs x 8 steps, 2 updates) shared across the scripts; only
 # learning draws its plot (one plot is enough to check the PNG path).
@@ -96,8 +104,17 @@ RUNS = {
         "--no-plot",
     ],
     "trpo_step": ["--quick", "--num-envs", "4", "--num-steps", "8", "--no-plot"],
-    "rollout_noise": ["--quick", "--num-actions", "2", "4", "--num-envs", "4", "--num-steps", "8",
-                      "--no-plot"],
+    "rollout_noise": [
+        "--quick",
+        "--num-actions",
+        "2",
+        "4",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "8",
+        "--no-plot",
+    ],
     "group_relative": ["--quick", "--methods", "grpo-std", "--seeds", "1", "--no-plot"],
     "recurrent": ["--quick", "--parts", "speed", "--num-envs", "4", "--repeats", "1"],
     "sequence": ["--quick", "--parts", "speed", "--num-envs", "2", "--repeats", "1"],
@@ -147,8 +164,17 @@ def outputs(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "script",
-    SCRIPTS + ("peer_jaxpg", "peer_rejax", "peer_sb3", "revisions", "device_suite", "recurrent",
-               "compile_time", "sequence"),
+    SCRIPTS
+    + (
+        "peer_jaxpg",
+        "peer_rejax",
+        "peer_sb3",
+        "revisions",
+        "device_suite",
+        "recurrent",
+        "compile_time",
+        "sequence",
+    ),
 )
 def test_help(script):
     # --help needs neither jax nor the peers' packages: every heavy import is lazy.
@@ -258,7 +284,8 @@ def test_trpo_step(outputs):
 def test_rollout_noise(outputs):
     data = _load(outputs, "rollout_noise")
     assert {(r["num_actions"], r["mode"]) for r in data["results"]} == {
-        (a, m) for a in (2, 4) for m in ("predraw", "per_step")}
+        (a, m) for a in (2, 4) for m in ("predraw", "per_step")
+    }
 
 
 def test_group_relative(outputs):
@@ -271,27 +298,47 @@ def test_device_suite_tiny(tmp_path):
     # The accelerator suite's own entry point, at its tiny size on the CPU, so it cannot rot:
     # PPO and GRPO (the group-relative sizing) through every section.
     proc = subprocess.run(
-        ["bash", str(BENCH / "device_suite.sh"), str(tmp_path), "--size", "tiny",
-         "--algos", "ppo", "grpo"],
-        capture_output=True, text=True, timeout=300, env=_bench_env(tmp_path),
+        [
+            "bash",
+            str(BENCH / "device_suite.sh"),
+            str(tmp_path),
+            "--size",
+            "tiny",
+            "--algos",
+            "ppo",
+            "grpo",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_bench_env(tmp_path),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     data = _load(tmp_path, "device_suite")
     res = data["results"]
     assert data["skipped"] == []
     assert {(r["algorithm"], r["num_seeds"]) for r in res["compile"]} == {
-        ("ppo", 1), ("ppo", 2), ("grpo", 1)}
+        ("ppo", 1),
+        ("ppo", 2),
+        ("grpo", 1),
+    }
     for r in res["compile"]:
         assert r["trace_s"] > 0 and r["compile_s"] > 0
     assert [r["algorithm"] for r in res["solve"]] == ["ppo", "grpo"]
     for r in res["solve"]:
         assert len(r["curve_return"]) == r["num_updates"] == len(r["curve_steps"])
     assert {(r["algorithm"], r["num_envs"]) for r in res["throughput"]} == {
-        ("ppo", 4), ("ppo", 8), ("grpo", 4)}
+        ("ppo", 4),
+        ("ppo", 8),
+        ("grpo", 4),
+    }
     for r in res["throughput"]:
         assert r["steps_per_s"] == pytest.approx(r["env_steps"] / r["steady_s"])
     assert {(r["algorithm"], r["num_agents"]) for r in res["many_agents"]} == {
-        ("ppo", 1), ("ppo", 2), ("grpo", 1)}
+        ("ppo", 1),
+        ("ppo", 2),
+        ("grpo", 1),
+    }
     assert (tmp_path / "device_suite.png").stat().st_size > 0
 
 

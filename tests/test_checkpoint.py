@@ -9,11 +9,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from file_snapshots import snapshot
 
 from jaxpg import checkpoint as ckpt
 from jaxpg.config import PPOConfig, ReinforceConfig
 from jaxpg.train import TrainState, init_state
-from file_snapshots import snapshot
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +39,6 @@ def _assert_same(a, b):
     for x, y in zip(_leaves(a), _leaves(b)):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
-
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from file_snapshots import snapshot
 from flax import struct
 from gymnax.environments import environment, spaces
+from trees import assert_trees_equal
 
 from jaxpg import cli, runs
 from jaxpg.checkpoint import restore_checkpoint
-from file_snapshots import snapshot
-from trees import assert_trees_equal
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -356,9 +356,24 @@ def test_every_config_field_is_a_flag_with_default_and_help():
 @pytest.mark.parametrize("algo", ["a2c", "trpo"])
 def test_train_new_algorithms_from_the_command_line(tmp_path, algo):
     run_dir = tmp_path / algo
-    code, err = run_main(["train", algo, "--total-timesteps", "1024", "--num-envs", "4",
-                          "--num-steps", "32", "--hidden-sizes", "8", "--run-dir", str(run_dir),
-                          "--no-progress", "--no-plot"])
+    code, err = run_main(
+        [
+            "train",
+            algo,
+            "--total-timesteps",
+            "1024",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "32",
+            "--hidden-sizes",
+            "8",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--no-plot",
+        ]
+    )
     assert code == 0, err
     config = json.loads((run_dir / "config.json").read_text())["config"]
     assert config["algorithm"] == algo and config["gae_lambda"] == 0.95
@@ -368,10 +383,26 @@ def test_train_new_algorithms_from_the_command_line(tmp_path, algo):
 
 def test_train_grpo_from_the_command_line(tmp_path):
     run_dir = tmp_path / "grpo"
-    code, err = run_main(["train", "grpo", "--group-size", "2", "--num-groups", "2",
-                          "--total-timesteps", "4000", "--num-minibatches", "1",
-                          "--hidden-sizes", "8", "--run-dir", str(run_dir), "--no-progress",
-                          "--no-plot"])
+    code, err = run_main(
+        [
+            "train",
+            "grpo",
+            "--group-size",
+            "2",
+            "--num-groups",
+            "2",
+            "--total-timesteps",
+            "4000",
+            "--num-minibatches",
+            "1",
+            "--hidden-sizes",
+            "8",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--no-plot",
+        ]
+    )
     assert code == 0, err
     rows = read_csv(run_dir / "metrics.csv")
     assert len(rows) == 2 and "group_return_std" in rows[0] and "kl_ref" in rows[0]
@@ -494,15 +525,15 @@ def test_stops_on_nan_with_update_and_last_checkpoint(env_vars, tmp_path):
     assert type(config.env).__name__ == "NaNRewardEnv"
 
 
-
 @pytest.mark.parametrize("flag", [[], ["--no-compile-cache"]])
 def test_persistent_compile_cache_is_on_by_default(env_vars, tmp_path, flag):
     # Default: compiled programs land in $XDG_CACHE_HOME/jaxpg/xla (no JAX_COMPILATION_CACHE_DIR
     # set); --no-compile-cache writes nothing there.
     env = {k: v for k, v in env_vars.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
-    proc = jaxpg(env, "train", *TINY, "--no-progress", "--no-plot", "--run-dir",
-                 tmp_path / "run", *flag)
+    proc = jaxpg(
+        env, "train", *TINY, "--no-progress", "--no-plot", "--run-dir", tmp_path / "run", *flag
+    )
     assert proc.returncode == 0, proc.stderr
     cache = tmp_path / "cache" / "jaxpg" / "xla"
     entries = list(cache.iterdir()) if cache.exists() else []
@@ -522,13 +553,33 @@ def test_compile_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 
 def test_train_from_a_preset_with_overrides(tmp_path):
     run_dir = tmp_path / "preset"
-    code, err = run_main(["train", "--preset", "ppo-breakout-minatar-cnn", "--num-envs", "4",
-                          "--num-steps", "16", "--num-minibatches", "2", "--total-timesteps",
-                          "128", "--run-dir", str(run_dir), "--no-progress", "--no-plot"])
+    code, err = run_main(
+        [
+            "train",
+            "--preset",
+            "ppo-breakout-minatar-cnn",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "16",
+            "--num-minibatches",
+            "2",
+            "--total-timesteps",
+            "128",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--no-plot",
+        ]
+    )
     assert code == 0, err
     config, run = runs.read_config(run_dir)  # the run directory rebuilds the preset's env
     assert (config.env, config.network, config.conv_channels, config.gamma) == (
-        "Breakout-MinAtar", "cnn", (16,), 0.999)
+        "Breakout-MinAtar",
+        "cnn",
+        (16,),
+        0.999,
+    )
     assert (config.num_envs, config.num_steps, config.total_timesteps) == (4, 16, 128)
     code, err = run_main(["train", "--preset", "trpo-cartpole"])
     assert code == 2 and "--preset" in err and "ppo-cartpole" in err
@@ -536,13 +587,24 @@ def test_train_from_a_preset_with_overrides(tmp_path):
 
 def test_a_preset_works_out_its_derived_fields_again():
     # GRPO's num_envs (groups x size) and a whole-episode num_steps follow the flags given.
-    args, _ = cli.build_parser().parse_known_args(["train", "grpo", "--preset", "grpo-cartpole",
-                                                   "--group-size", "4"])
-    config = cli.build_config("grpo", cli._config_fields(args, cli._config_class("grpo")),
-                              args.preset)
+    args, _ = cli.build_parser().parse_known_args(
+        ["train", "grpo", "--preset", "grpo-cartpole", "--group-size", "4"]
+    )
+    config = cli.build_config(
+        "grpo", cli._config_fields(args, cli._config_class("grpo")), args.preset
+    )
     assert (config.num_groups, config.group_size, config.num_envs) == (4, 4, 16)
     args, _ = cli.build_parser().parse_known_args(
-        ["train", "ppo", "--preset", "ppo-reverse-transformer", "--env-kwargs",
-         '{"prompt_length": 7}'])
-    config = cli.build_config("ppo", cli._config_fields(args, cli._config_class("ppo")), args.preset)
+        [
+            "train",
+            "ppo",
+            "--preset",
+            "ppo-reverse-transformer",
+            "--env-kwargs",
+            '{"prompt_length": 7}',
+        ]
+    )
+    config = cli.build_config(
+        "ppo", cli._config_fields(args, cli._config_class("ppo")), args.preset
+    )
     assert config.num_steps == 7 and config.network == "transformer"

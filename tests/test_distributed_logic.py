@@ -20,8 +20,14 @@ from jaxpg import distributed as dist
 
 
 def tiny_ppo(**kw):
-    base = dict(env="CartPole-v1", num_envs=4, num_steps=8, num_minibatches=2, num_epochs=1,
-                total_timesteps=4 * 8 * 3)
+    base = dict(
+        env="CartPole-v1",
+        num_envs=4,
+        num_steps=8,
+        num_minibatches=2,
+        num_epochs=1,
+        total_timesteps=4 * 8 * 3,
+    )
     return jaxpg.PPOConfig(**{**base, **kw})
 
 
@@ -33,8 +39,12 @@ def test_batch_layout_splits_the_global_batch():
     # A v5e-32 pod slice: 8 hosts x 4 chips.
     layout = dist.batch_layout(config, num_devices=32, num_processes=8)
     assert layout == dist.BatchLayout(
-        num_envs=2048, num_devices=32, num_processes=8, envs_per_device=64,
-        envs_per_process=256, env_steps_per_update=2048 * 16,
+        num_envs=2048,
+        num_devices=32,
+        num_processes=8,
+        envs_per_device=64,
+        envs_per_process=256,
+        env_steps_per_update=2048 * 16,
     )
     # Defaults: this process's view (one process here).
     here = dist.batch_layout(tiny_ppo())
@@ -43,12 +53,18 @@ def test_batch_layout_splits_the_global_batch():
 
 
 def test_batch_layout_refuses_an_uneven_split_with_a_suggestion():
-    with pytest.raises(ValueError, match=r"num_envs=6 must be divisible by the global device count "
-                                         r"8 \(2 process\(es\) x 4 device\(s\)\).*num_envs=8"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_envs=6 must be divisible by the global device count "
+        r"8 \(2 process\(es\) x 4 device\(s\)\).*num_envs=8",
+    ):
         dist.batch_layout(tiny_ppo(num_envs=6, num_minibatches=1), num_devices=8, num_processes=2)
     with pytest.raises(ValueError, match="num_envs=12 or 16"):
-        dist.batch_layout(tiny_ppo(num_envs=14, num_minibatches=1, total_timesteps=14 * 8),
-                          num_devices=4, num_processes=1)
+        dist.batch_layout(
+            tiny_ppo(num_envs=14, num_minibatches=1, total_timesteps=14 * 8),
+            num_devices=4,
+            num_processes=1,
+        )
     with pytest.raises(ValueError, match="cannot split evenly over 3 process"):
         dist.batch_layout(tiny_ppo(), num_devices=4, num_processes=3)
 
@@ -111,7 +127,9 @@ def test_initialize_distributed_explains_late_calls(monkeypatch):
     monkeypatch.setattr(dist, "_distributed_is_initialized", lambda: False)
 
     def too_late(**kwargs):
-        raise RuntimeError("jax.distributed.initialize() must be called before any JAX computations are executed.")
+        raise RuntimeError(
+            "jax.distributed.initialize() must be called before any JAX computations are executed."
+        )
 
     monkeypatch.setattr(jax.distributed, "initialize", too_late)
     with pytest.raises(RuntimeError, match="before those imports"):
@@ -132,8 +150,9 @@ def test_initialize_distributed_works_after_importing_jaxpg():
         "                  'layout': dist.batch_layout(config)._asdict()}))\n"
     )
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=180, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["topology"]["process_count"] == 1 and out["topology"]["process_index"] == 0

@@ -5,15 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy_envs import CountEnv
 
 import jaxpg
 from jaxpg import advantages as adv_lib
+from jaxpg.agents import Agent, mlp_agent, unroll
 from jaxpg.distributions import action_dist
 from jaxpg.envs import make_env
-from jaxpg.agents import Agent, mlp_agent, unroll
 from jaxpg.normalization import running_stats_init, running_stats_update, scale_reward
 from jaxpg.rollout import RolloutOptions, bootstrap_values, env_carry_init, episode_stats, rollout
-from toy_envs import CountEnv
 
 PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_actions=True)
 
@@ -32,8 +32,15 @@ def run(env, num_envs, num_steps, key=0, options=PLAIN, network=None, carry=None
     carry = carry or env_carry_init(jax.random.key(key), env, num_envs)
     fn = jax.jit(
         lambda k, c: rollout(
-            k, {}, c, jnp.float32(0.99), env=env, agent=network,
-            dist=action_dist(env.discrete), num_steps=num_steps, options=options,
+            k,
+            {},
+            c,
+            jnp.float32(0.99),
+            env=env,
+            agent=network,
+            dist=action_dist(env.discrete),
+            num_steps=num_steps,
+            options=options,
         )
     )
     return fn(jax.random.key(key + 1), carry)
@@ -101,7 +108,7 @@ def test_auto_reset_matches_hand_stepped_single_env():
                 assert not np.allclose(out.obs[i], out.final_obs[i])
             else:
                 np.testing.assert_allclose(out.obs[i], true_obs, rtol=1e-5, atol=1e-6)
-        obs, state = out.obs, out.env_state
+        state = out.env_state
     assert ended >= 3, "random CartPole episodes should end within 60 steps"
 
 
@@ -128,7 +135,9 @@ def test_presplit_step_equals_gymnax_step(name):
             action = jax.random.uniform(act_key, (num_envs, env.action_dim), minval=-2, maxval=2)
         # Both step from the same state (so float rounding cannot accumulate between them).
         out = ours(pairs, state, action)
-        obs, state, reward, terminated, truncated, info = gymnax_step(keys, state, action, env.params)
+        obs, state, reward, terminated, truncated, info = gymnax_step(
+            keys, state, action, env.params
+        )
         close(out.obs, obs)
         close(out.final_obs, info["final_observation"])
         close(out.reward, reward)
@@ -144,7 +153,9 @@ class _OwnStepEnv(CountEnv):
     """An env that overrides ``step`` itself: jaxpg must call it, not gymnax's auto-reset."""
 
     def step(self, key, state, action, params=None):
-        obs, new_state, reward, terminated, truncated, info = super().step(key, state, action, params)
+        obs, new_state, reward, terminated, truncated, info = super().step(
+            key, state, action, params
+        )
         return obs, new_state, reward + 100.0, terminated, truncated, info
 
 
@@ -250,8 +261,19 @@ def test_rollout_obs_statistics_match_numpy():
     net = mlp_agent(env.obs_shape, env.action_dim, True)
     params = net.init(jax.random.key(0))
     carry = env_carry_init(jax.random.key(0), env, 8)
-    fn = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, agent=net,
-                                      dist=action_dist(True), num_steps=30, options=opts))
+    fn = jax.jit(
+        lambda k, c: rollout(
+            k,
+            params,
+            c,
+            jnp.float32(0.99),
+            env=env,
+            agent=net,
+            dist=action_dist(True),
+            num_steps=30,
+            options=opts,
+        )
+    )
     new_carry, batch = fn(jax.random.key(1), carry)
     # Replay the recorded actions on the raw environment with the same keys: the statistics
     # must be NumPy's mean and variance of the final observations it produces.
@@ -305,14 +327,25 @@ def test_continuous_rollout_clips_env_action_but_keeps_raw_sample():
         lambda p, x: x + 3.0 if "log_std" in jax.tree_util.keystr(p) else x, params
     )
     carry = env_carry_init(jax.random.key(0), env, 4)
-    _, batch = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, agent=net,
-                                            dist=action_dist(False), num_steps=20, options=PLAIN))(
-        jax.random.key(1), carry)
+    _, batch = jax.jit(
+        lambda k, c: rollout(
+            k,
+            params,
+            c,
+            jnp.float32(0.99),
+            env=env,
+            agent=net,
+            dist=action_dist(False),
+            num_steps=20,
+            options=PLAIN,
+        )
+    )(jax.random.key(1), carry)
     assert batch.action.shape == (20, 4, 1)
     assert np.max(np.abs(batch.action)) > 2.0  # the raw sample is kept for the loss
     _, dist_params, _ = unroll(net, params, (), batch.obs, batch.reset)
-    np.testing.assert_allclose(batch.log_prob, action_dist(False).log_prob(dist_params, batch.action),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        batch.log_prob, action_dist(False).log_prob(dist_params, batch.action), rtol=1e-5, atol=1e-5
+    )
     # Pendulum's reward is -(theta^2 + .1 thetadot^2 + .001 u^2) with the clipped u: >= -16.3.
     assert np.min(batch.reward) >= -(np.pi**2 + 0.1 * 64 + 0.001 * 4) - 1e-4
 
@@ -322,9 +355,19 @@ def test_minatar_rollout_with_thousands_of_envs():
     net = mlp_agent(env.obs_shape, env.action_dim, True)
     params = net.init(jax.random.key(0))
     carry = env_carry_init(jax.random.key(0), env, 2048)
-    _, batch = jax.jit(lambda k, c: rollout(k, params, c, jnp.float32(0.99), env=env, agent=net,
-                                            dist=action_dist(True), num_steps=4, options=PLAIN))(
-        jax.random.key(1), carry)
+    _, batch = jax.jit(
+        lambda k, c: rollout(
+            k,
+            params,
+            c,
+            jnp.float32(0.99),
+            env=env,
+            agent=net,
+            dist=action_dist(True),
+            num_steps=4,
+            options=PLAIN,
+        )
+    )(jax.random.key(1), carry)
     assert batch.obs.shape == (4, 2048, 10, 10, 4)
     assert batch.value.shape == (4, 2048)
 
@@ -337,8 +380,17 @@ def test_rollout_vmapped_over_seeds_equals_separate_rollouts():
     def one(key):
         reset_key, roll_key = jax.random.split(key)
         carry = env_carry_init(reset_key, env, 5)
-        return rollout(roll_key, params, carry, jnp.float32(0.99), env=env, agent=net,
-                       dist=action_dist(True), num_steps=40, options=PLAIN)[1]
+        return rollout(
+            roll_key,
+            params,
+            carry,
+            jnp.float32(0.99),
+            env=env,
+            agent=net,
+            dist=action_dist(True),
+            num_steps=40,
+            options=PLAIN,
+        )[1]
 
     keys = jax.random.split(jax.random.key(7), 2)
     both = jax.jit(jax.vmap(one))(keys)

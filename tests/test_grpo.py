@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy_envs import CountEnv, ScaledBanditEnv
+from trees import assert_trees_equal
 
 import jaxpg
 from jaxpg.advantages import group_advantages
@@ -12,8 +14,6 @@ from jaxpg.algorithms import group_targets
 from jaxpg.distributions import CATEGORICAL, DIAG_GAUSSIAN
 from jaxpg.losses import kl_k3
 from jaxpg.rollout import env_carry_init
-from toy_envs import CountEnv, ScaledBanditEnv
-from trees import assert_trees_equal
 
 
 def numpy_group_advantages(R, kind, eps=1e-8):
@@ -33,15 +33,20 @@ def numpy_group_advantages(R, kind, eps=1e-8):
 @pytest.mark.parametrize("kind", ["std", "mean", "leave_one_out"])
 def test_group_advantages_against_numpy(kind):
     R = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32) * 3
-    np.testing.assert_allclose(group_advantages(R, kind), numpy_group_advantages(R, kind),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        group_advantages(R, kind), numpy_group_advantages(R, kind), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_rloo_is_a_rescaled_dr_grpo():
     R = np.random.default_rng(1).normal(size=(3, 6)).astype(np.float32)
     G = R.shape[-1]
-    np.testing.assert_allclose(group_advantages(R, "leave_one_out"),
-                               G / (G - 1) * group_advantages(R, "mean"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        group_advantages(R, "leave_one_out"),
+        G / (G - 1) * group_advantages(R, "mean"),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     assert np.all(np.asarray(group_advantages(np.ones((2, 4)), "std")) == 0.0)  # no signal, no NaN
 
 
@@ -57,7 +62,8 @@ def test_group_targets_with_masks(kind):
         done[t, n] = True
     done[4, 4] = True  # a second episode of member 4: not counted
     batch = jaxpg.rollout.Transition(*([None] * len(jaxpg.rollout.Transition._fields)))._replace(
-        reward=jnp.asarray(reward), terminated=jnp.asarray(done), truncated=jnp.zeros((T, N), bool))
+        reward=jnp.asarray(reward), terminated=jnp.asarray(done), truncated=jnp.zeros((T, N), bool)
+    )
     targets, _ = group_targets(G, kind)(batch, None, ())
     mask = np.stack([(np.arange(T) <= t).astype(np.float32) for t in ends], axis=1)
     R = (reward * mask).sum(0)
@@ -105,19 +111,28 @@ def test_k3_estimator(discrete):
 
 
 def test_group_relative_advantage_has_the_right_sign_where_a_global_baseline_does_not():
-    config = jaxpg.GRPOConfig(env=ScaledBanditEnv(), num_groups=64, group_size=8,
-                              total_timesteps=512)
+    config = jaxpg.GRPOConfig(
+        env=ScaledBanditEnv(), num_groups=64, group_size=8, total_timesteps=512
+    )
     agent = jaxpg.make_agent(config)
     algorithm = jaxpg.make_algorithm(config, agent)
     state = jaxpg.init_state(config, jax.random.key(0))
     carry = algorithm.start(jax.random.key(1), state.env)
     _, batch = jaxpg.rollout.rollout(
-        jax.random.key(2), state.params, carry, jnp.float32(0.99), env=config.env_spec, agent=agent,
-        dist=CATEGORICAL, num_steps=1, options=jaxpg.train.rollout_options(config))
+        jax.random.key(2),
+        state.params,
+        carry,
+        jnp.float32(0.99),
+        env=config.env_spec,
+        agent=agent,
+        dist=CATEGORICAL,
+        num_steps=1,
+        options=jaxpg.train.rollout_options(config),
+    )
     targets, _ = algorithm.targets(batch, state.hparams, state.algo_state)
     action, scale = np.asarray(batch.action[0]), np.asarray(batch.obs[0, :, 0])
     adv, reward = np.asarray(targets.advantages[0]), np.asarray(batch.reward[0])
-    groups_mixed = [g for g in range(64) if 0 < action[g * 8:(g + 1) * 8].sum() < 8]
+    groups_mixed = [g for g in range(64) if 0 < action[g * 8 : (g + 1) * 8].sum() < 8]
     rows = np.concatenate([np.arange(g * 8, (g + 1) * 8) for g in groups_mixed])
     assert np.all(adv[rows][action[rows] == 1] > 0) and np.all(adv[rows][action[rows] == 0] < 0)
     # One global baseline (the batch mean) blames the better action at s = 1.
@@ -126,23 +141,40 @@ def test_group_relative_advantage_has_the_right_sign_where_a_global_baseline_doe
 
 
 def test_grpo_has_no_critic_and_its_reference_follows_reference_every():
-    base = dict(env=CountEnv(limit=4), num_groups=2, group_size=2, num_epochs=1,
-                num_minibatches=1, total_timesteps=4 * 4 * 3, kl_coef=0.1)
+    base = dict(
+        env=CountEnv(limit=4),
+        num_groups=2,
+        group_size=2,
+        num_epochs=1,
+        num_minibatches=1,
+        total_timesteps=4 * 4 * 3,
+        kl_coef=0.1,
+    )
     fixed = jax.jit(jaxpg.make_train(jaxpg.GRPOConfig(**base)))(jax.random.key(0))
     assert "value_head" not in fixed.params.network["params"]
     initial = jaxpg.init_state(jaxpg.GRPOConfig(**base), jax.random.key(0))
     assert_trees_equal(fixed.state.algo_state.reference, initial.params)  # the initial policy
-    moving = jax.jit(jaxpg.make_train(jaxpg.GRPOConfig(**base, reference_every=1)))(jax.random.key(0))
+    moving = jax.jit(jaxpg.make_train(jaxpg.GRPOConfig(**base, reference_every=1)))(
+        jax.random.key(0)
+    )
     assert_trees_equal(moving.state.algo_state.reference, moving.state.params)
     for name in ("kl_ref", "group_return_std"):
         assert moving.metrics[name].shape == (3,)
-    np.testing.assert_array_equal(moving.metrics["group_return_std"], 0.0)  # CountEnv: equal returns
+    np.testing.assert_array_equal(
+        moving.metrics["group_return_std"], 0.0
+    )  # CountEnv: equal returns
 
 
 @pytest.mark.parametrize(
     "field, value, extra",
-    [("group_size", 1, {}), ("num_envs", 10, {}), ("advantage", "median", {}),
-     ("num_steps", 100, {}), ("reference_every", -1, {}), ("kl_coef", -0.1, {})],
+    [
+        ("group_size", 1, {}),
+        ("num_envs", 10, {}),
+        ("advantage", "median", {}),
+        ("num_steps", 100, {}),
+        ("reference_every", -1, {}),
+        ("kl_coef", -0.1, {}),
+    ],
 )
 def test_bad_grpo_config_names_the_field(field, value, extra):
     with pytest.raises(ValueError, match=f"{field}="):
@@ -150,9 +182,16 @@ def test_bad_grpo_config_names_the_field(field, value, extra):
 
 
 def test_ppo_trajectory_mode_gives_every_step_the_episode_return():
-    config = jaxpg.PPOConfig(env=CountEnv(limit=5), mode="trajectory", num_steps=8, num_envs=2,
-                             num_minibatches=1, baseline="none", normalize_advantages=False,
-                             total_timesteps=16)
+    config = jaxpg.PPOConfig(
+        env=CountEnv(limit=5),
+        mode="trajectory",
+        num_steps=8,
+        num_envs=2,
+        num_minibatches=1,
+        baseline="none",
+        normalize_advantages=False,
+        total_timesteps=16,
+    )
     assert not config.has_critic
     agent = jaxpg.make_agent(config)
     algorithm = jaxpg.make_algorithm(config, agent)
@@ -160,8 +199,16 @@ def test_ppo_trajectory_mode_gives_every_step_the_episode_return():
     carry = algorithm.start(jax.random.key(1), state.env)
     assert np.all(np.asarray(carry.episode_start))  # a fresh reset every update
     _, batch = jaxpg.rollout.rollout(
-        jax.random.key(2), state.params, carry, jnp.float32(0.99), env=config.env_spec, agent=agent,
-        dist=CATEGORICAL, num_steps=8, options=jaxpg.train.rollout_options(config))
+        jax.random.key(2),
+        state.params,
+        carry,
+        jnp.float32(0.99),
+        env=config.env_spec,
+        agent=agent,
+        dist=CATEGORICAL,
+        num_steps=8,
+        options=jaxpg.train.rollout_options(config),
+    )
     targets, _ = algorithm.targets(batch, state.hparams, state.algo_state)
     np.testing.assert_array_equal(targets.advantages[:, 0], [5, 5, 5, 5, 5, 0, 0, 0])
     with pytest.raises(ValueError, match="baseline="):

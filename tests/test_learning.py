@@ -17,7 +17,7 @@ def final_return(config, num_seeds, seed=0):
     keys = jax.random.split(jax.random.key(seed), num_seeds)
     result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)
     returns = np.asarray(result.metrics["episode_return"])  # [seeds, updates]
-    tail = returns[:, -max(1, returns.shape[1] // 10):]
+    tail = returns[:, -max(1, returns.shape[1] // 10) :]
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     per_seed = np.nanmean(tail, axis=1)
     print(f"{config.algorithm} {config.env_spec.name}: per-seed final return {per_seed}")
@@ -96,7 +96,8 @@ def exact_match(config, num_seeds=1):
     result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     stats = jax.jit(jax.vmap(lambda p, k: evaluate_task(config, p, k, 512)))(
-        result.params, jax.random.split(jax.random.key(1), num_seeds))
+        result.params, jax.random.split(jax.random.key(1), num_seeds)
+    )
     rate = np.asarray(stats["exact_match"])
     print(f"{config.algorithm} {config.env_spec.name}: exact-match rate per seed {rate}")
     return float(rate.mean())

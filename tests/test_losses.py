@@ -124,9 +124,7 @@ def test_ppo_gradient_is_zero_exactly_where_the_clipped_term_is_the_minimum():
     lp = (old + np.log(ratio)).astype(np.float32)
 
     got = jax.grad(losses.ppo_clip_loss)(lp, old, advantages, eps)
-    clipped_is_min = ((ratio > 1 + eps) & (advantages > 0)) | (
-        (ratio < 1 - eps) & (advantages < 0)
-    )
+    clipped_is_min = ((ratio > 1 + eps) & (advantages > 0)) | ((ratio < 1 - eps) & (advantages < 0))
     assert 0 < clipped_is_min.sum() < n
     want = np.where(clipped_is_min, 0.0, -advantages * ratio / n)
     np.testing.assert_array_equal(np.asarray(got)[clipped_is_min], 0.0)
@@ -188,7 +186,9 @@ def test_value_loss_matches_numpy():
 
 @pytest.mark.parametrize("kwargs", [dict(old_values=np.zeros(4, np.float32)), dict(clip_eps=0.2)])
 def test_value_loss_requires_old_values_and_clip_eps_together(kwargs):
-    with pytest.raises(ValueError, match="value_loss: old_values and clip_eps must be given together"):
+    with pytest.raises(
+        ValueError, match="value_loss: old_values and clip_eps must be given together"
+    ):
         losses.value_loss(np.zeros(4, np.float32), np.ones(4, np.float32), **kwargs)
 
 

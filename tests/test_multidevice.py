@@ -31,13 +31,19 @@ SHARDED_SPECS = ("P('data',)", "PartitionSpec('data',)")  # str() differs across
 
 def run_script(args, devices, env_extra=None):
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = (
+        f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    )
     env["JAX_PLATFORMS"] = "cpu"
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")])
     env.update(env_extra or {})
     return subprocess.Popen(
-        [sys.executable, *map(str, args)], env=env, cwd=HERE,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, *map(str, args)],
+        env=env,
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -61,9 +67,20 @@ def worker(check: str) -> dict:
 def assert_matches_one_device(r):
     assert r["keys_equal"], "the 4-device run drew other random numbers"
     assert r["episodes_equal"], "the 4-device run saw other episodes"
-    for name in ("loss", "policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl",
-                 "explained_variance", "episode_return", "learning_rate", "obs_stats",
-                 "reward_stats", "env_obs"):
+    for name in (
+        "loss",
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "grad_norm",
+        "approx_kl",
+        "explained_variance",
+        "episode_return",
+        "learning_rate",
+        "obs_stats",
+        "reward_stats",
+        "env_obs",
+    ):
         assert r[name] <= LOSS_TOL, f"{name} differs by {r[name]}"
     assert r["params"] <= PARAM_TOL, f"params differ by {r['params']}"
     np.testing.assert_allclose(r["loss_curve_4"], r["loss_curve_1"], rtol=LOSS_TOL, atol=LOSS_TOL)
@@ -140,9 +157,9 @@ def free_port() -> int:
 def test_two_processes_train_like_one_device(tmp_path):
     """2 processes x 2 CPU devices = a 4-device global mesh: same run as one device."""
     import jax
+    from _multihost_config import CONFIG, SEED
 
     import jaxpg
-    from _multihost_config import CONFIG, SEED
 
     port = free_port()
     procs = [
@@ -154,7 +171,9 @@ def test_two_processes_train_like_one_device(tmp_path):
     for pid, r in enumerate(results):
         assert r["topology"]["process_index"] == pid
         assert r["topology"]["process_count"] == 2
-        assert r["topology"]["global_device_count"] == 4 and r["topology"]["local_device_count"] == 2
+        assert (
+            r["topology"]["global_device_count"] == 4 and r["topology"]["local_device_count"] == 2
+        )
         assert r["again"] == r["topology"]
         assert r["layout"]["envs_per_device"] == 2 and r["layout"]["envs_per_process"] == 4
         assert r["seed"] == SEED  # process 0's seed, broadcast

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpg.distributions import CATEGORICAL, DIAG_GAUSSIAN
 from jaxpg.agents import mlp_agent
+from jaxpg.distributions import CATEGORICAL, DIAG_GAUSSIAN
 from jaxpg.networks import orthogonal
 
 
@@ -53,8 +53,9 @@ def test_categorical_against_numpy():
     logits = jnp.asarray([[1.0, 2.0, -1.0], [0.0, 0.0, 0.0]])
     p = np.exp(np.asarray(logits)) / np.exp(np.asarray(logits)).sum(-1, keepdims=True)
     actions = jnp.asarray([1, 2])
-    np.testing.assert_allclose(CATEGORICAL.log_prob(logits, actions), np.log(p[[0, 1], [1, 2]]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        CATEGORICAL.log_prob(logits, actions), np.log(p[[0, 1], [1, 2]]), rtol=1e-6
+    )
     np.testing.assert_allclose(CATEGORICAL.entropy(logits), -(p * np.log(p)).sum(-1), rtol=1e-6)
     np.testing.assert_array_equal(CATEGORICAL.mode(logits), [1, 0])
     samples = CATEGORICAL.sample(jax.random.key(0), jnp.broadcast_to(logits[0], (20000, 3)))
@@ -90,8 +91,9 @@ def _numpy_conv3x3_valid(x, kernel, bias):
 
 def test_conv_torso_against_a_numpy_loop():
     # The MinAtar paper's network: one 3x3 conv of 16 channels (ReLU), flattened, 128 ReLU units.
-    agent = mlp_agent((10, 10, 4), 3, True, hidden_sizes=(128,), activation="relu",
-                      conv_channels=(16,))
+    agent = mlp_agent(
+        (10, 10, 4), 3, True, hidden_sizes=(128,), activation="relu", conv_channels=(16,)
+    )
     params = agent.init(jax.random.key(0))
     obs = jax.random.bernoulli(jax.random.key(1), 0.3, (5, 10, 10, 4))
     _, logits, value = agent.apply(params, (), obs, jnp.zeros(5, bool))
@@ -104,7 +106,9 @@ def test_conv_torso_against_a_numpy_loop():
         return np.maximum(h @ t["Dense_0"]["kernel"] + t["Dense_0"]["bias"], 0)
 
     want_logits = torso(p["actor_torso"]) @ p["policy_head"]["kernel"] + p["policy_head"]["bias"]
-    want_value = (torso(p["critic_torso"]) @ p["value_head"]["kernel"] + p["value_head"]["bias"])[:, 0]
+    want_value = (torso(p["critic_torso"]) @ p["value_head"]["kernel"] + p["value_head"]["bias"])[
+        :, 0
+    ]
     np.testing.assert_allclose(logits, want_logits, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(value, want_value, rtol=1e-4, atol=1e-5)
     assert p["actor_torso"]["Conv_0"]["kernel"].shape == (3, 3, 4, 16)

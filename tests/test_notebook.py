@@ -43,11 +43,15 @@ def this_interpreter_kernel(tmp_path) -> str:
     name = "jaxpg-test"
     spec = tmp_path / "kernels" / name
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "jaxpg test",
-        "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "jaxpg test",
+                "language": "python",
+            }
+        )
+    )
     return name
 
 
@@ -62,9 +66,7 @@ def outputs_text(nb) -> str:
 
 def count_images(nb) -> int:
     return sum(
-        "image/png" in out.get("data", {})
-        for cell in nb.cells
-        for out in cell.get("outputs", [])
+        "image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", [])
     )
 
 
@@ -86,7 +88,12 @@ def test_quickstart_notebook_runs_at_tiny_size(tmp_path, monkeypatch):
     text = outputs_text(nb)
     assert "skipping the install" in text
     assert "No TPU or GPU" in text  # says so clearly on the CPU
-    for run in ("PPO CartPole", "PPO Breakout-MinAtar", "64 CartPole agents", "lr sweep (2 x 2 seeds)"):
+    for run in (
+        "PPO CartPole",
+        "PPO Breakout-MinAtar",
+        "64 CartPole agents",
+        "lr sweep (2 x 2 seeds)",
+    ):
         assert run in text and "steps/s" in text, run
     assert count_images(nb) >= 4  # CartPole, Breakout, 64 seeds, the sweep
 

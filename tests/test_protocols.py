@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from toy_envs import CountEnv, ProbeEnv, TokenEnv
+from trees import assert_trees_close, assert_trees_equal
 
 import jaxpg
 from jaxpg import updates
@@ -17,15 +19,21 @@ from jaxpg.agents import Agent, agent_from_module, is_recurrent, unroll
 from jaxpg.algorithms import actor_critic_loss, ppo_surrogate, reinforce_targets, vanilla_surrogate
 from jaxpg.distributions import CATEGORICAL
 from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
-from toy_envs import CountEnv, ProbeEnv, TokenEnv
-from trees import assert_trees_close, assert_trees_equal
 
 PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_actions=True)
 
 
 def hparams(**kw):
-    base = dict(lr=1e-3, gamma=0.9, gae_lambda=0.8, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
-                max_grad_norm=0.5, baseline_decay=0.9)
+    base = dict(
+        lr=1e-3,
+        gamma=0.9,
+        gae_lambda=0.8,
+        clip_eps=0.2,
+        ent_coef=0.01,
+        vf_coef=0.5,
+        max_grad_norm=0.5,
+        baseline_decay=0.9,
+    )
     base.update(kw)
     return jaxpg.PPOConfig().hparams(**base)  # every other traced field at its default
 
@@ -36,13 +44,18 @@ def hparams(**kw):
 def test_optimizer_equals_optax_clip_then_adam_built_the_plain_way():
     rng = np.random.default_rng(0)
     params = {"w": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), "b": jnp.zeros(4)}
-    grads = [jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape) * s, jnp.float32), params)
-             for s in (0.1, 5.0, 0.3, 20.0)]  # some steps below the clip norm, some above
+    grads = [
+        jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape) * s, jnp.float32), params)
+        for s in (0.1, 5.0, 0.3, 20.0)
+    ]  # some steps below the clip norm, some above
     hp = hparams(lr=3e-3, max_grad_norm=1.0)
     plain = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(3e-3, eps=1e-5))
     ours = jax.jit(lambda g, s, p: updates.make_optimizer(hp, hp.lr, 1e-5).update(g, s, p))
-    known = jax.jit(lambda g, s, p: updates.make_optimizer(
-        hp, hp.lr, 1e-5, updates.global_norm(g)).update(g, s, p))
+    known = jax.jit(
+        lambda g, s, p: updates.make_optimizer(hp, hp.lr, 1e-5, updates.global_norm(g)).update(
+            g, s, p
+        )
+    )
     p_plain, s_plain = params, plain.init(params)
     p_ours, s_ours = params, updates.make_optimizer(hp, hp.lr, 1e-5).init(params)
     p_known, s_known = p_ours, s_ours
@@ -76,7 +89,9 @@ def test_traced_learning_rate_sweeps_without_recompiling():
 
 def test_learning_rate_anneals_linearly_to_zero():
     hp = hparams(lr=1.0)
-    got = [float(updates.learning_rate(hp, jnp.int32(u), num_updates=4, anneal=True)) for u in range(5)]
+    got = [
+        float(updates.learning_rate(hp, jnp.int32(u), num_updates=4, anneal=True)) for u in range(5)
+    ]
     np.testing.assert_allclose(got, [1.0, 0.75, 0.5, 0.25, 0.0])
     assert float(updates.learning_rate(hp, jnp.int32(3), num_updates=4, anneal=False)) == 1.0
 
@@ -116,7 +131,11 @@ def numpy_loss(params, mb, hp, *, surrogate, normalize, clip_value, critic):
     total = policy_loss - float(hp.ent_coef) * entropy
     if critic:
         v = obs @ np.asarray(params["v"], np.float64)
-        ret, old_v, vm = np.asarray(mb.returns), np.asarray(mb.old_value), np.asarray(mb.value_mask) > 0
+        ret, old_v, vm = (
+            np.asarray(mb.returns),
+            np.asarray(mb.old_value),
+            np.asarray(mb.value_mask) > 0,
+        )
         sq = (v - ret) ** 2
         if clip_value:
             clipped = old_v + np.clip(v - old_v, -eps, eps)
@@ -133,8 +152,10 @@ def numpy_loss(params, mb, hp, *, surrogate, normalize, clip_value, critic):
 def test_actor_critic_loss_against_hand_computation(surrogate, normalize, clip_value, critic):
     rng = np.random.default_rng(1)
     rows = 12
-    params = {"W": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
-              "v": jnp.asarray(rng.normal(size=3), jnp.float32)}
+    params = {
+        "W": jnp.asarray(rng.normal(size=(3, 4)), jnp.float32),
+        "v": jnp.asarray(rng.normal(size=3), jnp.float32),
+    }
     mb = updates.Minibatch(
         obs=jnp.asarray(rng.normal(size=(rows, 3)), jnp.float32),
         action=jnp.asarray(rng.integers(0, 4, rows), jnp.int32),
@@ -149,12 +170,24 @@ def test_actor_critic_loss_against_hand_computation(surrogate, normalize, clip_v
     )
     hp = hparams(clip_eps=0.1)
     got, aux = actor_critic_loss(
-        params, mb, hp, agent=linear_agent(critic), dist=CATEGORICAL,
+        params,
+        mb,
+        hp,
+        agent=linear_agent(critic),
+        dist=CATEGORICAL,
         surrogate=ppo_surrogate if surrogate == "ppo" else vanilla_surrogate,
-        normalize_advantages=normalize, clip_value_loss=clip_value,
+        normalize_advantages=normalize,
+        clip_value_loss=clip_value,
     )
-    want = numpy_loss(params, mb, hp, surrogate=surrogate, normalize=normalize,
-                      clip_value=clip_value, critic=critic)
+    want = numpy_loss(
+        params,
+        mb,
+        hp,
+        surrogate=surrogate,
+        normalize=normalize,
+        clip_value=clip_value,
+        critic=critic,
+    )
     np.testing.assert_allclose(float(got), want, rtol=2e-5, atol=1e-6)
     if not critic:
         assert float(aux["value_loss"]) == 0.0
@@ -168,14 +201,26 @@ def numbered_batch(T=6, N=4, carry_width=None):
     ids = jnp.arange(T * N, dtype=jnp.float32).reshape(T, N)
     zeros = jnp.zeros((T, N))
     tr = jaxpg.rollout.Transition(
-        obs=ids[..., None], action=jnp.zeros((T, N), jnp.int32), log_prob=zeros, value=zeros,
-        reset=jnp.zeros((T, N), bool), reward=zeros, terminated=zeros.astype(bool),
-        truncated=zeros.astype(bool), final_obs=ids[..., None], next_value=zeros,
-        episode_return=zeros, episode_length=zeros.astype(jnp.int32),
+        obs=ids[..., None],
+        action=jnp.zeros((T, N), jnp.int32),
+        log_prob=zeros,
+        value=zeros,
+        reset=jnp.zeros((T, N), bool),
+        reward=zeros,
+        terminated=zeros.astype(bool),
+        truncated=zeros.astype(bool),
+        final_obs=ids[..., None],
+        next_value=zeros,
+        episode_return=zeros,
+        episode_length=zeros.astype(jnp.int32),
         episode_done=zeros.astype(bool),
     )
     targets = jaxpg.Targets(ids, ids, jnp.ones((T, N)), jnp.ones((T, N)))
-    carry = () if carry_width is None else jnp.tile(jnp.arange(N, dtype=jnp.float32)[:, None], (1, carry_width))
+    carry = (
+        ()
+        if carry_width is None
+        else jnp.tile(jnp.arange(N, dtype=jnp.float32)[:, None], (1, carry_width))
+    )
     return jaxpg.Batch(tr, targets, carry, extra={"id": ids})  # an algorithm's own per-step data
 
 
@@ -183,7 +228,9 @@ def numbered_batch(T=6, N=4, carry_width=None):
 def test_step_minibatches_use_every_step_once_per_epoch(num_minibatches):
     batch = numbered_batch()
     for seed in range(3):
-        mbs = updates.split_minibatches(jax.random.key(seed), batch, num_minibatches, sequences=False)
+        mbs = updates.split_minibatches(
+            jax.random.key(seed), batch, num_minibatches, sequences=False
+        )
         assert mbs.obs.shape == (num_minibatches, 24 // num_minibatches, 1)
         np.testing.assert_array_equal(np.sort(np.asarray(mbs.obs).ravel()), np.arange(24))
         np.testing.assert_array_equal(mbs.advantages[..., None], mbs.obs)  # rows stay whole
@@ -204,7 +251,9 @@ def test_sequence_minibatches_keep_each_environment_whole(num_minibatches):
     np.testing.assert_array_equal(np.sort(envs.ravel()), np.arange(N))  # each env exactly once
     for m in range(num_minibatches):
         for j in range(n):
-            np.testing.assert_array_equal(ids[m, :, j], np.arange(T) * N + envs[m, j])  # in time order
+            np.testing.assert_array_equal(
+                ids[m, :, j], np.arange(T) * N + envs[m, j]
+            )  # in time order
             np.testing.assert_array_equal(mbs.agent_carry[m, j], envs[m, j])  # with its own carry
     with pytest.raises(ValueError, match="num_minibatches=3"):
         updates.split_minibatches(jax.random.key(0), batch, 3, sequences=True)
@@ -225,16 +274,25 @@ def test_a_nonfinite_step_restores_params_and_optimizer_state(sequences):
         bad = jnp.any(x == 13.0)
         return jnp.where(bad, jnp.nan, jnp.sum(p["w"]) * jnp.mean(x)), {}
 
-    run = functools.partial(updates.optimize, loss_fn=loss_fn, num_epochs=2, num_minibatches=2,
-                            adam_eps=1e-5, sequences=sequences)
-    new_params, new_opt, _, finite = jax.jit(run)(params, opt_state, batch, hp, hp.lr, jax.random.key(0))
+    run = functools.partial(
+        updates.optimize,
+        loss_fn=loss_fn,
+        num_epochs=2,
+        num_minibatches=2,
+        adam_eps=1e-5,
+        sequences=sequences,
+    )
+    new_params, new_opt, _, finite = jax.jit(run)(
+        params, opt_state, batch, hp, hp.lr, jax.random.key(0)
+    )
     assert not bool(finite)
     assert_trees_equal(new_params, params)
     assert_trees_equal(new_opt, opt_state)
     # And without the bad row, the same call trains.
     ok = lambda p, mb, hp: (jnp.sum(p["w"]) * jnp.mean(mb.obs), {})
-    moved, _, _, finite = jax.jit(functools.partial(run, loss_fn=ok))(params, opt_state, batch, hp,
-                                                                   hp.lr, jax.random.key(0))
+    moved, _, _, finite = jax.jit(functools.partial(run, loss_fn=ok))(
+        params, opt_state, batch, hp, hp.lr, jax.random.key(0)
+    )
     assert bool(finite) and not np.array_equal(moved["w"], params["w"])
 
 
@@ -274,15 +332,20 @@ def test_reinforce_estimator_against_numpy(baseline):
     term = rng.random((T, N)) < 0.2
     trunc = (rng.random((T, N)) < 0.15) & ~term
     batch = numbered_batch(T, N).transitions._replace(
-        reward=jnp.asarray(r), value=jnp.asarray(values), next_value=jnp.asarray(next_values),
-        terminated=jnp.asarray(term), truncated=jnp.asarray(trunc),
+        reward=jnp.asarray(r),
+        value=jnp.asarray(values),
+        next_value=jnp.asarray(next_values),
+        terminated=jnp.asarray(term),
+        truncated=jnp.asarray(trunc),
     )
     hp = hparams(gamma=gamma, baseline_decay=0.75)
     # The moving average has already seen data: b = 0.4, then 0.75 * 0.4 + 0.25 * mean(G).
     state = jaxpg.advantages.MovingAverageBaseline(jnp.float32(0.4), jnp.int32(3))
     targets, new_state = reinforce_targets(baseline)(batch, hp, state)
 
-    g = numpy_returns_to_go(r, next_values if baseline == "value" else next_values, term, trunc, gamma)
+    g = numpy_returns_to_go(
+        r, next_values if baseline == "value" else next_values, term, trunc, gamma
+    )
     if baseline == "value":
         mask = np.ones((T, N))
         adv = g - values
@@ -305,8 +368,9 @@ def test_reinforce_estimator_against_numpy(baseline):
 def test_env_steps_does_not_wrap_past_2_31():
     from jaxpg.train import env_steps
 
-    config = jaxpg.PPOConfig(num_envs=4, num_steps=8, num_minibatches=1, num_epochs=1,
-                             total_timesteps=32 * 2)
+    config = jaxpg.PPOConfig(
+        num_envs=4, num_steps=8, num_minibatches=1, num_epochs=1, total_timesteps=32 * 2
+    )
     big = (2**31 // config.batch_size) + 1000  # updates done: past 2^31 env steps
     state = jaxpg.init_state(config, jax.random.key(0))
     state = state.replace(update_step=jnp.int32(big))
@@ -354,7 +418,8 @@ def test_an_init_apply_pair_is_an_agent():
     assert set(result.params.network) == {"W", "v"}
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     no_critic = jaxpg.agents.agent_from_functions(
-        init, lambda p, c, o, r: (c, o @ p["W"], None), env=config.env_spec)
+        init, lambda p, c, o, r: (c, o @ p["W"], None), env=config.env_spec
+    )
     assert not no_critic.has_critic
 
 
@@ -383,8 +448,9 @@ def test_integer_observations_reach_the_agent_unconverted():
             x = nn.Embed(7, 8)(obs[:, 0])
             return carry, nn.Dense(3)(x), nn.Dense(1)(x)[:, 0]
 
-    config = jaxpg.PPOConfig(env=TokenEnv(), num_envs=2, num_steps=8, num_minibatches=2,
-                             total_timesteps=32)
+    config = jaxpg.PPOConfig(
+        env=TokenEnv(), num_envs=2, num_steps=8, num_minibatches=2, total_timesteps=32
+    )
     assert config.env_spec.obs_dtype == jnp.int32
     result = jax.jit(jaxpg.make_train(config, agent=TokenPolicy()))(jax.random.key(0))
     assert result.state.env.obs.dtype == jnp.int32
@@ -408,9 +474,19 @@ def test_large_action_spaces_draw_noise_per_step(monkeypatch):
     for predraw_max in (default, 0):
         monkeypatch.setattr(rollout_lib, "PREDRAW_MAX_NOISE", predraw_max)
         carry = env_carry_init(jax.random.key(0), env, 500)
-        _, batch = jax.jit(lambda c: rollout(jax.random.key(1), None, c, jnp.float32(0.9), env=env,
-                                             agent=agent, dist=CATEGORICAL, num_steps=40,
-                                             options=PLAIN))(carry)
+        _, batch = jax.jit(
+            lambda c: rollout(
+                jax.random.key(1),
+                None,
+                c,
+                jnp.float32(0.9),
+                env=env,
+                agent=agent,
+                dist=CATEGORICAL,
+                num_steps=40,
+                options=PLAIN,
+            )
+        )(carry)
         counts[predraw_max] = np.bincount(np.asarray(batch.action).ravel(), minlength=4) / 20_000
     for freq in counts.values():
         np.testing.assert_allclose(freq, [0.1, 0.2, 0.3, 0.4], atol=0.015)
@@ -437,9 +513,19 @@ def test_recurrent_carry_resets_at_episode_starts_and_bootstraps_from_its_own_ca
     agent = step_counter_agent()
     assert is_recurrent(agent)
     carry = env_carry_init(jax.random.key(0), env, 3, agent_carry=jnp.full((3,), 99.0))
-    new_carry, batch = jax.jit(lambda c: rollout(
-        jax.random.key(1), {}, c, jnp.float32(0.9), env=env, agent=agent, dist=CATEGORICAL,
-        num_steps=10, options=PLAIN))(carry)
+    new_carry, batch = jax.jit(
+        lambda c: rollout(
+            jax.random.key(1),
+            {},
+            c,
+            jnp.float32(0.9),
+            env=env,
+            agent=agent,
+            dist=CATEGORICAL,
+            num_steps=10,
+            options=PLAIN,
+        )
+    )(carry)
     t = np.arange(10)
     # The stale 99 is reset at the first step, and again after every episode end.
     np.testing.assert_array_equal(batch.reset[:, 0], (t % limit) == 0)
@@ -471,48 +557,80 @@ class TinyRecurrent(nn.Module):
 
 
 def test_replaying_a_recurrent_agent_gives_the_rollouts_log_probs_and_values():
-    config = jaxpg.PPOConfig(env=CountEnv(limit=5), num_envs=4, num_steps=16, num_minibatches=2,
-                             total_timesteps=4 * 16 * 2)
+    config = jaxpg.PPOConfig(
+        env=CountEnv(limit=5),
+        num_envs=4,
+        num_steps=16,
+        num_minibatches=2,
+        total_timesteps=4 * 16 * 2,
+    )
     agent = agent_from_module(TinyRecurrent(), env=config.env_spec)
     params = agent.init(jax.random.key(0))
-    carry = env_carry_init(jax.random.key(1), config.env_spec, 4, agent_carry=agent.initial_carry(4))
-    carry = carry.replace(agent_carry=jax.random.normal(jax.random.key(2), (4, 8)))  # mid-episode state
+    carry = env_carry_init(
+        jax.random.key(1), config.env_spec, 4, agent_carry=agent.initial_carry(4)
+    )
+    carry = carry.replace(
+        agent_carry=jax.random.normal(jax.random.key(2), (4, 8))
+    )  # mid-episode state
     carry = carry.replace(episode_start=jnp.zeros(4, bool))
-    _, batch = jax.jit(lambda c: rollout(
-        jax.random.key(3), params, c, jnp.float32(0.99), env=config.env_spec, agent=agent,
-        dist=CATEGORICAL, num_steps=16, options=PLAIN))(carry)
+    _, batch = jax.jit(
+        lambda c: rollout(
+            jax.random.key(3),
+            params,
+            c,
+            jnp.float32(0.99),
+            env=config.env_spec,
+            agent=agent,
+            dist=CATEGORICAL,
+            num_steps=16,
+            options=PLAIN,
+        )
+    )(carry)
     assert np.any(batch.reset[1:])  # episodes end in the middle of the rollout
     _, dist_params, values = jax.jit(functools.partial(unroll, agent))(
-        params, carry.agent_carry, batch.obs, batch.reset)
-    np.testing.assert_allclose(CATEGORICAL.log_prob(dist_params, batch.action), batch.log_prob,
-                               atol=1e-6, rtol=0)
+        params, carry.agent_carry, batch.obs, batch.reset
+    )
+    np.testing.assert_allclose(
+        CATEGORICAL.log_prob(dist_params, batch.action), batch.log_prob, atol=1e-6, rtol=0
+    )
     np.testing.assert_allclose(values, batch.value, atol=1e-6, rtol=0)
     # The same through the sequence minibatches: at the rollout's parameters every ratio is 1.
     batch_all = jaxpg.Batch(batch, jaxpg.Targets(*(jnp.ones((16, 4)),) * 4), carry.agent_carry)
     mbs = updates.split_minibatches(jax.random.key(4), batch_all, 2, sequences=True)
-    loss = functools.partial(actor_critic_loss, agent=agent, dist=CATEGORICAL, surrogate=ppo_surrogate,
-                             normalize_advantages=True, clip_value_loss=True)
+    loss = functools.partial(
+        actor_critic_loss,
+        agent=agent,
+        dist=CATEGORICAL,
+        surrogate=ppo_surrogate,
+        normalize_advantages=True,
+        clip_value_loss=True,
+    )
     for m in range(2):
         _, aux = loss(params, jax.tree.map(lambda x: x[m], mbs), hparams())
         assert abs(float(aux["approx_kl"])) < 1e-6 and float(aux["clip_fraction"]) == 0.0
 
 
 def test_a_recurrent_agent_trains_with_sequence_minibatches():
-    config = jaxpg.PPOConfig(env="CartPole-v1", num_envs=8, num_steps=32, num_minibatches=4,
-                             total_timesteps=8 * 32 * 4)
+    config = jaxpg.PPOConfig(
+        env="CartPole-v1", num_envs=8, num_steps=32, num_minibatches=4, total_timesteps=8 * 32 * 4
+    )
     result = jax.jit(jaxpg.make_train(config, agent=TinyRecurrent()))(jax.random.key(0))
     assert result.state.env.agent_carry.shape == (8, 8)
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     assert np.all(np.asarray(result.metrics["approx_kl"]) > 0)  # the parameters moved
     seeds = jax.jit(jax.vmap(jaxpg.make_train(config, agent=TinyRecurrent())))(
-        jax.random.split(jax.random.key(0), 2))
+        jax.random.split(jax.random.key(0), 2)
+    )
     assert seeds.state.env.agent_carry.shape == (2, 8, 8)
     with pytest.raises(ValueError, match="num_minibatches=3"):
-        jaxpg.make_train(config.replace(num_minibatches=3, num_envs=8, num_steps=48),
-                         agent=TinyRecurrent())
+        jaxpg.make_train(
+            config.replace(num_minibatches=3, num_envs=8, num_steps=48), agent=TinyRecurrent()
+        )
     policy = jaxpg.make_policy(config, TinyRecurrent())
     c = policy.initial_carry(5)
-    c, action = policy.step(result.params, c, jnp.zeros((5, 4)), jnp.ones(5, bool), jax.random.key(0))
+    c, action = policy.step(
+        result.params, c, jnp.zeros((5, 4)), jnp.ones(5, bool), jax.random.key(0)
+    )
     assert c.shape == (5, 8) and action.shape == (5,)
     with pytest.raises(ValueError, match="recurrent"):
         policy.act(result.params, jnp.zeros((5, 4)))
@@ -523,8 +641,16 @@ def test_a_recurrent_agent_trains_with_sequence_minibatches():
 
 def probe_run(kind, algorithm="ppo", steps=8_192):
     cls = jaxpg.PPOConfig if algorithm == "ppo" else jaxpg.A2CConfig
-    config = cls(env=ProbeEnv(kind), num_envs=16, num_steps=16, lr=3e-3, ent_coef=0.0,
-                 anneal_lr=False, normalize_rewards=False, total_timesteps=steps)
+    config = cls(
+        env=ProbeEnv(kind),
+        num_envs=16,
+        num_steps=16,
+        lr=3e-3,
+        ent_coef=0.0,
+        anneal_lr=False,
+        normalize_rewards=False,
+        total_timesteps=steps,
+    )
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
     return config, result
 
@@ -532,7 +658,9 @@ def probe_run(kind, algorithm="ppo", steps=8_192):
 def test_probe_constant_reward_value_is_one():
     config, result = probe_run("constant")
     policy = jaxpg.make_policy(config)
-    np.testing.assert_allclose(policy.value(result.params, jnp.asarray([[1.0, 0.0]])), 1.0, atol=0.05)
+    np.testing.assert_allclose(
+        policy.value(result.params, jnp.asarray([[1.0, 0.0]])), 1.0, atol=0.05
+    )
 
 
 @pytest.mark.parametrize("algorithm", ["ppo", "a2c"])
@@ -547,8 +675,17 @@ def test_probe_action_dependent_reward(algorithm):
     # The advantages of one batch: one-step episodes, so A(1) - A(0) is the reward gap, 1.
     agent = jaxpg.make_agent(config)
     carry = env_carry_init(jax.random.key(9), config.env_spec, 64)
-    _, batch = rollout(jax.random.key(10), result.params.network, carry, jnp.float32(0.99),
-                       env=config.env_spec, agent=agent, dist=CATEGORICAL, num_steps=1, options=PLAIN)
+    _, batch = rollout(
+        jax.random.key(10),
+        result.params.network,
+        carry,
+        jnp.float32(0.99),
+        env=config.env_spec,
+        agent=agent,
+        dist=CATEGORICAL,
+        num_steps=1,
+        options=PLAIN,
+    )
     batch = batch._replace(action=jnp.tile(jnp.asarray([0, 1]), 32)[None])
     batch = batch._replace(reward=batch.action.astype(jnp.float32))
     targets, _ = jaxpg.algorithms.gae_targets(batch, config.hparams(), ())
@@ -569,8 +706,10 @@ def test_probe_two_step_credit_assignment():
     # With that critic, GAE credits action 1 at the first step and blames action 0.
     T = 2
     batch = numbered_batch(T, 2).transitions._replace(
-        action=jnp.asarray([[1, 0], [0, 0]]), reward=jnp.asarray([[0.0, 0.0], [1.0, 0.0]]),
-        value=jnp.asarray([[v0, v0], [v1, v1]]), next_value=jnp.asarray([[v1, v1], [0.0, 0.0]]),
+        action=jnp.asarray([[1, 0], [0, 0]]),
+        reward=jnp.asarray([[0.0, 0.0], [1.0, 0.0]]),
+        value=jnp.asarray([[v0, v0], [v1, v1]]),
+        next_value=jnp.asarray([[v1, v1], [0.0, 0.0]]),
         terminated=jnp.asarray([[False, False], [True, True]]),
     )
     targets, _ = jaxpg.algorithms.gae_targets(batch, config.hparams(), ())

@@ -29,7 +29,8 @@ def test_custom_algorithm_and_policy_snippet_runs_and_learns(capsys):
 def test_sequence_task_snippet_runs_and_learns(capsys):
     namespace = {"__name__": "readme_snippet"}
     exec(compile(snippet("sequence-task"), "README.md:sequence-task", "exec"), namespace)
-    stats = namespace["evaluate_task"](namespace["config"], namespace["result"].params,
-                                       namespace["jax"].random.key(1))
+    stats = namespace["evaluate_task"](
+        namespace["config"], namespace["result"].params, namespace["jax"].random.key(1)
+    )
     assert float(stats["exact_match"]) >= 0.8  # chance is 1/16
     assert "exact_match" in capsys.readouterr().out

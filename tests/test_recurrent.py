@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from toy_envs import CountEnv, DelayedRecallEnv
 
 import jaxpg
 from jaxpg import updates
@@ -18,7 +19,6 @@ from jaxpg.distributions import CATEGORICAL
 from jaxpg.evaluate import evaluate
 from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
 from jaxpg.wrappers import MaskObservation
-from toy_envs import CountEnv, DelayedRecallEnv
 
 PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_actions=True)
 CELLS = ["gru", "lstm"]
@@ -29,18 +29,38 @@ def short_cartpole(cell, **kw):
     truncation and, under random actions, sometimes by termination, mid-rollout."""
     env = MaskObservation("CartPole-v1", keep=(0, 2))
     params = env.default_params.replace(max_steps_in_episode=7)
-    base = dict(env=env, env_params=params, network=cell, recurrent_size=16, hidden_sizes=(8,),
-                num_envs=4, num_steps=24, num_minibatches=2, total_timesteps=4 * 24 * 2)
+    base = dict(
+        env=env,
+        env_params=params,
+        network=cell,
+        recurrent_size=16,
+        hidden_sizes=(8,),
+        num_envs=4,
+        num_steps=24,
+        num_minibatches=2,
+        total_timesteps=4 * 24 * 2,
+    )
     return jaxpg.PPOConfig(**{**base, **kw})
 
 
 def run_rollout(config, agent, params, agent_carry, key=3):
-    carry = env_carry_init(jax.random.key(1), config.env_spec, config.num_envs,
-                           agent_carry=agent_carry)
+    carry = env_carry_init(
+        jax.random.key(1), config.env_spec, config.num_envs, agent_carry=agent_carry
+    )
     carry = carry.replace(episode_start=jnp.zeros(config.num_envs, bool))  # mid-episode start
-    return carry, jax.jit(lambda c: rollout(
-        jax.random.key(key), params, c, jnp.float32(0.99), env=config.env_spec, agent=agent,
-        dist=CATEGORICAL, num_steps=config.num_steps, options=PLAIN))(carry)[1]
+    return carry, jax.jit(
+        lambda c: rollout(
+            jax.random.key(key),
+            params,
+            c,
+            jnp.float32(0.99),
+            env=config.env_spec,
+            agent=agent,
+            dist=CATEGORICAL,
+            num_steps=config.num_steps,
+            options=PLAIN,
+        )
+    )(carry)[1]
 
 
 def random_carry(agent, n, key):
@@ -60,22 +80,26 @@ def test_replay_from_the_start_carry_gives_the_rollouts_log_probs_and_values(cel
     carry, batch = run_rollout(config, agent, params, start)
     assert np.any(batch.truncated[1:]) and np.any(batch.reset[1:])  # episodes end mid-rollout
     _, dist_params, values = jax.jit(functools.partial(unroll, agent))(
-        params, start, batch.obs, batch.reset)
-    np.testing.assert_allclose(CATEGORICAL.log_prob(dist_params, batch.action), batch.log_prob,
-                               atol=2e-6, rtol=0)
+        params, start, batch.obs, batch.reset
+    )
+    np.testing.assert_allclose(
+        CATEGORICAL.log_prob(dist_params, batch.action), batch.log_prob, atol=2e-6, rtol=0
+    )
     np.testing.assert_allclose(values, batch.value, atol=2e-6, rtol=0)
     # Through the trainer's sequence minibatches: at the rollout's parameters every ratio is 1.
     algorithm = jaxpg.registry.make_algorithm(config, agent)
     hp = config.hparams()
     _, algo_state = algorithm.init(params, hp)
     targets, _ = algorithm.targets(batch, hp, algo_state)
-    mbs = updates.split_minibatches(jax.random.key(4), jaxpg.Batch(batch, targets, start), 2,
-                                    sequences=True)
+    mbs = updates.split_minibatches(
+        jax.random.key(4), jaxpg.Batch(batch, targets, start), 2, sequences=True
+    )
     for m in range(2):
         mb = jax.tree.map(lambda x: x[m], mbs)
         _, dist_params, values = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)
-        np.testing.assert_allclose(CATEGORICAL.log_prob(dist_params, mb.action), mb.old_log_prob,
-                                   atol=2e-6, rtol=0)
+        np.testing.assert_allclose(
+            CATEGORICAL.log_prob(dist_params, mb.action), mb.old_log_prob, atol=2e-6, rtol=0
+        )
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -96,15 +120,33 @@ def test_a_carry_after_a_done_equals_the_initial_carry(cell):
 def test_truncation_bootstraps_from_the_carry_that_reached_the_final_observation(cell):
     limit = 4
     env = jaxpg.make_env(CountEnv(limit=limit))  # truncated every 4 steps, nothing random
-    config = jaxpg.PPOConfig(env=env.env, network=cell, recurrent_size=8, hidden_sizes=(8,),
-                             num_envs=2, num_steps=10, num_minibatches=1, total_timesteps=20)
+    config = jaxpg.PPOConfig(
+        env=env.env,
+        network=cell,
+        recurrent_size=8,
+        hidden_sizes=(8,),
+        num_envs=2,
+        num_steps=10,
+        num_minibatches=1,
+        total_timesteps=20,
+    )
     agent = make_agent(config)
     params = agent.init(jax.random.key(0))
     start = random_carry(agent, 2, jax.random.key(5))
     carry = env_carry_init(jax.random.key(1), config.env_spec, 2, agent_carry=start)
-    _, batch = jax.jit(lambda c: rollout(
-        jax.random.key(3), params, c, jnp.float32(0.99), env=config.env_spec, agent=agent,
-        dist=CATEGORICAL, num_steps=10, options=PLAIN))(carry)
+    _, batch = jax.jit(
+        lambda c: rollout(
+            jax.random.key(3),
+            params,
+            c,
+            jnp.float32(0.99),
+            env=config.env_spec,
+            agent=agent,
+            dist=CATEGORICAL,
+            num_steps=10,
+            options=PLAIN,
+        )
+    )(carry)
     # By hand: step the agent through one episode's observations [t, 1], t = 0..3 (reset at the
     # first), then read the final observation [4, 1] from the carry that got there, no reset.
     c = start
@@ -112,10 +154,12 @@ def test_truncation_bootstraps_from_the_carry_that_reached_the_final_observation
         obs = jnp.tile(jnp.array([[float(t), 1.0]]), (2, 1))
         c, _, v = agent.apply(params, c, obs, jnp.full(2, t == 0))
         np.testing.assert_allclose(batch.value[t], v, atol=2e-6)  # a fresh start: step 0 resets
-    _, _, v_final = agent.apply(params, c, jnp.tile(jnp.array([[float(limit), 1.0]]), (2, 1)),
-                                jnp.zeros(2, bool))
-    _, _, v_reset = agent.apply(params, agent.initial_carry(2), jnp.tile(
-        jnp.array([[0.0, 1.0]]), (2, 1)), jnp.ones(2, bool))
+    _, _, v_final = agent.apply(
+        params, c, jnp.tile(jnp.array([[float(limit), 1.0]]), (2, 1)), jnp.zeros(2, bool)
+    )
+    _, _, v_reset = agent.apply(
+        params, agent.initial_carry(2), jnp.tile(jnp.array([[0.0, 1.0]]), (2, 1)), jnp.ones(2, bool)
+    )
     assert batch.truncated[limit - 1].all() and not batch.terminated.any()
     np.testing.assert_allclose(batch.next_value[limit - 1], v_final, atol=2e-6)
     assert not np.allclose(v_final, v_reset)  # what a bootstrap from the reset would give
@@ -124,8 +168,12 @@ def test_truncation_bootstraps_from_the_carry_that_reached_the_final_observation
 @pytest.mark.parametrize("algo", ["ppo", "a2c", "trpo", "reinforce", "grpo"])
 def test_every_algorithm_trains_a_recurrent_policy(algo):
     cls = jaxpg.registry.config_class(algo)
-    kw = dict(env=MaskObservation("CartPole-v1", keep=(0, 2)), network="gru",
-              recurrent_size=16, hidden_sizes=(16,))
+    kw = dict(
+        env=MaskObservation("CartPole-v1", keep=(0, 2)),
+        network="gru",
+        recurrent_size=16,
+        hidden_sizes=(16,),
+    )
     if algo == "grpo":
         kw.update(num_groups=2, group_size=2, num_minibatches=2, total_timesteps=2 * 4 * 500)
     else:
@@ -136,8 +184,10 @@ def test_every_algorithm_trains_a_recurrent_policy(algo):
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     before = jaxpg.init_state(config, jax.random.key(0)).params
-    assert any(not np.allclose(a, b) for a, b in zip(
-        jax.tree.leaves(result.state.params), jax.tree.leaves(before)))
+    assert any(
+        not np.allclose(a, b)
+        for a, b in zip(jax.tree.leaves(result.state.params), jax.tree.leaves(before))
+    )
     ret = evaluate(config, result.params, jax.random.key(1), 4).episode_return
     assert ret.shape == (4,) and np.all(ret >= 1)
 
@@ -185,25 +235,73 @@ def test_keep_obs_from_the_config_and_the_command_line(tmp_path):
     with pytest.raises(ValueError, match=r"keep_obs=\(7,\) is invalid"):
         jaxpg.PPOConfig(keep_obs=(7,))
     run_dir = tmp_path / "gru"
-    code = cli.main(["train", "ppo", "--network", "gru", "--keep-obs", "0,2", "--num-envs", "4",
-                     "--num-steps", "16", "--num-minibatches", "2", "--recurrent-size", "8",
-                     "--hidden-sizes", "8", "--total-timesteps", "128", "--run-dir",
-                     str(run_dir), "--no-progress", "--no-plot"])
+    code = cli.main(
+        [
+            "train",
+            "ppo",
+            "--network",
+            "gru",
+            "--keep-obs",
+            "0,2",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "16",
+            "--num-minibatches",
+            "2",
+            "--recurrent-size",
+            "8",
+            "--hidden-sizes",
+            "8",
+            "--total-timesteps",
+            "128",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--no-plot",
+        ]
+    )
     assert code == 0
     config, _ = runs.read_config(run_dir)
     assert (config.network, config.keep_obs, config.env_spec.obs_shape) == ("gru", (0, 2), (2,))
     assert cli.main(["eval", str(run_dir), "--episodes", "3"]) == 0
-    assert cli.main(["train", "--resume", str(run_dir), "--total-timesteps", "192",
-                     "--no-progress", "--no-plot"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--resume",
+                str(run_dir),
+                "--total-timesteps",
+                "192",
+                "--no-progress",
+                "--no-plot",
+            ]
+        )
+        == 0
+    )
 
 
 def recall_run(network):
-    config = jaxpg.PPOConfig(env=DelayedRecallEnv(delay=1), network=network, recurrent_size=16,
-                             hidden_sizes=(16,), num_envs=16, num_steps=16, num_minibatches=4,
-                             lr=3e-3, ent_coef=0.0, total_timesteps=16 * 16 * 60)
+    config = jaxpg.PPOConfig(
+        env=DelayedRecallEnv(delay=1),
+        network=network,
+        recurrent_size=16,
+        hidden_sizes=(16,),
+        num_envs=16,
+        num_steps=16,
+        num_minibatches=4,
+        lr=3e-3,
+        ent_coef=0.0,
+        total_timesteps=16 * 16 * 60,
+    )
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
-    return float(jnp.mean(evaluate(config, result.params, jax.random.key(1), 256,
-                                         deterministic=True).episode_return))
+    return float(
+        jnp.mean(
+            evaluate(
+                config, result.params, jax.random.key(1), 256, deterministic=True
+            ).episode_return
+        )
+    )
 
 
 def test_memory_probe_needs_a_recurrent_policy():
@@ -217,8 +315,16 @@ def test_memory_probe_needs_a_recurrent_policy():
 def test_a_continuous_recurrent_policy_on_pendulum_without_angular_velocity(algo):
     kw = dict(num_minibatches=2) if algo == "ppo" else dict(critic_minibatches=2)
     config = jaxpg.registry.config_class(algo)(
-        env="Pendulum-v1", keep_obs=(0, 1), network="lstm", recurrent_size=8, hidden_sizes=(8,),
-        num_envs=4, num_steps=16, total_timesteps=4 * 16 * 2, **kw)
+        env="Pendulum-v1",
+        keep_obs=(0, 1),
+        network="lstm",
+        recurrent_size=8,
+        hidden_sizes=(8,),
+        num_envs=4,
+        num_steps=16,
+        total_timesteps=4 * 16 * 2,
+        **kw,
+    )
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     ret = evaluate(config, result.params, jax.random.key(1), 2).episode_return

@@ -21,28 +21,60 @@ WRITTEN_WITH = "0.10.2"
 SMALL = dict(num_envs=4, num_steps=32, total_timesteps=4 * 32 * 3)
 CASES = {
     "ppo_cartpole": (jaxpg.PPOConfig, dict(env="CartPole-v1", **SMALL)),
-    "ppo_pendulum_norm": (jaxpg.PPOConfig, dict(
-        env="Pendulum-v1", **SMALL, num_minibatches=2, normalize_obs=True,
-        normalize_rewards=True, shared_network=True)),
+    "ppo_pendulum_norm": (
+        jaxpg.PPOConfig,
+        dict(
+            env="Pendulum-v1",
+            **SMALL,
+            num_minibatches=2,
+            normalize_obs=True,
+            normalize_rewards=True,
+            shared_network=True,
+        ),
+    ),
     "reinforce_value": (jaxpg.ReinforceConfig, dict(env="CartPole-v1", **SMALL)),
-    "reinforce_ma": (jaxpg.ReinforceConfig, dict(env="CartPole-v1", **SMALL, baseline="moving_average")),
+    "reinforce_ma": (
+        jaxpg.ReinforceConfig,
+        dict(env="CartPole-v1", **SMALL, baseline="moving_average"),
+    ),
     "reinforce_none": (jaxpg.ReinforceConfig, dict(env="CartPole-v1", **SMALL, baseline="none")),
-    "reinforce_traj": (jaxpg.ReinforceConfig, dict(
-        env="CartPole-v1", num_envs=4, num_steps=None, mode="trajectory",
-        total_timesteps=4 * 500 * 2, baseline="moving_average")),
-    "reinforce_traj_value": (jaxpg.ReinforceConfig, dict(
-        env="CartPole-v1", num_envs=4, num_steps=None, mode="trajectory",
-        total_timesteps=4 * 500 * 2, baseline="value")),
+    "reinforce_traj": (
+        jaxpg.ReinforceConfig,
+        dict(
+            env="CartPole-v1",
+            num_envs=4,
+            num_steps=None,
+            mode="trajectory",
+            total_timesteps=4 * 500 * 2,
+            baseline="moving_average",
+        ),
+    ),
+    "reinforce_traj_value": (
+        jaxpg.ReinforceConfig,
+        dict(
+            env="CartPole-v1",
+            num_envs=4,
+            num_steps=None,
+            mode="trajectory",
+            total_timesteps=4 * 500 * 2,
+            baseline="value",
+        ),
+    ),
 }
 
 
 def fingerprint(result) -> dict:
     """Per parameter leaf: the float64 sum and the first element; per update: five metrics."""
     flat, _ = jax.tree_util.tree_flatten_with_path(result.params)
-    out = {"params": {
-        jax.tree_util.keystr(p): [float(np.asarray(x, np.float64).sum()), float(np.asarray(x).ravel()[0])]
-        for p, x in flat
-    }}
+    out = {
+        "params": {
+            jax.tree_util.keystr(p): [
+                float(np.asarray(x, np.float64).sum()),
+                float(np.asarray(x).ravel()[0]),
+            ]
+            for p, x in flat
+        }
+    }
     for k in ("policy_loss", "value_loss", "entropy", "episode_return", "grad_norm"):
         out[k] = [float(v) for v in np.asarray(result.metrics[k])]
     return out

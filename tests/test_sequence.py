@@ -10,8 +10,16 @@ import pytest
 import jaxpg
 from jaxpg.agents import make_agent
 from jaxpg.networks import CausalEncoder, CausalTransformer
-from jaxpg.sequence import (SequenceTask, add_task, copy_task, evaluate_task, make_task,
-                            reverse_task, sort_task, task_env)
+from jaxpg.sequence import (
+    SequenceTask,
+    add_task,
+    copy_task,
+    evaluate_task,
+    make_task,
+    reverse_task,
+    sort_task,
+    task_env,
+)
 
 
 def test_the_episode_writes_the_completion_and_scores_it_once_at_the_end():
@@ -29,8 +37,8 @@ def test_the_episode_writes_the_completion_and_scores_it_once_at_the_end():
         assert np.all(np.asarray(out.terminated) == last) and not np.any(out.truncated)
         buf = np.asarray(out.final_obs)
         np.testing.assert_array_equal(buf[:, :3], prompt)
-        np.testing.assert_array_equal(buf[:, 3:4 + t], chosen[:, : t + 1])
-        np.testing.assert_array_equal(buf[:, 4 + t:6], 5)
+        np.testing.assert_array_equal(buf[:, 3 : 4 + t], chosen[:, : t + 1])
+        np.testing.assert_array_equal(buf[:, 4 + t : 6], 5)
         if not last:
             np.testing.assert_array_equal(out.reward, 0.0)
             np.testing.assert_array_equal(buf[:, 6], 4 + t)
@@ -71,32 +79,47 @@ def test_the_transformer_is_causal():
     encode = lambda t: encoder.apply({"params": params["params"]["encoder"]}, t)
     base = encode(tokens)
     for t in range(7):
-        later = tokens.at[:, t + 1:].set((tokens[:, t + 1:] + 1) % 6)  # change every later token
+        later = tokens.at[:, t + 1 :].set((tokens[:, t + 1 :] + 1) % 6)  # change every later token
         out = encode(later)
         np.testing.assert_allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-6)
-        assert not np.allclose(out[:, t + 1:], base[:, t + 1:], atol=1e-4)
+        assert not np.allclose(out[:, t + 1 :], base[:, t + 1 :], atol=1e-4)
     # The heads read the position before the next token: padding after it changes nothing.
     obs = jnp.concatenate([tokens, jnp.full((3, 1), 4)], axis=1)  # next token at position 4
     padded = obs.at[:, 4:8].set(5)
-    np.testing.assert_allclose(module.apply(params, obs)[0], module.apply(params, padded)[0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        module.apply(params, obs)[0], module.apply(params, padded)[0], atol=1e-6
+    )
 
 
 def test_a_users_task_in_ten_lines_trains_through_the_public_api():
     # Say the prompt's largest token twice.
     task = SequenceTask(
-        vocab_size=4, prompt_length=3, completion_length=2,
+        vocab_size=4,
+        prompt_length=3,
+        completion_length=2,
         sample_prompt=lambda key: jax.random.randint(key, (3,), 0, 4),
         reward=lambda prompt, out: jnp.mean((out == prompt.max()).astype(jnp.float32)),
         success=lambda prompt, out: jnp.all(out == prompt.max()),
         name="max-twice",
     )
-    config = jaxpg.PPOConfig(env=task_env(task), network="transformer", embed_dim=32,
-                             mode="trajectory", num_steps=None, num_envs=64, num_minibatches=2,
-                             lr=1e-3, total_timesteps=64 * 2 * 40)
+    config = jaxpg.PPOConfig(
+        env=task_env(task),
+        network="transformer",
+        embed_dim=32,
+        mode="trajectory",
+        num_steps=None,
+        num_envs=64,
+        num_minibatches=2,
+        lr=1e-3,
+        total_timesteps=64 * 2 * 40,
+    )
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
-    before = evaluate_task(config, jaxpg.train.policy_params(
-        config, jaxpg.init_state(config, jax.random.key(0))), jax.random.key(1), 256)
+    before = evaluate_task(
+        config,
+        jaxpg.train.policy_params(config, jaxpg.init_state(config, jax.random.key(0))),
+        jax.random.key(1),
+        256,
+    )
     after = evaluate_task(config, result.params, jax.random.key(1), 256)
     assert float(before["exact_match"]) < 0.3 and float(after["exact_match"]) >= 0.8
 
@@ -105,34 +128,60 @@ def test_a_users_task_in_ten_lines_trains_through_the_public_api():
 def test_sequence_tasks_train_with_the_mlp_and_the_other_algorithms(algo):
     kw = dict(env="seq:sort", env_kwargs={"vocab_size": 3, "prompt_length": 3})
     if algo == "grpo":  # with the KL penalty towards the initial policy
-        config = jaxpg.GRPOConfig(**kw, num_groups=2, group_size=4, num_minibatches=1,
-                                  kl_coef=0.1, total_timesteps=8 * 3 * 2)
+        config = jaxpg.GRPOConfig(
+            **kw,
+            num_groups=2,
+            group_size=4,
+            num_minibatches=1,
+            kl_coef=0.1,
+            total_timesteps=8 * 3 * 2,
+        )
     elif algo == "ppo_gae":  # per-token GAE with gamma = lambda = 1: every token gets R - V(s_t)
-        config = jaxpg.PPOConfig(**kw, gamma=1.0, gae_lambda=1.0, num_envs=4, num_steps=3,
-                                 num_minibatches=1, total_timesteps=4 * 3 * 2)
+        config = jaxpg.PPOConfig(
+            **kw,
+            gamma=1.0,
+            gae_lambda=1.0,
+            num_envs=4,
+            num_steps=3,
+            num_minibatches=1,
+            total_timesteps=4 * 3 * 2,
+        )
     else:
-        config = jaxpg.ReinforceConfig(**kw, mode="trajectory", num_steps=None, num_envs=4,
-                                       baseline="moving_average", total_timesteps=4 * 3 * 2)
+        config = jaxpg.ReinforceConfig(
+            **kw,
+            mode="trajectory",
+            num_steps=None,
+            num_envs=4,
+            baseline="moving_average",
+            total_timesteps=4 * 3 * 2,
+        )
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     assert make_agent(config)  # the default MLP reads the buffer as numbers
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(sample_prompt=lambda k: jnp.zeros((4,), jnp.int32)), r"int32\[prompt_length=3\]"),
-    (dict(sample_prompt=lambda k: jnp.zeros((3,), jnp.float32)), "int32.*float32"),
-    (dict(reward=lambda p, c: jnp.zeros((2,))), "reward: must return a float32 scalar"),
-    (dict(reward=lambda p, c: jnp.int32(1)), "reward: must return a float32 scalar"),
-    (dict(success=lambda p, c: jnp.float32(1)), "success: must return a bool scalar"),
-    (dict(vocab_size=1), "vocab_size=1 is invalid"),
-    (dict(prompt_length=0), "prompt_length=0 is invalid"),
-    (dict(completion_length=0), "completion_length=0 is invalid"),
-    (dict(reward=lambda p: 0.0), "reward: calling it on dummy inputs failed"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sample_prompt=lambda k: jnp.zeros((4,), jnp.int32)), r"int32\[prompt_length=3\]"),
+        (dict(sample_prompt=lambda k: jnp.zeros((3,), jnp.float32)), "int32.*float32"),
+        (dict(reward=lambda p, c: jnp.zeros((2,))), "reward: must return a float32 scalar"),
+        (dict(reward=lambda p, c: jnp.int32(1)), "reward: must return a float32 scalar"),
+        (dict(success=lambda p, c: jnp.float32(1)), "success: must return a bool scalar"),
+        (dict(vocab_size=1), "vocab_size=1 is invalid"),
+        (dict(prompt_length=0), "prompt_length=0 is invalid"),
+        (dict(completion_length=0), "completion_length=0 is invalid"),
+        (dict(reward=lambda p: 0.0), "reward: calling it on dummy inputs failed"),
+    ],
+)
 def test_bad_tasks_are_refused_when_built(kwargs, match):
-    base = dict(vocab_size=4, prompt_length=3, completion_length=2,
-                sample_prompt=lambda key: jax.random.randint(key, (3,), 0, 4),
-                reward=lambda p, c: jnp.float32(0.0))
+    base = dict(
+        vocab_size=4,
+        prompt_length=3,
+        completion_length=2,
+        sample_prompt=lambda key: jax.random.randint(key, (3,), 0, 4),
+        reward=lambda p, c: jnp.float32(0.0),
+    )
     with pytest.raises(ValueError, match=match):
         SequenceTask(**{**base, **kwargs})
 
@@ -147,9 +196,16 @@ def test_names_sizes_and_bad_configs():
         jaxpg.PPOConfig(env="CartPole-v1", network="transformer")
     with pytest.raises(ValueError, match="num_heads=3"):
         jaxpg.PPOConfig(env="seq:copy", network="transformer", num_heads=3)
-    config = jaxpg.PPOConfig(env="seq:add", env_kwargs={"digits": 3}, network="transformer",
-                             mode="trajectory", num_steps=None, num_envs=4, num_minibatches=1,
-                             total_timesteps=16)
+    config = jaxpg.PPOConfig(
+        env="seq:add",
+        env_kwargs={"digits": 3},
+        network="transformer",
+        mode="trajectory",
+        num_steps=None,
+        num_envs=4,
+        num_minibatches=1,
+        total_timesteps=16,
+    )
     assert config.env_spec.obs_shape == (7 + 4 + 1,) and config.num_steps == 4
 
 
@@ -157,11 +213,34 @@ def test_train_a_sequence_task_from_the_command_line(tmp_path):
     from jaxpg import cli, runs
 
     run_dir = tmp_path / "seq"
-    code = cli.main(["train", "ppo", "--env", "seq:reverse", "--env-kwargs",
-                     '{"prompt_length": 3, "vocab_size": 3}', "--network", "transformer",
-                     "--embed-dim", "16", "--mode", "trajectory", "--num-steps", "none",
-                     "--num-envs", "8", "--num-minibatches", "2", "--total-timesteps", "48",
-                     "--run-dir", str(run_dir), "--no-progress", "--no-plot"])
+    code = cli.main(
+        [
+            "train",
+            "ppo",
+            "--env",
+            "seq:reverse",
+            "--env-kwargs",
+            '{"prompt_length": 3, "vocab_size": 3}',
+            "--network",
+            "transformer",
+            "--embed-dim",
+            "16",
+            "--mode",
+            "trajectory",
+            "--num-steps",
+            "none",
+            "--num-envs",
+            "8",
+            "--num-minibatches",
+            "2",
+            "--total-timesteps",
+            "48",
+            "--run-dir",
+            str(run_dir),
+            "--no-progress",
+            "--no-plot",
+        ]
+    )
     assert code == 0
     config, _ = runs.read_config(run_dir)
     assert config.env_spec.name == "seq:reverse" and config.env_spec.obs_shape == (7,)
@@ -174,5 +253,10 @@ def test_one_reward_per_episode_needs_whole_episodes_in_a_rollout():
         with pytest.raises(ValueError, match="num_steps=4 is invalid: at least the episode limit"):
             cls(env="seq:reverse", mode="trajectory", num_steps=4, num_envs=4, **kw)
     with pytest.raises(ValueError, match="num_steps=4 is invalid"):
-        jaxpg.ReinforceConfig(env="seq:copy", env_kwargs={"prompt_length": 4}, mode="trajectory",
-                              num_steps=None, num_envs=4).replace(env_kwargs={})
+        jaxpg.ReinforceConfig(
+            env="seq:copy",
+            env_kwargs={"prompt_length": 4},
+            mode="trajectory",
+            num_steps=None,
+            num_envs=4,
+        ).replace(env_kwargs={})

@@ -28,14 +28,25 @@ def _strict_rank_promotion():
 
 
 def tiny_ppo(**kw):
-    base = dict(env="CartPole-v1", num_envs=4, num_steps=16, num_minibatches=2, num_epochs=2,
-                total_timesteps=4 * 16 * 4)
+    base = dict(
+        env="CartPole-v1",
+        num_envs=4,
+        num_steps=16,
+        num_minibatches=2,
+        num_epochs=2,
+        total_timesteps=4 * 16 * 4,
+    )
     return jaxpg.PPOConfig(**{**base, **kw})
 
 
 def tiny_reinforce(**kw):
-    base = dict(env="CartPole-v1", num_envs=4, num_steps=16, baseline="moving_average",
-                total_timesteps=4 * 16 * 3)
+    base = dict(
+        env="CartPole-v1",
+        num_envs=4,
+        num_steps=16,
+        baseline="moving_average",
+        total_timesteps=4 * 16 * 3,
+    )
     return jaxpg.ReinforceConfig(**{**base, **kw})
 
 
@@ -46,7 +57,9 @@ def member(tree, k, s):
 def assert_same_run(single, swept):
     np.testing.assert_array_equal(single.metrics["episodes"], swept.metrics["episodes"])
     np.testing.assert_array_equal(single.metrics["env_steps"], swept.metrics["env_steps"])
-    np.testing.assert_allclose(single.metrics["episode_return"], swept.metrics["episode_return"], **TOL)
+    np.testing.assert_allclose(
+        single.metrics["episode_return"], swept.metrics["episode_return"], **TOL
+    )
     for name in LOSS_METRICS:
         np.testing.assert_allclose(single.metrics[name], swept.metrics[name], **TOL, err_msg=name)
     chex.assert_trees_all_close(single.params, swept.params, **TOL)
@@ -95,8 +108,14 @@ def test_three_learning_rates_by_four_seeds_is_one_program_and_never_recompiles(
 
     # Other values of every traced hyperparameter, and other seeds: same program.
     other, _ = sweep_lib.grid(
-        config, lr=[2e-4, 5e-4, 2e-3], gamma=[0.9], gae_lambda=[0.8], clip_eps=[0.3],
-        ent_coef=[0.0], vf_coef=[1.0], max_grad_norm=[1.0],
+        config,
+        lr=[2e-4, 5e-4, 2e-3],
+        gamma=[0.9],
+        gae_lambda=[0.8],
+        clip_eps=[0.3],
+        ent_coef=[0.0],
+        vf_coef=[1.0],
+        max_grad_norm=[1.0],
     )
     second = sweep(jax.random.split(jax.random.key(1), 4), other)  # a retrace would raise
     assert sweep._cache_size() == 1
@@ -146,9 +165,13 @@ def test_random_search_draws_inside_the_ranges():
     np.testing.assert_array_equal(hparams.lr, again.lr)  # the key decides
 
 
-@pytest.mark.parametrize("field", ["num_envs", "num_steps", "hidden_sizes", "num_minibatches", "anneal_lr"])
+@pytest.mark.parametrize(
+    "field", ["num_envs", "num_steps", "hidden_sizes", "num_minibatches", "anneal_lr"]
+)
 def test_static_fields_are_refused_with_a_clear_message(field):
-    with pytest.raises(ValueError, match=rf"'{field}' is a static config field.*one config per value"):
+    with pytest.raises(
+        ValueError, match=rf"'{field}' is a static config field.*one config per value"
+    ):
         sweep_lib.grid(tiny_ppo(), **{field: [1, 2]})
     with pytest.raises(ValueError, match=rf"'{field}' is a static config field"):
         sweep_lib.random_search(tiny_ppo(), jax.random.key(0), 2, **{field: (1, 2)})
@@ -195,11 +218,19 @@ def test_results_table_has_a_row_per_setting_and_seed():
     returns = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     returns[0, 1, 2:] = np.nan
     returns[1, 2, :] = np.nan
-    metrics = {"episode_return": returns, "env_steps": np.broadcast_to(np.arange(1, 5) * 64, (2, 3, 4))}
+    metrics = {
+        "episode_return": returns,
+        "env_steps": np.broadcast_to(np.arange(1, 5) * 64, (2, 3, 4)),
+    }
     settings = [{"lr": 1e-4}, {"lr": 1e-3}]
     rows = sweep_lib.results_table(metrics, settings, seeds=[10, 11, 12], last=2)
     assert [(r["lr"], r["seed"]) for r in rows] == [
-        (1e-4, 10), (1e-4, 11), (1e-4, 12), (1e-3, 10), (1e-3, 11), (1e-3, 12)
+        (1e-4, 10),
+        (1e-4, 11),
+        (1e-4, 12),
+        (1e-3, 10),
+        (1e-3, 11),
+        (1e-3, 12),
     ]
     assert rows[0]["final_return"] == 2.5  # mean of the last 2 updates: (2 + 3) / 2
     assert np.isnan(rows[1]["final_return"])  # no episode ended in the last 2 updates

@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import jaxpg
-from jaxpg.algorithms import first_episode_mask, rollout_cut_mask
 from toy_envs import CountEnv
 from trees import assert_trees_close as leaves_close
 from trees import assert_trees_equal
+
+import jaxpg
+from jaxpg.algorithms import first_episode_mask, rollout_cut_mask
 
 TINY_PPO = dict(total_timesteps=512 * 3)
 
@@ -24,13 +24,22 @@ def test_readme_snippet_runs_as_written():
     train = jaxpg.make_train(config)
     result = jax.jit(train)(jax.random.key(0))
     assert result.metrics["episode_return"].shape == (config.num_updates,)
-    for name in ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction",
-                 "explained_variance", "learning_rate", "env_steps"):
+    for name in (
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "approx_kl",
+        "clip_fraction",
+        "explained_variance",
+        "learning_rate",
+        "env_steps",
+    ):
         assert result.metrics[name].shape == (config.num_updates,), name
     np.testing.assert_array_equal(result.metrics["env_steps"], [512, 1024, 1536, 2048])
     # lr anneals linearly from 2.5e-4 over the 4 updates.
-    np.testing.assert_allclose(result.metrics["learning_rate"], 2.5e-4 * np.array([1, .75, .5, .25]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        result.metrics["learning_rate"], 2.5e-4 * np.array([1, 0.75, 0.5, 0.25]), rtol=1e-6
+    )
     policy = jaxpg.make_policy(config)
     obs = jnp.zeros((7, 4))
     action = policy.act(result.params, obs, jax.random.key(1))
@@ -143,8 +152,9 @@ def test_vmapped_seed_equals_single_run_and_runs_are_bit_identical(config):
     assert_trees_equal(single, again)
     # Batched matmuls may round differently from unbatched ones, by an ulp or so.
     leaves_close(jax.tree.map(lambda x: x[1], batched.params), single.params, atol=1e-6)
-    np.testing.assert_allclose(batched.metrics["policy_loss"][1], single.metrics["policy_loss"],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        batched.metrics["policy_loss"][1], single.metrics["policy_loss"], atol=1e-6
+    )
 
 
 def test_chunks_compose_exactly():
@@ -189,21 +199,35 @@ def test_first_episode_mask_against_numpy():
 
 def test_trajectory_mode_gives_every_step_the_episode_return():
     env = CountEnv(limit=5)
-    config = jaxpg.ReinforceConfig(env=env, mode="trajectory", num_steps=8, num_envs=2,
-                                   baseline="none", normalize_advantages=False,
-                                   total_timesteps=16)
+    config = jaxpg.ReinforceConfig(
+        env=env,
+        mode="trajectory",
+        num_steps=8,
+        num_envs=2,
+        baseline="none",
+        normalize_advantages=False,
+        total_timesteps=16,
+    )
     update = jax.jit(jaxpg.make_update(config))
     state = jaxpg.init_state(config, jax.random.key(0))
     # Run the pieces of one update by hand through the public estimator.
     from jaxpg.agents import make_agent
-    from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
     from jaxpg.distributions import action_dist
+    from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
 
     agent = make_agent(config)
     carry = env_carry_init(jax.random.key(1), config.env_spec, 2)
-    _, batch = rollout(jax.random.key(2), state.params, carry, jnp.float32(0.99),
-                       env=config.env_spec, agent=agent, dist=action_dist(True),
-                       num_steps=8, options=RolloutOptions(False, False, True))
+    _, batch = rollout(
+        jax.random.key(2),
+        state.params,
+        carry,
+        jnp.float32(0.99),
+        env=config.env_spec,
+        agent=agent,
+        dist=action_dist(True),
+        num_steps=8,
+        options=RolloutOptions(False, False, True),
+    )
     targets, _ = jaxpg.make_algorithm(config, agent).targets(batch, state.hparams, state.algo_state)
     np.testing.assert_array_equal(targets.mask[:, 0], [1, 1, 1, 1, 1, 0, 0, 0])
     np.testing.assert_array_equal(targets.advantages[:, 0], [5, 5, 5, 5, 5, 0, 0, 0])
@@ -232,7 +256,11 @@ def test_minatar_presets_at_the_published_budget(game, network):
     config = presets.ppo_minatar(game, network)
     assert config.env == f"{game}-MinAtar" and config.total_timesteps == 10_000_000
     assert (config.num_envs, config.num_steps, config.num_epochs, config.num_minibatches) == (
-        64, 128, 4, 8)
+        64,
+        128,
+        4,
+        8,
+    )
     assert (config.lr, config.anneal_lr, config.gamma) == (5e-4, False, 0.999)
     assert config.network == network
     name = f"ppo-{game.lower()}-minatar" + ("-cnn" if network == "cnn" else "")

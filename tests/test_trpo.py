@@ -6,14 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
+from toy_envs import ProbeEnv
 
 import jaxpg
 from jaxpg import trust_region
 from jaxpg.agents import mlp_agent, unroll
 from jaxpg.distributions import CATEGORICAL, DIAG_GAUSSIAN, action_dist
-from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
+from jaxpg.rollout import RolloutOptions, rollout
 from jaxpg.updates import Batch
-from toy_envs import ProbeEnv
 
 PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_actions=True)
 
@@ -28,7 +28,9 @@ def test_kl_against_closed_forms():
     m_p, m_q = jnp.asarray([[0.3, -1.0]]), jnp.asarray([[0.0, 0.5]])
     ls_p, ls_q = jnp.asarray([0.1, -0.4]), jnp.asarray([[0.2, 0.3]])  # shared and per-row log std
     s_p, s_q = np.exp(np.asarray(ls_p)), np.exp(np.asarray(ls_q))[0]
-    want = (np.log(s_q / s_p) + (s_p**2 + (np.asarray(m_p - m_q)[0]) ** 2) / (2 * s_q**2) - 0.5).sum()
+    want = (
+        np.log(s_q / s_p) + (s_p**2 + (np.asarray(m_p - m_q)[0]) ** 2) / (2 * s_q**2) - 0.5
+    ).sum()
     np.testing.assert_allclose(DIAG_GAUSSIAN.kl((m_p, ls_p), (m_q, ls_q)), [want], rtol=1e-5)
     np.testing.assert_allclose(DIAG_GAUSSIAN.kl((m_p, ls_p), (m_p, ls_p)), [0.0], atol=1e-7)
 
@@ -69,8 +71,12 @@ def test_conjugate_gradient_matches_numpy_solve():
     split = lambda x: {"w": x[:4], "b": x[4:]}
     join = lambda t: jnp.concatenate([t["w"], t["b"]])
     matvec = lambda t: split(jnp.asarray(a) @ join(t))
-    x = jax.jit(lambda b: trust_region.conjugate_gradient(matvec, b, iters=30))(split(jnp.asarray(b)))
-    np.testing.assert_allclose(join(x), np.linalg.solve(a.astype(np.float64), b), rtol=1e-3, atol=1e-4)
+    x = jax.jit(lambda b: trust_region.conjugate_gradient(matvec, b, iters=30))(
+        split(jnp.asarray(b))
+    )
+    np.testing.assert_allclose(
+        join(x), np.linalg.solve(a.astype(np.float64), b), rtol=1e-3, atol=1e-4
+    )
 
 
 def test_line_search_takes_the_first_candidate_inside_the_region_and_rejects_bit_exactly():
@@ -84,7 +90,9 @@ def test_line_search_takes_the_first_candidate_inside_the_region_and_rejects_bit
     np.testing.assert_allclose(got.params["x"], [1.5, -1.5])
     assert float(got.kl) == pytest.approx(0.5) and float(got.improvement) == pytest.approx(1.0)
     worse = lambda t: (-jnp.sum(t["x"]), jnp.float32(0.0))  # never improves
-    rejected = trust_region.backtracking_line_search(worse, params, step, jnp.float32(1.0), 0.5, 0.5, 4)
+    rejected = trust_region.backtracking_line_search(
+        worse, params, step, jnp.float32(1.0), 0.5, 0.5, 4
+    )
     assert not bool(rejected.accepted) and int(rejected.shrinks) == 5
     assert np.array_equal(rejected.params["x"], params["x"])
 
@@ -98,15 +106,29 @@ def one_update(config, *, zero_advantages=False, key=0):
     algorithm = jaxpg.make_algorithm(config, agent)
     state = jaxpg.init_state(config, jax.random.key(key))
     env = config.env_spec
-    _, batch = rollout(jax.random.key(key + 1), state.params, state.env, jnp.float32(0.99), env=env,
-                       agent=agent, dist=action_dist(env.discrete), num_steps=config.num_steps,
-                       options=PLAIN)
+    _, batch = rollout(
+        jax.random.key(key + 1),
+        state.params,
+        state.env,
+        jnp.float32(0.99),
+        env=env,
+        agent=agent,
+        dist=action_dist(env.discrete),
+        num_steps=config.num_steps,
+        options=PLAIN,
+    )
     targets, _ = algorithm.targets(batch, state.hparams, state.algo_state)
     if zero_advantages:
         targets = targets._replace(advantages=jnp.zeros_like(targets.advantages))
-    out = jax.jit(algorithm.update)(state.params, state.opt_state, state.algo_state,
-                                    Batch(batch, targets, ()), state.hparams, state.update_step,
-                                    jax.random.key(key + 2))
+    out = jax.jit(algorithm.update)(
+        state.params,
+        state.opt_state,
+        state.algo_state,
+        Batch(batch, targets, ()),
+        state.hparams,
+        state.update_step,
+        jax.random.key(key + 2),
+    )
     return agent, state, batch, out
 
 
@@ -137,27 +159,39 @@ def test_a_rejected_step_leaves_the_policy_bit_identical():
     assert float(out.metrics["step_accepted"]) == 0.0
     assert int(out.metrics["line_search_steps"]) == config.line_search_steps + 1
     assert float(out.metrics["kl"]) == 0.0
-    for a, b in zip(jax.tree.leaves(actor(out.params)),
-                    jax.tree.leaves(actor(state.params))):
+    for a, b in zip(jax.tree.leaves(actor(out.params)), jax.tree.leaves(actor(state.params))):
         assert np.array_equal(a, b)
     # The critic was still fitted.
-    assert not np.array_equal(out.params["params"]["value_head"]["kernel"],
-                              state.params["params"]["value_head"]["kernel"])
+    assert not np.array_equal(
+        out.params["params"]["value_head"]["kernel"], state.params["params"]["value_head"]["kernel"]
+    )
 
 
 def test_probe_one_update_raises_the_better_actions_probability():
-    config = jaxpg.TRPOConfig(env=ProbeEnv("action"), num_envs=16, num_steps=8, critic_minibatches=2)
+    config = jaxpg.TRPOConfig(
+        env=ProbeEnv("action"), num_envs=16, num_steps=8, critic_minibatches=2
+    )
     agent, state, _, out = one_update(config)
     s0 = jnp.asarray([[1.0, 0.0]])
-    p1 = lambda params: float(jax.nn.softmax(agent.apply(params, (), s0, jnp.ones(1, bool))[1])[0, 1])
+    p1 = lambda params: float(
+        jax.nn.softmax(agent.apply(params, (), s0, jnp.ones(1, bool))[1])[0, 1]
+    )
     assert p1(out.params) > p1(state.params) + 0.01
 
 
 @pytest.mark.parametrize(
     "field, value",
-    [("target_kl", 0.0), ("target_kl", -1.0), ("cg_iters", 0), ("line_search_steps", 0),
-     ("line_search_shrink", 1.0), ("line_search_shrink", 0.0), ("shared_network", True),
-     ("critic_minibatches", 3), ("cg_damping", -0.1)],
+    [
+        ("target_kl", 0.0),
+        ("target_kl", -1.0),
+        ("cg_iters", 0),
+        ("line_search_steps", 0),
+        ("line_search_shrink", 1.0),
+        ("line_search_shrink", 0.0),
+        ("shared_network", True),
+        ("critic_minibatches", 3),
+        ("cg_damping", -0.1),
+    ],
 )
 def test_bad_trpo_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=f"{field}="):
@@ -165,8 +199,9 @@ def test_bad_trpo_config_names_the_field(field, value):
 
 
 def test_trpo_runs_vmapped_and_swept_in_one_program():
-    config = jaxpg.TRPOConfig(num_envs=4, num_steps=32, critic_minibatches=2,
-                              total_timesteps=4 * 32 * 3)
+    config = jaxpg.TRPOConfig(
+        num_envs=4, num_steps=32, critic_minibatches=2, total_timesteps=4 * 32 * 3
+    )
     hparams, _ = jaxpg.sweep.grid(config, target_kl=[0.005, 0.02], cg_damping=[0.1])
     keys = jax.random.split(jax.random.key(0), 2)
     result = jax.jit(jaxpg.sweep.make_sweep(config))(keys, hparams)

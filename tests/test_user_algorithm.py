@@ -18,8 +18,11 @@ def my_a2c(config, agent) -> jaxpg.Algorithm:
     dist = action_dist(config.env_spec.discrete)
 
     def optimizer(hp, lr):
-        return optax.chain(optax.clip_by_global_norm(hp.max_grad_norm),
-                           optax.scale_by_adam(eps=config.adam_eps), optax.scale(-lr))
+        return optax.chain(
+            optax.clip_by_global_norm(hp.max_grad_norm),
+            optax.scale_by_adam(eps=config.adam_eps),
+            optax.scale(-lr),
+        )
 
     def init(params, hp):
         return optimizer(hp, hp.lr).init(params), ()  # no state of its own
@@ -28,8 +31,9 @@ def my_a2c(config, agent) -> jaxpg.Algorithm:
         return env_carry  # the environments go on where the last update left them
 
     def targets(tr, hp, algo_state):
-        adv, returns = jaxpg.advantages.gae(tr.reward, tr.value, tr.next_value, tr.terminated,
-                                            tr.truncated, hp.gamma, hp.gae_lambda)
+        adv, returns = jaxpg.advantages.gae(
+            tr.reward, tr.value, tr.next_value, tr.terminated, tr.truncated, hp.gamma, hp.gae_lambda
+        )
         ones = jnp.ones_like(adv)
         return jaxpg.Targets(adv, returns, ones, ones), algo_state
 
@@ -53,8 +57,11 @@ def my_a2c(config, agent) -> jaxpg.Algorithm:
         finite = jnp.isfinite(total) & jnp.isfinite(grad_norm)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
         return jaxpg.UpdateResult(
-            keep(optax.apply_updates(params, step), params), keep(new_opt_state, opt_state),
-            algo_state, {**aux, "learning_rate": lr}, finite,
+            keep(optax.apply_updates(params, step), params),
+            keep(new_opt_state, opt_state),
+            algo_state,
+            {**aux, "learning_rate": lr},
+            finite,
         )
 
     return jaxpg.Algorithm(init, start, targets, update)
@@ -74,8 +81,9 @@ def test_my_a2c_matches_the_shipped_a2c():
 def test_my_a2c_learns_cartpole():
     config = jaxpg.presets.a2c_cartpole()
     result = jax.jit(jax.vmap(jaxpg.make_train(config, algorithm=my_a2c)))(
-        jax.random.split(jax.random.key(0), 4))
+        jax.random.split(jax.random.key(0), 4)
+    )
     returns = np.asarray(result.metrics["episode_return"])
-    per_seed = np.nanmean(returns[:, -max(1, returns.shape[1] // 10):], axis=1)
+    per_seed = np.nanmean(returns[:, -max(1, returns.shape[1] // 10) :], axis=1)
     print(f"user-written a2c CartPole-v1: per-seed final return {per_seed}")
     assert float(np.mean(per_seed)) >= 475.0

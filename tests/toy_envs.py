@@ -6,8 +6,6 @@ limit, the default) or by termination (``terminate_at_limit=True``). Nothing is 
 flag, final observation and return can be computed by hand.
 """
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 from flax import struct

@@ -21,7 +21,10 @@ def trees_equal(a, b) -> bool:
 
 
 def assert_trees_equal(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b), (jax.tree.structure(a), jax.tree.structure(b))
+    assert jax.tree.structure(a) == jax.tree.structure(b), (
+        jax.tree.structure(a),
+        jax.tree.structure(b),
+    )
     for x, y in zip(arrays(a), arrays(b), strict=True):
         np.testing.assert_array_equal(x, y)
 
