@@ -157,7 +157,7 @@ def save_checkpoint(
         "config": config.to_dict(),
         **dict(metadata or {}),
     }
-    from jaxpg.runs import _jsonable
+    from jaxpg.files import jsonable
 
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep,
@@ -173,7 +173,7 @@ def save_checkpoint(
             int(step),
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(_key_data(state)),
-                meta=ocp.args.JsonSave(_jsonable(meta)),
+                meta=ocp.args.JsonSave(jsonable(meta)),
             ),
             force=True,
         )

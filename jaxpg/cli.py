@@ -872,6 +872,8 @@ def run_training(
     run directory. Returns the exit status (see the module docstring)."""
     import jax
 
+    from jaxpg import files as files_lib
+    from jaxpg import metrics as metrics_lib
     from jaxpg import runs
     from jaxpg.checkpoint import (
         CheckpointError,
@@ -922,9 +924,9 @@ def run_training(
             return 2
         metrics_path = run_dir / runs.METRICS_FILE
         if metrics_path.exists():
-            previous = runs.read_metrics_csv(metrics_path)
-            if runs.table_len(previous):
-                tables.append(runs.select_rows(previous, previous["update"] <= start))
+            previous = metrics_lib.read_metrics_csv(metrics_path)
+            if metrics_lib.table_len(previous):
+                tables.append(metrics_lib.select_rows(previous, previous["update"] <= start))
         _say(
             f"resuming {run_dir} from update {start} of {num_updates} ({start * batch:,} env steps)"
         )
@@ -1021,7 +1023,9 @@ def run_training(
 
     def write_metrics():
         if is_main:
-            runs.write_metrics_csv(run_dir / runs.METRICS_FILE, runs.concat_tables(tables))
+            metrics_lib.write_metrics_csv(
+                run_dir / runs.METRICS_FILE, metrics_lib.concat_tables(tables)
+            )
 
     try:
         pending = programs[plan[0]](state)
@@ -1036,7 +1040,7 @@ def run_training(
             chunk_time, t_prev = now - t_prev, now
             sps = num_members * length * batch / max(chunk_time, 1e-9)
             tables.append(
-                runs.metrics_rows(
+                metrics_lib.metrics_rows(
                     metrics,
                     first_update=done,
                     seeds=seeds,
@@ -1080,7 +1084,7 @@ def run_training(
         except Exception as e:  # noqa: BLE001 - report, keep the metrics
             _say(f"jaxpg train: checkpoint failed: {e}", file=sys.stderr)
             status = "checkpoint_failed"
-    table = runs.concat_tables(tables)
+    table = metrics_lib.concat_tables(tables)
     trained_steps = (done - start) * batch * num_members
     extra = {
         "status": status,
@@ -1100,11 +1104,11 @@ def run_training(
         else None,
         **runs.environment_info(),
     }
-    summary = runs.summarize(table, settings=settings, extra=extra)
+    summary = metrics_lib.summarize(table, settings=settings, extra=extra)
     if is_main:
         write_metrics()
-        runs.atomic_write_json(run_dir / runs.SUMMARY_FILE, summary)
-        if plot and runs.table_len(table):
+        files_lib.atomic_write_json(run_dir / runs.SUMMARY_FILE, summary)
+        if plot and metrics_lib.table_len(table):
             _write_plots(run_dir, table, config, settings, len(seeds))
     for logger in loggers:
         logger.close()
@@ -1372,6 +1376,7 @@ def _space(space) -> str:
 
 
 def cmd_plot(args) -> int:
+    from jaxpg import metrics as metrics_lib
     from jaxpg import runs
 
     run_dir = Path(args.run_dir)
@@ -1382,8 +1387,8 @@ def cmd_plot(args) -> int:
         config, run = runs.read_config(run_dir)
     except (FileNotFoundError, ValueError, TypeError) as e:
         raise UsageError(f"jaxpg plot: error: {e}") from None
-    table = runs.read_metrics_csv(path)
-    if not runs.table_len(table):
+    table = metrics_lib.read_metrics_csv(path)
+    if not metrics_lib.table_len(table):
         raise UsageError(f"jaxpg plot: error: {path} has no rows")
     settings = run.get("sweep_settings") or None
     _write_plots(run_dir, table, config, settings, len(run.get("seeds") or [0]))

@@ -252,7 +252,7 @@ def render_gif(
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # headless: no sound card, no display
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
-    from jaxpg.runs import atomic_path
+    from jaxpg.files import atomic_path
 
     frames, rewards = episode_states(
         config, params, key, deterministic=deterministic, max_steps=max_steps

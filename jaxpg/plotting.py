@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from jaxpg.runs import atomic_path, final_returns, member_curves
+from jaxpg.files import atomic_path
+from jaxpg.metrics import final_return, member_curves
 
 
 def smooth_curve(values: np.ndarray, window: int) -> np.ndarray:
@@ -150,7 +151,7 @@ def plot_sweep(
     setting_ids, seeds, updates, steps, values = member_curves(table)
     window = _default_window(len(updates)) if smooth is None else int(smooth)
     curves = smooth_curve(values, window)
-    finals = final_returns(values)  # [K, S]
+    finals = final_return(values)  # [K, S]
     labels = _setting_labels(table, setting_ids)
     colors = _colors(len(setting_ids))
     fig, (ax, bx) = _figure(width=6.0, ncols=2)

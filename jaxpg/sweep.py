@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpg.config import HParams
+from jaxpg.metrics import final_return
 from jaxpg.train import make_train
 
 SWEEPABLE = HParams._fields
@@ -135,12 +136,13 @@ def make_sweep(config):
 
 
 def results_table(
-    metrics: dict, settings: Sequence[dict], seeds: Sequence[int] | None = None, last: int = 10
+    metrics: dict, settings: Sequence[dict], seeds: Sequence[int] | None = None
 ) -> list[dict]:
     """One row per (setting, seed) of a sweep's ``[K, S, num_updates]`` metrics.
 
-    Each row holds the setting's values, ``seed``, ``final_return`` (the mean episode return
-    of the last ``last`` updates, skipping those in which no episode ended; NaN if none did)
+    Each row holds the setting's values, ``seed``, ``final_return``
+    (:func:`jaxpg.metrics.final_return`: the mean episode return of the last 10% of updates,
+    skipping those in which no episode ended; NaN if none did)
     and ``env_steps``.
     Rows are setting-major: row ``k * S + s`` is member ``(k, s)``.
     """
@@ -152,16 +154,15 @@ def results_table(
     seeds = list(range(num_seeds)) if seeds is None else list(seeds)
     if len(seeds) != num_seeds:
         raise ValueError(f"results_table: {len(seeds)} seeds for {num_seeds} swept")
+    finals = final_return(returns)  # [K, S]
     rows = []
     for k, setting in enumerate(settings):
         for s, seed in enumerate(seeds):
-            window = returns[k, s, -last:]
-            ended = window[~np.isnan(window)]
             rows.append(
                 {
                     **setting,
                     "seed": seed,
-                    "final_return": float(ended.mean()) if ended.size else float("nan"),
+                    "final_return": float(finals[k, s]),
                     "env_steps": int(env_steps[k, s, -1]),
                 }
             )

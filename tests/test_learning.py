@@ -1,6 +1,7 @@
 """Learning results with fixed seeds, on CPU: the numbers the README's table reports.
 
-"Final return" is the mean episode return over the last 10% of updates, averaged over seeds.
+"Final return" is :func:`jaxpg.metrics.final_return` (the mean episode return over the last 10% of
+updates), averaged over seeds.
 """
 
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxpg
-from jaxpg import presets
+from jaxpg import metrics, presets
 
 pytestmark = pytest.mark.learning
 
@@ -16,10 +17,8 @@ pytestmark = pytest.mark.learning
 def final_return(config, num_seeds, seed=0):
     keys = jax.random.split(jax.random.key(seed), num_seeds)
     result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)
-    returns = np.asarray(result.metrics["episode_return"])  # [seeds, updates]
-    tail = returns[:, -max(1, returns.shape[1] // 10) :]
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
-    per_seed = np.nanmean(tail, axis=1)
+    per_seed = metrics.final_return(result.metrics["episode_return"])  # [seeds, updates] -> [seeds]
     print(f"{config.algorithm} {config.env_spec.name}: per-seed final return {per_seed}")
     return float(np.mean(per_seed)), per_seed
 

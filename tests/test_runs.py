@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jaxpg
-from jaxpg import plotting, runs
+from jaxpg import files, metrics, plotting, runs
 from jaxpg.config import PPOConfig, ReinforceConfig
 
 pytestmark = pytest.mark.timeout(120)
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.timeout(120)
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
     path = tmp_path / "summary.json"
-    runs.atomic_write_json(path, {"a": 1, "x": np.float32(2.5), "n": np.int64(3)})
-    runs.atomic_write_json(path, {"a": 2})
+    files.atomic_write_json(path, {"a": 1, "x": np.float32(2.5), "n": np.int64(3)})
+    files.atomic_write_json(path, {"a": 2})
     assert json.loads(path.read_text()) == {"a": 2}
     assert os.listdir(tmp_path) == ["summary.json"]
 
@@ -31,7 +31,7 @@ def test_atomic_write_gives_the_mode_open_would(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("x")
     path = tmp_path / "config.json"
-    runs.atomic_write_json(path, {"a": 1})
+    files.atomic_write_json(path, {"a": 1})
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
 
 
@@ -39,11 +39,22 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
     path = tmp_path / "metrics.csv"
     path.write_text("old\n")
     with pytest.raises(RuntimeError):
-        with runs.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             tmp.write_text("half a fi")
             raise RuntimeError("crash while writing")
     assert path.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["metrics.csv"]
+
+
+def test_json_writes_nan_and_infinity_as_null_and_arrays_as_lists(tmp_path):
+    path = tmp_path / "summary.json"
+    files.atomic_write_json(
+        path,
+        {"nan": float("nan"), "inf": np.float32(np.inf), "a": np.array([1.0, np.nan]), 3: True},
+    )
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"nan": None, "inf": None, "a": [1.0, None], "3": True}
 
 
 # --- config.json -------------------------------------------------------------------------
@@ -129,7 +140,7 @@ def _chunk_metrics(num_members, n, first_update, batch=10, offset=0.0):
 def test_metrics_rows_layout_for_a_sweep():
     settings = [{"lr": 1e-3}, {"lr": 3e-4}]
     seeds = [5, 6]
-    table = runs.metrics_rows(
+    table = metrics.metrics_rows(
         _chunk_metrics(4, 3, first_update=2),
         first_update=2,
         seeds=seeds,
@@ -141,7 +152,7 @@ def test_metrics_rows_layout_for_a_sweep():
     assert names[:4] == ["setting", "lr", "seed", "update"]
     assert names[4:6] == ["env_steps", "episode_return"]
     assert names[-2:] == ["sps", "time"]
-    assert runs.table_len(table) == 4 * 3
+    assert metrics.table_len(table) == 4 * 3
     # Member m is setting m // 2 with seed seeds[m % 2]; rows are update-major.
     row = 5  # update 4 (second of the chunk), member 1
     assert table["update"][row] == 4 and table["setting"][row] == 0 and table["seed"][row] == 6
@@ -151,15 +162,15 @@ def test_metrics_rows_layout_for_a_sweep():
 
 
 def test_metrics_csv_round_trip_keeps_float32_exactly(tmp_path):
-    metrics = _chunk_metrics(2, 4, first_update=0)
-    metrics["episode_return"][0, 0] = np.nan
-    metrics["loss"][1, 2] = np.float32(1 / 3)
-    table = runs.metrics_rows(
-        metrics, first_update=0, seeds=[0, 1], settings=None, sps=10.0, time=0.5
+    chunk = _chunk_metrics(2, 4, first_update=0)
+    chunk["episode_return"][0, 0] = np.nan
+    chunk["loss"][1, 2] = np.float32(1 / 3)
+    table = metrics.metrics_rows(
+        chunk, first_update=0, seeds=[0, 1], settings=None, sps=10.0, time=0.5
     )
     path = tmp_path / runs.METRICS_FILE
-    runs.write_metrics_csv(path, table)
-    back = runs.read_metrics_csv(path)
+    metrics.write_metrics_csv(path, table)
+    back = metrics.read_metrics_csv(path)
     assert list(back) == list(table)
     for name in table:
         want = np.asarray(table[name])
@@ -170,9 +181,9 @@ def test_metrics_csv_round_trip_keeps_float32_exactly(tmp_path):
 
 def test_final_return_is_the_mean_of_the_last_tenth_ignoring_nan():
     values = np.concatenate([np.zeros(18), [np.nan, 10.0]])  # last 10% of 20 = 2 updates
-    assert runs.final_returns(values[None])[0] == 10.0
-    assert np.isnan(runs.final_returns(np.full((1, 5), np.nan))[0])
-    assert runs.final_returns(np.array([[1.0, 2.0, 3.0]]))[0] == 3.0  # at least one update
+    assert metrics.final_return(values[None])[0] == 10.0
+    assert np.isnan(metrics.final_return(np.full((1, 5), np.nan))[0])
+    assert metrics.final_return(np.array([[1.0, 2.0, 3.0]]))[0] == 3.0  # at least one update
 
 
 def test_summarize_reports_mean_and_std_over_seeds():
@@ -181,9 +192,11 @@ def test_summarize_reports_mean_and_std_over_seeds():
         m = _chunk_metrics(2, 10, first_update=first)
         m["episode_return"] = np.stack([np.full(10, 100.0), np.full(10, 200.0)]).astype(np.float32)
         blocks.append(
-            runs.metrics_rows(m, first_update=first, seeds=[0, 1], settings=None, sps=1.0, time=1.0)
+            metrics.metrics_rows(
+                m, first_update=first, seeds=[0, 1], settings=None, sps=1.0, time=1.0
+            )
         )
-    summary = runs.summarize(runs.concat_tables(blocks), extra={"backend": "cpu"})
+    summary = metrics.summarize(metrics.concat_tables(blocks), extra={"backend": "cpu"})
     assert summary["final_return_mean"] == 150.0
     assert summary["final_return_std"] == 50.0
     assert summary["final_return_per_seed"] == [100.0, 200.0]
@@ -193,10 +206,10 @@ def test_summarize_reports_mean_and_std_over_seeds():
 
 def test_summarize_sweep_picks_the_best_setting():
     m = _chunk_metrics(4, 10, first_update=0)
-    table = runs.metrics_rows(
+    table = metrics.metrics_rows(
         m, first_update=0, seeds=[0, 1], settings=[{"lr": 1.0}, {"lr": 2.0}], sps=1.0, time=1.0
     )
-    summary = runs.summarize(table, settings=[{"lr": 1.0}, {"lr": 2.0}])
+    summary = metrics.summarize(table, settings=[{"lr": 1.0}, {"lr": 2.0}])
     assert [s["lr"] for s in summary["settings"]] == [1.0, 2.0]
     assert summary["best_setting"]["lr"] == 2.0  # members 2, 3 have returns 200+ and 300+
 
@@ -213,7 +226,7 @@ def test_smooth_curve_ignores_nan_and_is_trailing():
 def test_plots_are_written(tmp_path):
     settings = [{"lr": 1e-3}, {"lr": 3e-4}]
     blocks = [
-        runs.metrics_rows(
+        metrics.metrics_rows(
             _chunk_metrics(4, 5, first_update=f),
             first_update=f,
             seeds=[0, 1],
@@ -223,10 +236,10 @@ def test_plots_are_written(tmp_path):
         )
         for f in (0, 5)
     ]
-    table = runs.concat_tables(blocks)
+    table = metrics.concat_tables(blocks)
     plotting.plot_learning_curve(table, tmp_path / "curve.png", title="t")
     plotting.plot_sweep(table, tmp_path / "sweep.png")
-    single = runs.metrics_rows(
+    single = metrics.metrics_rows(
         _chunk_metrics(1, 5, 0), first_update=0, seeds=[3], settings=None, sps=1.0, time=1.0
     )
     plotting.plot_learning_curve(single, tmp_path / "one.png")

@@ -223,7 +223,7 @@ def test_results_table_has_a_row_per_setting_and_seed():
         "env_steps": np.broadcast_to(np.arange(1, 5) * 64, (2, 3, 4)),
     }
     settings = [{"lr": 1e-4}, {"lr": 1e-3}]
-    rows = sweep_lib.results_table(metrics, settings, seeds=[10, 11, 12], last=2)
+    rows = sweep_lib.results_table(metrics, settings, seeds=[10, 11, 12])
     assert [(r["lr"], r["seed"]) for r in rows] == [
         (1e-4, 10),
         (1e-4, 11),
@@ -232,10 +232,14 @@ def test_results_table_has_a_row_per_setting_and_seed():
         (1e-3, 11),
         (1e-3, 12),
     ]
-    assert rows[0]["final_return"] == 2.5  # mean of the last 2 updates: (2 + 3) / 2
-    assert np.isnan(rows[1]["final_return"])  # no episode ended in the last 2 updates
+    # The last 10% of 4 updates is the last one (ceil(0.4) = 1).
+    assert rows[0]["final_return"] == 3.0
+    assert np.isnan(rows[1]["final_return"])  # no episode ended in the last update
     assert np.isnan(rows[5]["final_return"])
-    assert rows[4]["final_return"] == (18 + 19) / 2
+    assert rows[4]["final_return"] == 19.0
+    longer = {k: np.concatenate([v] * 5, axis=-1) for k, v in metrics.items()}  # 20 updates
+    rows = sweep_lib.results_table(longer, settings, seeds=[10, 11, 12])
+    assert rows[0]["final_return"] == 2.5  # the last 2 of 20 updates: (2 + 3) / 2
     assert all(r["env_steps"] == 256 for r in rows)
     with pytest.raises(ValueError, match="3 settings for 2 swept"):
         sweep_lib.results_table(metrics, settings + settings[:1])
