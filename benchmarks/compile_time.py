@@ -33,7 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args  # noqa: E402
+from paths import REPO_DIR  # noqa: E402
+from report import log, payload, publish  # noqa: E402
 
 PUREJAXRL_CONFIG = {
     "LR": 2.5e-4,
@@ -59,7 +62,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="jaxpg alone, one round", repeats=False)
+    add_common_args(p, quick_help="jaxpg alone, one round", repeats=False)
     p.add_argument(
         "--purejaxrl",
         type=Path,
@@ -178,9 +181,7 @@ def run_child(impl: str, seeds: int, args) -> dict:
         cmd += ["--purejaxrl", str(args.purejaxrl)]
     env = dict(os.environ)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # every compile is a cold one
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(common.REPO_DIR), *filter(None, [env.get("PYTHONPATH")])]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_DIR), *filter(None, [env.get("PYTHONPATH")])])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{impl} seeds={seeds} failed:\n{proc.stderr[-3000:]}")
@@ -204,7 +205,7 @@ def main(argv=None):
         for seeds in args.seeds:
             for impl in impls if r % 2 == 0 else impls[::-1]:
                 rec = {"round": r, "impl": impl, "seeds": seeds, **run_child(impl, seeds, args)}
-                common.log(
+                log(
                     f"round {r} {impl:9s} seeds={seeds}: trace {rec['trace_s']:.2f}s "
                     f"compile {rec['compile_s']:.2f}s"
                 )
@@ -244,12 +245,12 @@ def main(argv=None):
         "purejaxrl": str(args.purejaxrl),
         "purejaxrl_config": PUREJAXRL_CONFIG,
     }
-    data = common.payload(
+    data = payload(
         "compile_time",
         "quick" if args.quick else "full",
         settings,
         runs,
-        common.machine_info(),
+        machine_info(),
         argv=argv,
         summary=rows,
         notes=[
@@ -263,7 +264,7 @@ def main(argv=None):
             "where PureJaxRL's is one LAPACK QR call.",
         ],
     )
-    return common.publish(args, "compile_time", data, rows, columns)
+    return publish(args, "compile_time", data, rows, columns)
 
 
 if __name__ == "__main__":

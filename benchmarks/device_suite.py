@@ -35,7 +35,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import loadavg, machine_info, machine_line  # noqa: E402
+from report import log, markdown_table, mean_std, payload, write_plot  # noqa: E402
+from timing import compile_program, time_call, time_program  # noqa: E402
+
+from jaxpg.files import atomic_write_json, atomic_write_text  # noqa: E402
+from jaxpg.metrics import final_return  # noqa: E402
 
 SOLVE_RETURN = 475.0
 SOLVE_WINDOW_STEPS = 20_000  # the trailing mean covers this many env steps (at least one update)
@@ -197,7 +202,7 @@ def section_compile(algos, sizes, budget, out):
                 **t,
                 "total_s": t["trace_s"] + t["compile_s"],
             }
-            common.log(
+            log(
                 f"compile   {algo:9s} seeds={seeds:3d} trace {t['trace_s']:5.2f}s "
                 f"compile {t['compile_s']:5.2f}s"
             )
@@ -219,7 +224,7 @@ def section_solve(algos, sizes, budget, out):
         keys = jax.random.split(jax.random.key(0), 1)
         t = trace_and_compile(vmapped_train(config, 1), keys)
         compiled = t.pop("compiled")
-        metrics, steady_s = common.time_call(compiled, keys)  # one call: what a user waits for
+        metrics, steady_s = time_call(compiled, keys)  # one call: what a user waits for
         returns = np.asarray(metrics["episode_return"])
         k = first_crossing(returns, config.batch_size)
         n = config.num_updates
@@ -238,7 +243,7 @@ def section_solve(algos, sizes, budget, out):
             "curve_steps": [(i + 1) * config.batch_size for i in range(n)],
             "curve_return": [None if np.isnan(x) else float(x) for x in returns],
         }
-        common.log(
+        log(
             f"solve     {algo:9s} "
             + (
                 "not reached"
@@ -272,7 +277,7 @@ def section_throughput(algos, sizes, budget, out):
                 batch = n * steps.get("num_steps", config.num_steps)
                 updates = max(2, sizes["steps_per_point"] // batch)
                 config = with_num_envs(config, n, total_timesteps=updates * batch, **steps)
-                t = common.time_program(train_program(config), jax.random.key(0), repeats=1)
+                t = time_program(train_program(config), jax.random.key(0), repeats=1)
                 t.pop("output")
                 steps = config.num_updates * config.batch_size
                 rec = {
@@ -284,7 +289,7 @@ def section_throughput(algos, sizes, budget, out):
                     **t,
                     "steps_per_s": steps / t["steady_s"],
                 }
-                common.log(
+                log(
                     f"throughput {algo:9s} {env:17s} N={n:6d} compile {t['compile_s']:5.2f}s "
                     f"{rec['steps_per_s']:14,.0f} steps/s"
                 )
@@ -312,8 +317,8 @@ def section_many_agents(algos, sizes, budget, out):
             states = jax.jit(jax.vmap(lambda k, c=config: jaxpg.init_state(c, k)))(
                 jax.random.split(jax.random.key(0), n)
             )
-            compiled, compile_s = common.compile_program(jp.seeds_program(config), states)
-            (metrics, _), steady_s = common.time_call(compiled, states)  # one call per point
+            compiled, compile_s = compile_program(jp.seeds_program(config), states)
+            (metrics, _), steady_s = time_call(compiled, states)  # one call per point
             t = {"compile_s": compile_s, "steady_s": steady_s}
             returns = metrics["episode_return"]
             steps = config.num_updates * config.batch_size
@@ -325,9 +330,10 @@ def section_many_agents(algos, sizes, budget, out):
                 **t,
                 "s_per_agent": t["steady_s"] / n,
                 "steps_per_s": steps * n / t["steady_s"],
-                "final_train_return_mean": float(jax.numpy.nanmean(jp.final_train_return(returns))),
+                # per agent jaxpg.metrics.final_return, then the mean over agents
+                "final_train_return_mean": mean_std(final_return(returns))[0],
             }
-            common.log(
+            log(
                 f"many      {algo:9s} N={n:5d} compile {t['compile_s']:5.2f}s steady "
                 f"{t['steady_s']:7.2f}s  {rec['s_per_agent']:.4f} s/agent"
             )
@@ -448,21 +454,21 @@ def draw(results):
 def write(args, data):
     out = args.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    common.write_json(out / "device_suite.json", data)
+    atomic_write_json(out / "device_suite.json", data)
     md = [
         f"### device_suite ({args.size})",
         "",
         f"Command: `{data['command']}`",
         "",
-        f"Machine: {common.machine_line(data['machine'])}",
+        f"Machine: {machine_line(data['machine'])}",
         "",
     ]
     for name in args.sections:
-        md += [f"#### {name}", "", common.markdown_table(data["results"][name], COLUMNS[name]), ""]
+        md += [f"#### {name}", "", markdown_table(data["results"][name], COLUMNS[name]), ""]
     if data["skipped"]:
         md += ["Skipped (their section's time budget was spent): " + "; ".join(data["skipped"]), ""]
     md += [f"- {n}" for n in data["notes"]]
-    common.write_text(out / "device_suite.md", "\n".join(md).rstrip() + "\n")
+    atomic_write_text(out / "device_suite.md", "\n".join(md).rstrip() + "\n")
 
 
 def main(argv=None):
@@ -475,7 +481,7 @@ def main(argv=None):
     algos = [a for a in ("ppo", "reinforce") if a in algos] + [
         a for a in algos if a not in ("ppo", "reinforce")
     ]
-    data = common.payload(
+    data = payload(
         "device_suite",
         args.size,
         {
@@ -485,7 +491,7 @@ def main(argv=None):
             "budget_scale": args.budget_scale,
         },
         None,
-        common.machine_info(),
+        machine_info(),
         argv=argv,
     )
     data["results"] = {name: [] for name in SECTIONS}
@@ -498,7 +504,9 @@ def main(argv=None):
         f"throughput: T = {sizes['throughput_num_steps']} steps per rollout for every algorithm "
         "but GRPO (whole episodes, groups of 8); steady = a later call of the compiled program.",
         "many agents: PPO 4 envs x 128 steps; N initial states built by a vmapped init_state; "
-        "one call of the compiled program per point (seconds = that call).",
+        "one call of the compiled program per point (seconds = that call); final return = "
+        "per agent, the mean training episode return over the last 10% of updates "
+        "(jaxpg.metrics.final_return), then the mean over agents.",
     ]
     for name in args.sections:
         budget = Budget(sizes["budgets_s"][name] * args.budget_scale)
@@ -506,12 +514,10 @@ def main(argv=None):
             data["results"][name].append(rec)
             write(args, data)  # a run cut short keeps every point it measured
         write(args, data)
-    data["loadavg_at_end"] = common.loadavg()
+    data["loadavg_at_end"] = loadavg()
     write(args, data)
     if not args.no_plot:
-        common.write_plot(
-            args.out_dir / "device_suite.png", draw(data["results"]), figsize=(20, 4.5)
-        )
+        write_plot(args.out_dir / "device_suite.png", draw(data["results"]), figsize=(20, 4.5))
     print((args.out_dir / "device_suite.md").read_text())
     return data
 

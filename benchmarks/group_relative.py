@@ -3,9 +3,9 @@ budgets, on CartPole-v1 and Acrobot-v1.
 
 Every method runs the same number of env steps with its preset's other settings (GRPO: 4 groups
 of 8 whole episodes; PPO: the defaults; REINFORCE: the learned-baseline preset). The figure is
-the final return (the mean training episode return over the last 10% of updates), mean and std
-over seeds, all seeds vmapped in one program per method, and the wall time of that program
-(compile included).
+the final return (the mean training episode return over the last 10% of updates,
+``jaxpg.metrics.final_return``), mean and std over seeds, all seeds vmapped in one program per
+method, and the wall time of that program (compile included).
 
     python benchmarks/group_relative.py --seeds 3 --total-timesteps 1000000
 """
@@ -19,7 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args  # noqa: E402
+from report import fmt_mean_std, log, mean_std, payload, publish  # noqa: E402
+
+from jaxpg.metrics import final_return  # noqa: E402
 
 METHODS = ("grpo-std", "grpo-mean", "grpo-leave_one_out", "ppo", "reinforce")
 
@@ -28,7 +32,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="a tiny budget, one env", repeats=False)
+    add_common_args(p, quick_help="a tiny budget, one env", repeats=False)
     p.add_argument("--envs", nargs="+", default=["CartPole-v1", "Acrobot-v1"])
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     p.add_argument("--seeds", type=int, default=3)
@@ -50,7 +54,6 @@ def method_config(method: str, env: str, budget: int):
 def main(argv=None):
     args = parse_args(argv)
     import jax
-    import numpy as np
 
     import jaxpg
 
@@ -64,15 +67,13 @@ def main(argv=None):
             start = time.perf_counter()
             out = jax.block_until_ready(jax.jit(jax.vmap(jaxpg.make_train(config)))(keys))
             wall = time.perf_counter() - start
-            returns = np.asarray(out.metrics["episode_return"])
-            tail = returns[:, -max(1, returns.shape[1] // 10) :]
-            per_seed = np.nanmean(tail, axis=1)
-            mean, std = common.mean_std(per_seed.tolist())
+            per_seed = final_return(out.metrics["episode_return"])
+            mean, std = mean_std(per_seed.tolist())
             row = {
                 "env": env,
                 "method": method,
                 "budget": config.num_updates * config.batch_size,
-                "final_return": common.fmt_mean_std(mean, std),
+                "final_return": fmt_mean_std(mean, std),
                 "per_seed": ", ".join(f"{x:.1f}" for x in per_seed),
                 "wall_s": wall,
             }
@@ -86,13 +87,13 @@ def main(argv=None):
                     "config": config.to_dict(),
                 }
             )
-            common.log(f"{env} {method}: {row['final_return']} ({wall:.1f} s)")
-    data = common.payload(
+            log(f"{env} {method}: {row['final_return']} ({wall:.1f} s)")
+    data = payload(
         "group_relative",
         "quick" if args.quick else "full",
         vars(args),
         results,
-        common.machine_info(),
+        machine_info(),
     )
     columns = [
         ("env", "env"),
@@ -102,7 +103,7 @@ def main(argv=None):
         ("per_seed", "per seed"),
         ("wall_s", "wall s (compile included)"),
     ]
-    common.publish(args, "group_relative", data, rows, columns)
+    publish(args, "group_relative", data, rows, columns)
 
 
 if __name__ == "__main__":

@@ -170,13 +170,5 @@ def evaluate_program(config, num_episodes: int):
     return lambda params, key: evaluate(params, key).episode_return
 
 
-def final_train_return(episode_return, fraction: float = 0.05) -> Any:
-    """Mean of the training ``episode_return`` metric over the last ``fraction`` of updates
-    (at least one), ignoring updates where no episode ended. Works on a leading seed axis."""
-    n = episode_return.shape[-1]
-    k = max(1, int(round(n * fraction)))
-    return jnp.nanmean(episode_return[..., n - k :], axis=-1)
-
-
 def init_state(config, key):
     return jax.jit(functools.partial(jaxpg.init_state, config))(key)

@@ -3,7 +3,8 @@
 Each environment trains ``--seeds`` agents in one program (``jax.vmap`` over seeds) with the
 config in ``SPECS``. Two final returns are reported per seed, then mean ± std over seeds:
 
-* ``final train return``: the mean training ``episode_return`` over the last 5% of updates;
+* ``final train return``: the mean training ``episode_return`` over the last 10% of updates
+  (``jaxpg.metrics.final_return``, jaxpg's one definition);
 * ``eval return``: the mean return of ``--eval-episodes`` fresh episodes of the final policy,
   actions sampled as in training.
 
@@ -30,7 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args, add_set_arg, parse_set  # noqa: E402
+from report import fmt, fmt_mean_std, log, mean_std, payload, publish  # noqa: E402
+from timing import compile_program, time_call  # noqa: E402
+
+from jaxpg.metrics import final_return  # noqa: E402
 
 # Per environment: the PPO config's overrides and the budget (env steps). MinAtar's budget is
 # 10M on a GPU (the references' budget) and smaller on a CPU, where 10M takes too long.
@@ -90,7 +96,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(
+    add_common_args(
         p, quick_help="a tenth of each budget, 2 seeds, 16 eval episodes", repeats=False
     )
     p.add_argument("--envs", nargs="+", choices=sorted(SPECS), help=f"default {FULL['envs']}")
@@ -109,7 +115,7 @@ def parse_args(argv=None):
         default="mlp",
         help="MinAtar presets' torso (default mlp: 2x256 relu)",
     )
-    common.add_set_arg(p)
+    add_set_arg(p)
     return p.parse_args(argv)
 
 
@@ -132,7 +138,7 @@ def run_env(env, args, backend):
 
     spec = SPECS[env]
     overrides = dict(spec.get("overrides", {}))
-    overrides.update(common.parse_set(args.set))
+    overrides.update(parse_set(args.set))
     budget = budget_for(env, args, backend)
     if "preset" in spec:
         probe = presets.ppo_minatar(spec["preset"], args.network).replace(**overrides)
@@ -144,20 +150,20 @@ def run_env(env, args, backend):
     evaluate = jax.vmap(jp.evaluate_program(config, args.eval_episodes))
     keys = jax.random.split(jax.random.key(0), args.seeds)
     states = jp.init_states(config, keys)
-    compiled, compile_s = common.compile_program(jp.seeds_program(config), states)
-    (metrics, state), run_s = common.time_call(compiled, states)
+    compiled, compile_s = compile_program(jp.seeds_program(config), states)
+    (metrics, state), run_s = time_call(compiled, states)
     params = jaxpg.train.policy_params(config, state)
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    eval_compiled, eval_compile_s = common.compile_program(evaluate, params, eval_keys)
-    eval_ret, eval_s = common.time_call(eval_compiled, params, eval_keys)
+    eval_compiled, eval_compile_s = compile_program(evaluate, params, eval_keys)
+    eval_ret, eval_s = time_call(eval_compiled, params, eval_keys)
     ep_ret, env_steps, nonfinite = (
         metrics[k] for k in ("episode_return", "env_steps", "nonfinite")
     )
     env_steps = env_steps[0]
-    final = np.asarray(jp.final_train_return(ep_ret))
+    final = final_return(ep_ret)
     eval_per_seed = np.asarray(jnp.mean(eval_ret, axis=-1))
-    train_mean, train_std = common.mean_std(final)
-    eval_mean, eval_std = common.mean_std(eval_per_seed)
+    train_mean, train_std = mean_std(final)
+    eval_mean, eval_std = mean_std(eval_per_seed)
     curve = np.asarray(ep_ret)
     stride = max(1, curve.shape[1] // 200)
     with warnings.catch_warnings():  # updates where no seed finished an episode are NaN
@@ -185,17 +191,17 @@ def run_env(env, args, backend):
         "curve_return_std": curve_std[::stride],
         "references": REFERENCES.get(env, []),
     }
-    common.log(
-        f"{env:22s} budget {budget:>10,d}  train {common.fmt_mean_std(train_mean, train_std)}"
-        f"  eval {common.fmt_mean_std(eval_mean, eval_std)}"
+    log(
+        f"{env:22s} budget {budget:>10,d}  train {fmt_mean_std(train_mean, train_std)}"
+        f"  eval {fmt_mean_std(eval_mean, eval_std)}"
         f"  compile {compile_s:.1f}s run {run_s:.1f}s"
     )
     return rec
 
 
 def _ref_text(ref) -> str:
-    std = f" ± {common.fmt(ref['std'])}" if ref.get("std") is not None else ""
-    return f"{ref['source']}: {common.fmt(ref['mean'])}{std} @ {ref['steps'] / 1e6:g}M"
+    std = f" ± {fmt(ref['std'])}" if ref.get("std") is not None else ""
+    return f"{ref['source']}: {fmt(ref['mean'])}{std} @ {ref['steps'] / 1e6:g}M"
 
 
 def table_rows(records):
@@ -206,10 +212,8 @@ def table_rows(records):
                 "env": r["env"],
                 "budget": f"{r['budget'] / 1e6:g}M",
                 "seeds": r["seeds"],
-                "train": common.fmt_mean_std(
-                    r["final_train_return_mean"], r["final_train_return_std"]
-                ),
-                "eval": common.fmt_mean_std(r["eval_return_mean"], r["eval_return_std"]),
+                "train": fmt_mean_std(r["final_train_return_mean"], r["final_train_return_std"]),
+                "eval": fmt_mean_std(r["eval_return_mean"], r["eval_return_std"]),
                 "refs": "; ".join(_ref_text(x) for x in r["references"]) or "-",
                 "run_s": r["run_s"],
                 "compile_s": r["compile_s"],
@@ -265,7 +269,7 @@ def main(argv=None):
     for k in ("envs", "seeds", "budget_scale", "eval_episodes"):
         if getattr(args, k, None) is None:
             setattr(args, k, preset.get(k))
-    machine = common.machine_info()
+    machine = machine_info()
     backend = machine["backend"] or "cpu"
     start = time.perf_counter()
     records = [run_env(env, args, backend) for env in args.envs]
@@ -282,9 +286,9 @@ def main(argv=None):
         )
     }
     notes = [
-        "final train return: mean training episode return over the last 5% of updates; eval "
-        "return: mean over fresh episodes of the final policy (sampled actions); mean ± std over "
-        "seeds.",
+        "final train return: mean training episode return over the last 10% of updates "
+        "(jaxpg.metrics.final_return); eval return: mean over fresh episodes of the final policy "
+        "(sampled actions); mean ± std over seeds.",
         "A reference at another budget is not a like-for-like comparison.",
     ]
     if backend != "gpu" and any("cpu_budget" in SPECS[e] for e in args.envs):
@@ -292,7 +296,7 @@ def main(argv=None):
             "MinAtar ran at its CPU budget (no GPU): the 10M references are not "
             "comparable; rerun on a GPU for 10M."
         )
-    data = common.payload(
+    data = payload(
         "learning",
         "quick" if args.quick else "full",
         settings,
@@ -302,7 +306,7 @@ def main(argv=None):
         notes=notes,
         wall_s=time.perf_counter() - start,
     )
-    return common.publish(
+    return publish(
         args,
         "learning",
         data,

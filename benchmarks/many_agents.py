@@ -4,7 +4,8 @@ For each N, one jitted program trains N agents with the same config and budget: 
 of all N runs under ``jax.vmap`` (the N initial states are built beforehand, one per seed; see
 ``jaxpg_parts.init_states``). Reported: compile time, steady-state seconds (a later call of the
 compiled program), and seconds per agent = steady seconds / N; the speed-up is per-agent time
-at N=1 over per-agent time at N.
+at N=1 over per-agent time at N. The final return is each agent's mean training episode return
+over the last 10% of updates (``jaxpg.metrics.final_return``), averaged over the N agents.
 
     python benchmarks/many_agents.py           # full: N = 1, 2, 4, ..., 256, PPO CartPole-v1
     python benchmarks/many_agents.py --quick   # N = 1, 4, 16 at a small budget
@@ -18,7 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import loadavg, machine_info  # noqa: E402
+from options import add_common_args, add_set_arg, parse_set  # noqa: E402
+from report import log, mean_std, payload, publish  # noqa: E402
+from timing import time_program  # noqa: E402
+
+from jaxpg.metrics import final_return  # noqa: E402
 
 FULL = dict(num_agents=[1, 2, 4, 8, 16, 32, 64, 128, 256], total_timesteps=2**17, repeats=1)
 QUICK = dict(num_agents=[1, 4, 16], total_timesteps=2**12, repeats=1)
@@ -28,7 +34,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="N = 1, 4, 16 at a small budget")
+    add_common_args(p, quick_help="N = 1, 4, 16 at a small budget")
     p.add_argument("--algo", choices=["ppo", "a2c", "trpo", "reinforce"], default="ppo")
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--num-agents", nargs="+", type=int, help=f"default {FULL['num_agents']}")
@@ -40,7 +46,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--num-envs", type=int, default=None, help="default: the algorithm's default")
     p.add_argument("--num-steps", type=int, default=None, help="default: the algorithm's default")
-    common.add_set_arg(p)
+    add_set_arg(p)
     return p.parse_args(argv)
 
 
@@ -49,10 +55,10 @@ def measure(config, n, repeats):
     import jaxpg_parts as jp
 
     states = jp.init_states(config, jax.random.split(jax.random.key(0), n))
-    load_before = common.loadavg()
-    t = common.time_program(jp.seeds_program(config), states, repeats=repeats)
+    load_before = loadavg()
+    t = time_program(jp.seeds_program(config), states, repeats=repeats)
     returns = t.pop("output")[0]["episode_return"]
-    final = jp.final_train_return(returns)
+    final = final_return(returns)  # per agent
     env_steps = config.num_updates * config.batch_size
     rec = {
         "num_agents": n,
@@ -60,11 +66,11 @@ def measure(config, n, repeats):
         **t,
         "s_per_agent": t["steady_s"] / n,
         "steps_per_s": env_steps * n / t["steady_s"],
-        "final_train_return_mean": float(jax.numpy.nanmean(final)),
+        "final_train_return_mean": mean_std(final)[0],
         "loadavg_before": load_before,
-        "loadavg_after": common.loadavg(),
+        "loadavg_after": loadavg(),
     }
-    common.log(
+    log(
         f"N={n:4d} compile {t['compile_s']:6.2f}s steady {t['steady_s']:8.3f}s "
         f"{rec['s_per_agent']:8.4f} s/agent  {rec['steps_per_s']:12,.0f} steps/s"
     )
@@ -116,9 +122,9 @@ def main(argv=None):
         for k, v in (("num_envs", args.num_envs), ("num_steps", args.num_steps))
         if v is not None
     }
-    overrides.update(common.parse_set(args.set))
+    overrides.update(parse_set(args.set))
     config = jp.make_config(args.algo, args.env, total_timesteps=args.total_timesteps, **overrides)
-    machine = common.machine_info()
+    machine = machine_info()
     records = [measure(config, n, args.repeats) for n in args.num_agents]
     base = next((r["s_per_agent"] for r in records if r["num_agents"] == 1), None)
     for r in records:
@@ -133,9 +139,11 @@ def main(argv=None):
     }
     notes = [
         f"{args.algo} on {args.env}, {config.num_updates} updates of {config.batch_size} "
-        f"env steps per agent; s / agent = steady-state seconds of the vmapped program / N."
+        f"env steps per agent; s / agent = steady-state seconds of the vmapped program / N.",
+        "final return: per agent, the mean training episode return over the last 10% of updates "
+        "(jaxpg.metrics.final_return), then the mean over agents.",
     ]
-    data = common.payload(
+    data = payload(
         "many_agents",
         "quick" if args.quick else "full",
         settings,
@@ -144,7 +152,7 @@ def main(argv=None):
         argv=argv,
         notes=notes,
     )
-    return common.publish(args, "many_agents", data, records, COLUMNS, draw(records))
+    return publish(args, "many_agents", data, records, COLUMNS, draw(records))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from driver import run_child  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args, add_set_arg, parse_set  # noqa: E402
+from report import fmt, log, payload, publish  # noqa: E402
+from timing import compile_program, memory_stats, time_call  # noqa: E402
 
 FULL = dict(budgets=[2**16, 2**18, 2**20, 2**22], run=True)
 QUICK = dict(budgets=[2**12, 2**14], run=False)
@@ -28,7 +32,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="two small budgets, compile only", repeats=False)
+    add_common_args(p, quick_help="two small budgets, compile only", repeats=False)
     p.add_argument("--algo", choices=["ppo", "a2c", "trpo", "reinforce"], default="ppo")
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--budgets", nargs="+", type=int, help=f"default {FULL['budgets']}")
@@ -38,7 +42,7 @@ def parse_args(argv=None):
         default=None,
         help="also train each budget in a fresh process and record its peak RSS",
     )
-    common.add_set_arg(p)
+    add_set_arg(p)
     p.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -46,7 +50,7 @@ def parse_args(argv=None):
 def _config(args, budget):
     import jaxpg_parts as jp
 
-    return jp.make_config(args.algo, args.env, **common.parse_set(args.set)).replace(
+    return jp.make_config(args.algo, args.env, **parse_set(args.set)).replace(
         total_timesteps=budget
     )
 
@@ -57,8 +61,8 @@ def child(args) -> None:
     import jaxpg_parts as jp
 
     config = _config(args, args.child)
-    compiled, compile_s = common.compile_program(jp.train_program(config), jax.random.key(0))
-    _, seconds = common.time_call(compiled, jax.random.key(0))
+    compiled, compile_s = compile_program(jp.train_program(config), jax.random.key(0))
+    _, seconds = time_call(compiled, jax.random.key(0))
     print(json.dumps({"compile_s": compile_s, "run_s": seconds}))
 
 
@@ -67,12 +71,12 @@ def measure(args, budget) -> dict:
     import jaxpg_parts as jp
 
     config = _config(args, budget)
-    compiled, compile_s = common.compile_program(jp.train_program(config), jax.random.key(0))
+    compiled, compile_s = compile_program(jp.train_program(config), jax.random.key(0))
     rec = {
         "budget": config.num_updates * config.batch_size,
         "num_updates": config.num_updates,
         "compile_s": compile_s,
-        "memory": common.memory_stats(compiled),
+        "memory": memory_stats(compiled),
     }
     for k, v in (rec["memory"] or {}).items():
         rec[k.replace("_size_in_bytes", "_mib")] = v / 2**20
@@ -88,11 +92,11 @@ def measure(args, budget) -> dict:
             "--set",
             *args.set,
         ]
-        rec.update(common.run_child(argv, timeout=3600))
-    common.log(
+        rec.update(run_child(argv, timeout=3600))
+    log(
         f"budget {rec['budget']:>10,d}: temp {rec.get('temp_mib', float('nan')):8.2f} MiB, "
         f"output {rec.get('output_mib', float('nan')):8.3f} MiB, "
-        f"peak RSS {common.fmt(rec.get('peak_rss_mib'))} MiB"
+        f"peak RSS {fmt(rec.get('peak_rss_mib'))} MiB"
     )
     return rec
 
@@ -138,7 +142,7 @@ def main(argv=None):
         args.budgets = preset["budgets"]
     if args.run is None:
         args.run = preset["run"]
-    machine = common.machine_info()
+    machine = machine_info()
     records = [measure(args, b) for b in args.budgets]
     settings = {
         "algo": args.algo,
@@ -151,7 +155,7 @@ def main(argv=None):
         "XLA's memory analysis of the compiled whole-training program; peak RSS of a fresh "
         "process that compiles and runs it once (includes jax itself)."
     ]
-    data = common.payload(
+    data = payload(
         "memory",
         "quick" if args.quick else "full",
         settings,
@@ -160,7 +164,7 @@ def main(argv=None):
         argv=argv,
         notes=notes,
     )
-    return common.publish(args, "memory", data, records, COLUMNS, draw(records), figsize=(6, 4))
+    return publish(args, "memory", data, records, COLUMNS, draw(records), figsize=(6, 4))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,9 @@
 """Peer driver: jaxpg PPO with the shared settings of benchmarks/peers.py (run by peers.py).
 
 python benchmarks/peer_jaxpg.py --spec SPEC.json --out RESULT.json
+
+Each seed's final training return is ``jaxpg.metrics.final_return`` (the mean training episode
+return over the last 10% of updates).
 """
 
 from __future__ import annotations
@@ -10,7 +13,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from driver import driver_main  # noqa: E402
+from machine import DEFAULT_PACKAGES  # noqa: E402
+from timing import compile_program, memory_stats, seed_schedule, steady_record, time_call  # noqa: E402
+
+from jaxpg.metrics import final_return  # noqa: E402
 
 
 def config_from_spec(spec: dict):
@@ -47,25 +54,25 @@ def run(spec: dict) -> dict:
     config = config_from_spec(spec)
     program = jp.train_program(config)
     evaluate = jax.jit(jp.evaluate_program(config, spec["eval_episodes"]))
-    schedule = common.seed_schedule(spec["seeds"])
+    schedule = seed_schedule(spec["seeds"])
     keys = [jax.random.key(s) for s in schedule]
-    compiled, compile_s = common.compile_program(program, keys[0])
+    compiled, compile_s = compile_program(program, keys[0])
     times, cpu, evals, finals = [], [], {}, {}
     for seed, key in zip(schedule, keys):
-        (metrics, state), seconds = common.time_call(compiled, key, cpu=cpu)
+        (metrics, state), seconds = time_call(compiled, key, cpu=cpu)
         times.append(seconds)
         if seed not in evals:
             params = jaxpg.train.policy_params(config, state)
             evals[seed] = float(np.mean(evaluate(params, jax.random.fold_in(key, 1))))
-            finals[seed] = float(jp.final_train_return(metrics["episode_return"]))
+            finals[seed] = float(final_return(metrics["episode_return"]))
     env_steps = config.num_updates * config.batch_size
     return {
         "peer": "jaxpg",
         "compile_s": compile_s,
-        **common.steady_record(times, cpu, env_steps),
+        **steady_record(times, cpu, env_steps),
         "eval_return_per_seed": [evals[s] for s in sorted(evals)],
         "final_train_return_per_seed": [finals[s] for s in sorted(finals)],
-        "memory": common.memory_stats(compiled),
+        "memory": memory_stats(compiled),
         "config": config.to_dict(),
         "notes": [
             "global-norm gradient clipping; one Adam over actor and critic (eps 1e-5); "
@@ -75,4 +82,4 @@ def run(spec: dict) -> dict:
 
 
 if __name__ == "__main__":
-    common.driver_main(run, common.DEFAULT_PACKAGES)
+    driver_main(run, DEFAULT_PACKAGES)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from driver import driver_main  # noqa: E402
+from timing import compile_program, memory_stats, seed_schedule, steady_record, time_call  # noqa: E402
 
 PACKAGES = ("rejax", "jax", "jaxlib", "flax", "optax", "gymnax", "distrax", "numpy")
 
@@ -57,13 +58,13 @@ def run(spec: dict) -> dict:
     algo = make_algo(spec)
     batch = spec["num_envs"] * spec["num_steps"]
     iterations = -(-spec["total_timesteps"] // batch)  # rejax rounds up with eval_freq = total
-    schedule = common.seed_schedule(spec["seeds"])
+    schedule = seed_schedule(spec["seeds"])
     keys = [jax.random.key(s) for s in schedule]
-    compiled, compile_s = common.compile_program(algo.train, keys[0])
+    compiled, compile_s = compile_program(algo.train, keys[0])
     max_steps = algo.env_params.max_steps_in_episode
     times, cpu, evals = [], [], {}
     for seed, key in zip(schedule, keys):
-        (ts, _), seconds = common.time_call(compiled, key, cpu=cpu)
+        (ts, _), seconds = time_call(compiled, key, cpu=cpu)
         times.append(seconds)
         if seed not in evals:
             _, returns = evaluate(
@@ -79,10 +80,10 @@ def run(spec: dict) -> dict:
     return {
         "peer": "rejax",
         "compile_s": compile_s,
-        **common.steady_record(times, cpu, env_steps),
+        **steady_record(times, cpu, env_steps),
         "eval_return_per_seed": [evals[s] for s in sorted(evals)],
         "final_train_return_per_seed": None,  # rejax logs no training returns
-        "memory": common.memory_stats(compiled),
+        "memory": memory_stats(compiled),
         "notes": [
             "max_grad_norm clips each gradient element (optax.clip), not the global norm; "
             "separate Adam (eps 1e-8) for actor and critic; lecun-normal init; "
@@ -92,4 +93,4 @@ def run(spec: dict) -> dict:
 
 
 if __name__ == "__main__":
-    common.driver_main(run, PACKAGES)
+    driver_main(run, PACKAGES)

@@ -28,7 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from driver import run_driver  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args  # noqa: E402
+from paths import BENCH_DIR  # noqa: E402
+from report import fmt, fmt_mean_std, log, mean_std, payload, publish  # noqa: E402
 
 PPO_SHARED = dict(
     env="CartPole-v1",
@@ -66,7 +70,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="small budgets and one seed", repeats=False)
+    add_common_args(p, quick_help="small budgets and one seed", repeats=False)
     p.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS))
     p.add_argument(
         "--peers",
@@ -126,7 +130,7 @@ def python_for(peer: str, overrides: dict) -> Path | None:
     venv = DRIVERS[peer][1]
     if venv is None:
         return Path(sys.executable)
-    path = common.BENCH_DIR / venv / "bin" / "python"
+    path = BENCH_DIR / venv / "bin" / "python"
     return path if path.exists() else None
 
 
@@ -158,21 +162,19 @@ def run_peer(peer: str, spec: dict, args, overrides: dict) -> dict:
         spec["torch_threads"] = args.sb3_threads
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)  # a peer sees only its own venv
-    common.log(f"  {peer}: {spec['total_timesteps']:,} steps x {spec['seeds']} seed(s) ...")
-    result = common.run_driver(
-        python, common.BENCH_DIR / DRIVERS[peer][0], spec, args.timeout, env=env
-    )
+    log(f"  {peer}: {spec['total_timesteps']:,} steps x {spec['seeds']} seed(s) ...")
+    result = run_driver(python, BENCH_DIR / DRIVERS[peer][0], spec, args.timeout, env=env)
     result.setdefault("peer", peer)
     if "error" in result:
-        common.log(f"  {peer} FAILED: {result['error']}\n{result['log_tail']}")
+        log(f"  {peer} FAILED: {result['error']}\n{result['log_tail']}")
     else:
-        result["eval_return_mean"], result["eval_return_std"] = common.mean_std(
+        result["eval_return_mean"], result["eval_return_std"] = mean_std(
             result["eval_return_per_seed"]
         )
-        common.log(
-            f"  {peer}: compile {common.fmt(result.get('compile_s'))}s steady "
+        log(
+            f"  {peer}: compile {fmt(result.get('compile_s'))}s steady "
             f"{result['steady_s']:.3f}s {result['steps_per_s']:,.0f} steps/s eval "
-            f"{common.fmt_mean_std(result['eval_return_mean'], result['eval_return_std'])}"
+            f"{fmt_mean_std(result['eval_return_mean'], result['eval_return_std'])}"
         )
     return result
 
@@ -220,7 +222,7 @@ def compare(setting: str, spec: dict, results: list[dict]) -> list[dict]:
             "steps_per_s": r.get("steps_per_s"),
             "cores_used": r.get("cores_used"),
             "peak_rss_mib": r.get("peak_rss_mib"),
-            "eval": common.fmt_mean_std(r.get("eval_return_mean"), r.get("eval_return_std"))
+            "eval": fmt_mean_std(r.get("eval_return_mean"), r.get("eval_return_std"))
             if "eval_return_mean" in r
             else r.get("skipped") or r.get("error"),
         }
@@ -280,16 +282,16 @@ def main(argv=None):
         if getattr(args, k, None) is None:
             setattr(args, k, preset.get(k))
     overrides = dict(s.split("=", 1) for s in (args.python or []))
-    machine = common.machine_info()
+    machine = machine_info()
     records, rows = [], []
     for setting in args.settings:
         spec = spec_for(setting, args)
-        common.log(f"{setting}: {spec['num_envs']} envs x {spec['num_steps']} steps")
+        log(f"{setting}: {spec['num_envs']} envs x {spec['num_steps']} steps")
         peers = ["jaxpg", *args.peers]
         rounds = []
         for i in range(args.rounds):
             if args.rounds > 1:
-                common.log(f" round {i + 1} of {args.rounds}")
+                log(f" round {i + 1} of {args.rounds}")
             rounds.append([run_peer(p, spec, args, overrides) for p in peers])
         results = [merge_rounds([r[j] for r in rounds]) for j in range(len(peers))]
         records.append({"setting": setting, "spec": spec, "results": results})
@@ -315,7 +317,7 @@ def main(argv=None):
             for n in r.get("notes", []):
                 notes.append(f"{r['peer']}: {n}")
     notes = list(dict.fromkeys(notes))
-    data = common.payload(
+    data = payload(
         "peers",
         "quick" if args.quick else "full",
         settings,
@@ -325,7 +327,7 @@ def main(argv=None):
         summary=rows,
         notes=notes,
     )
-    return common.publish(args, "peers", data, rows, COLUMNS, draw(rows))
+    return publish(args, "peers", data, rows, COLUMNS, draw(rows))
 
 
 if __name__ == "__main__":

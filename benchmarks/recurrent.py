@@ -3,8 +3,9 @@
 * ``learning``: the recurrent presets (``jaxpg.presets.ppo_cartpole_positions_gru``: CartPole-v1
   without velocities at 1M steps; ``ppo_memorychain_gru``: MemoryChain-bsuite at 200k) beside the
   same config with the feed-forward MLP (``network="mlp"``, ``hidden_sizes=(64, 64)``), at the
-  same budget: final training return (mean over the last 10% of updates) and the evaluation
-  return of the final policy (64 episodes), per seed, ``--seeds`` seeds vmapped.
+  same budget: final training return (mean over the last 10% of updates,
+  ``jaxpg.metrics.final_return``) and the evaluation return of the final policy (64 episodes),
+  per seed, ``--seeds`` seeds vmapped.
 * ``speed``: env steps per second of the whole PPO training program on CartPole-v1 (full
   observations, 128 steps per rollout, 4 minibatches) for the GRU (64-unit encoder, 64-unit
   GRU) against the MLP (64, 64), at 4, 64 and 1024 envs; compile time apart.
@@ -21,7 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args  # noqa: E402
+from report import default_out_dir, log, markdown_table, payload, write_results  # noqa: E402
+from timing import compile_program, time_call, time_program  # noqa: E402
+
+from jaxpg.metrics import final_return  # noqa: E402
 
 TASKS = ("ppo_cartpole_positions_gru", "ppo_memorychain_gru")
 
@@ -30,7 +36,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="tiny budgets (a few updates), 2 seeds")
+    add_common_args(p, quick_help="tiny budgets (a few updates), 2 seeds")
     p.add_argument(
         "--parts", nargs="+", choices=["learning", "speed"], default=["learning", "speed"]
     )
@@ -65,17 +71,15 @@ def learning(args):
     for task in TASKS:
         for network, config in variants(task, args.quick).items():
             keys = jax.random.split(jax.random.key(0), args.seeds)
-            compiled, compile_s = common.compile_program(jax.vmap(jaxpg.make_train(config)), keys)
-            result, run_s = common.time_call(compiled, keys)
-            returns = np.asarray(result.metrics["episode_return"])
-            tail = returns[:, -max(1, returns.shape[1] // 10) :]
+            compiled, compile_s = compile_program(jax.vmap(jaxpg.make_train(config)), keys)
+            result, run_s = time_call(compiled, keys)
             evaluate = jax.jit(jax.vmap(make_evaluate(config, 64)))
             ev = np.asarray(
                 evaluate(
                     result.params, jax.random.split(jax.random.key(1), args.seeds)
                 ).episode_return
             ).mean(axis=1)
-            final = np.nanmean(tail, axis=1)
+            final = final_return(result.metrics["episode_return"])
             rec = {
                 "task": task,
                 "env": config.env_spec.name,
@@ -90,7 +94,7 @@ def learning(args):
                 "run_s": run_s,
                 "config": config.to_dict(),
             }
-            common.log(
+            log(
                 f"{rec['env']:26s} {network}: final {final.round(2)} eval {ev.round(2)} "
                 f"({run_s:.1f}s)"
             )
@@ -122,9 +126,7 @@ def speed(args):
                 total_timesteps=updates * batch,
                 **net,
             )
-            t = common.time_program(
-                train_program(config), jax.random.key(0), repeats=args.repeats or 2
-            )
+            t = time_program(train_program(config), jax.random.key(0), repeats=args.repeats or 2)
             t.pop("output")
             steps = updates * batch
             rec = {
@@ -134,7 +136,7 @@ def speed(args):
                 **t,
                 "steps_per_s": steps / t["steady_s"],
             }
-            common.log(
+            log(
                 f"speed N={n:5d} {network}: compile {t['compile_s']:.1f}s "
                 f"{rec['steps_per_s']:,.0f} steps/s"
             )
@@ -173,16 +175,16 @@ def main(argv=None):
         results["learning"] = learning(args)
     if "speed" in args.parts:
         results["speed"] = speed(args)
-    data = common.payload(
+    data = payload(
         "recurrent",
         "quick" if args.quick else "full",
         {"parts": args.parts, "seeds": args.seeds, "num_envs": args.num_envs},
         results,
-        common.machine_info(),
+        machine_info(),
         argv=argv,
         notes=[
             "learning: final train return = mean episode return over the last "
-            "10% of updates; eval = 64 fresh episodes of the final policy, "
+            "10% of updates (jaxpg.metrics.final_return); eval = 64 fresh episodes of the final policy, "
             "sampled actions; means over seeds (per seed in the JSON).",
             "speed: PPO CartPole-v1, 128 steps per rollout, 4 epochs x 4 "
             "minibatches; GRU = 64-unit encoder + 64-unit GRU + 64-unit heads, "
@@ -192,14 +194,14 @@ def main(argv=None):
     rows = []
     table = ""
     if "learning" in results:
-        table += common.markdown_table(results["learning"], LEARNING_COLUMNS) + "\n\n"
+        table += markdown_table(results["learning"], LEARNING_COLUMNS) + "\n\n"
         rows += results["learning"]
     if "speed" in results:
-        table += common.markdown_table(results["speed"], SPEED_COLUMNS)
-    out_dir = args.out_dir or common.default_out_dir(args.quick)
-    paths = common.write_results(out_dir, args.name or "recurrent", data, table)
+        table += markdown_table(results["speed"], SPEED_COLUMNS)
+    out_dir = args.out_dir or default_out_dir(args.quick)
+    paths = write_results(out_dir, args.name or "recurrent", data, table)
     print(table)
-    common.log("wrote " + ", ".join(str(p) for p in paths.values()))
+    log("wrote " + ", ".join(str(p) for p in paths.values()))
     return paths
 
 

@@ -22,9 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from driver import run_process  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args  # noqa: E402
+from paths import REPO_DIR  # noqa: E402
+from report import fmt, log, payload, publish  # noqa: E402
 
-WORKTREES = common.REPO_DIR / "benchmarks" / "results" / "tmp"
+WORKTREES = REPO_DIR / "benchmarks" / "results" / "tmp"
 
 # The child: only the API every revision has (a config class, make_train). Prints one JSON line.
 CHILD = r"""
@@ -53,7 +57,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="one round, a small budget", repeats=False)
+    add_common_args(p, quick_help="one round, a small budget", repeats=False)
     p.add_argument(
         "--revs", nargs="+", default=["HEAD~1", "HEAD"], help="git revisions (first: the baseline)"
     )
@@ -74,7 +78,7 @@ def parse_args(argv=None):
 def worktree(rev: str) -> tuple[Path, str]:
     sha = subprocess.run(
         ["git", "rev-parse", "--short", rev],
-        cwd=common.REPO_DIR,
+        cwd=REPO_DIR,
         check=True,
         capture_output=True,
         text=True,
@@ -84,7 +88,7 @@ def worktree(rev: str) -> tuple[Path, str]:
         WORKTREES.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             ["git", "worktree", "add", "--detach", "-f", str(path), sha],
-            cwd=common.REPO_DIR,
+            cwd=REPO_DIR,
             check=True,
             capture_output=True,
         )
@@ -107,7 +111,7 @@ def measure(path: Path, num_envs: int, args) -> dict:
     ]
     # Run in the worktree: `python -c` puts the working directory first on sys.path, ahead of
     # an editable install's import hook (measure() checks jaxpg.__file__ all the same).
-    code, _, wall, output = common._run_process(cmd, timeout=1800, cwd=path, env=env)
+    code, _, wall, output = run_process(cmd, timeout=1800, cwd=path, env=env)
     lines = [line for line in output.splitlines() if line.startswith("{")]
     if code != 0 or not lines:
         return {"error": f"exit code {code}", "log_tail": output[-2000:]}
@@ -127,9 +131,9 @@ def main(argv=None):
         for n in args.num_envs:
             for path, sha in trees:
                 result = measure(path, n, args)
-                common.log(
+                log(
                     f"round {r + 1}/{args.rounds} {sha} {n} envs: "
-                    f"{common.fmt(result.get('steps_per_s'))} steps/s"
+                    f"{fmt(result.get('steps_per_s'))} steps/s"
                 )
                 runs[(sha, n)].append(result)
     rows, results = [], []
@@ -152,8 +156,8 @@ def main(argv=None):
             }
             rows.append(row)
             results.append({**row, "runs": runs[(sha, n)]})
-    data = common.payload(
-        "revisions", "quick" if args.quick else "full", vars(args), results, common.machine_info()
+    data = payload(
+        "revisions", "quick" if args.quick else "full", vars(args), results, machine_info()
     )
     columns = [
         ("rev", "revision"),
@@ -163,7 +167,7 @@ def main(argv=None):
         ("trace_s", "trace s"),
         ("compile_s", "compile s"),
     ]
-    common.publish(args, "revisions", data, rows, columns)
+    publish(args, "revisions", data, rows, columns)
 
 
 if __name__ == "__main__":

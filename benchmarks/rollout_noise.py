@@ -18,14 +18,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args  # noqa: E402
+from report import log, payload, publish  # noqa: E402
+from timing import time_program  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="two sizes, one repeat")
+    add_common_args(p, quick_help="two sizes, one repeat")
     p.add_argument("--num-actions", nargs="+", type=int, default=[2, 16, 128, 1024, 8192, 32768])
     p.add_argument("--num-envs", type=int, default=64)
     p.add_argument("--num-steps", type=int, default=128)
@@ -106,24 +109,22 @@ def main(argv=None):
                 return jnp.sum(batch.action)
 
             carry = rollout_lib.env_carry_init(jax.random.key(0), env, N)
-            rec = common.time_program(run, jax.random.key(1), carry, repeats=repeats)
+            rec = time_program(run, jax.random.key(1), carry, repeats=repeats)
             rec.pop("output")
             temp = (rec.get("memory") or {}).get("temp_size_in_bytes")
             row[f"{mode}_ms"] = 1e3 * rec["steady_s"]
             row[f"{mode}_temp_mib"] = None if temp is None else temp / 2**20
             results.append({"num_actions": A, "mode": mode, **rec})
-            common.log(
-                f"A={A} {mode}: {1e3 * rec['steady_s']:.2f} ms, temp {row[f'{mode}_temp_mib']} MiB"
-            )
+            log(f"A={A} {mode}: {1e3 * rec['steady_s']:.2f} ms, temp {row[f'{mode}_temp_mib']} MiB")
         row["per_step_over_predraw"] = row["per_step_ms"] / row["predraw_ms"]
         rows.append(row)
     rollout_lib.PREDRAW_MAX_NOISE = default
-    data = common.payload(
+    data = payload(
         "rollout_noise",
         "quick" if args.quick else "full",
         vars(args),
         results,
-        common.machine_info(),
+        machine_info(),
         predraw_max_noise=default,
     )
     columns = [
@@ -135,7 +136,7 @@ def main(argv=None):
         ("predraw_temp_mib", "predraw temp MiB"),
         ("per_step_temp_mib", "per-step temp MiB"),
     ]
-    common.publish(args, "rollout_noise", data, rows, columns)
+    publish(args, "rollout_noise", data, rows, columns)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args  # noqa: E402
+from report import default_out_dir, log, markdown_table, payload, write_results  # noqa: E402
+from timing import time_program  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="tiny budgets")
+    add_common_args(p, quick_help="tiny budgets")
     p.add_argument("--parts", nargs="+", choices=["curves", "speed"], default=["curves", "speed"])
     p.add_argument(
         "--tokens",
@@ -92,7 +95,7 @@ def curves(args):
             points.append(
                 ((i + 1) * chunk_updates * config.batch_size, float(stats["exact_match"]))
             )
-        common.log(f"{name:9s} exact match " + " ".join(f"{r:.2f}" for _, r in points))
+        log(f"{name:9s} exact match " + " ".join(f"{r:.2f}" for _, r in points))
         out.append(
             {
                 "method": name,
@@ -126,9 +129,7 @@ def speed(args):
             )
             updates = max(2, (2**10 if args.quick else 2**14) // base.batch_size)
             config = base.replace(total_timesteps=updates * base.batch_size)
-            t = common.time_program(
-                train_program(config), jax.random.key(0), repeats=args.repeats or 2
-            )
+            t = time_program(train_program(config), jax.random.key(0), repeats=args.repeats or 2)
             t.pop("output")
             tokens = updates * config.batch_size
             rec = {
@@ -138,7 +139,7 @@ def speed(args):
                 **t,
                 "tokens_per_s": tokens / t["steady_s"],
             }
-            common.log(
+            log(
                 f"speed N={n:5d} {network:11s} compile {t['compile_s']:.1f}s "
                 f"{rec['tokens_per_s']:,.0f} tokens/s"
             )
@@ -170,12 +171,12 @@ def main(argv=None):
         results["curves"] = curves(args)
     if "speed" in args.parts:
         results["speed"] = speed(args)
-    data = common.payload(
+    data = payload(
         "sequence",
         "quick" if args.quick else "full",
         {"parts": args.parts, "tokens": args.tokens, "num_envs": args.num_envs},
         results,
-        common.machine_info(),
+        machine_info(),
         argv=argv,
         notes=[
             "curves: exact-match rate of 512 fresh prompts, sampled tokens, "
@@ -187,14 +188,14 @@ def main(argv=None):
     table = ""
     if "curves" in results:
         table += (
-            common.markdown_table(
+            markdown_table(
                 results["curves"],
                 [("method", "method"), ("final_exact_match", "final exact match")],
             )
             + "\n\n"
         )
     if "speed" in results:
-        table += common.markdown_table(
+        table += markdown_table(
             results["speed"],
             [
                 ("num_envs", "sequences"),
@@ -204,13 +205,11 @@ def main(argv=None):
                 ("cores_used", "cores used"),
             ],
         )
-    out_dir = args.out_dir or common.default_out_dir(args.quick)
+    out_dir = args.out_dir or default_out_dir(args.quick)
     plot = None if args.no_plot or "curves" not in results else draw(results["curves"])
-    paths = common.write_results(
-        out_dir, args.name or "sequence", data, table, plot, figsize=(7, 4.5)
-    )
+    paths = write_results(out_dir, args.name or "sequence", data, table, plot, figsize=(7, 4.5))
     print(table)
-    common.log("wrote " + ", ".join(str(p) for p in paths.values()))
+    log("wrote " + ", ".join(str(p) for p in paths.values()))
     return paths
 
 

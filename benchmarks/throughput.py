@@ -23,7 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import loadavg, machine_info  # noqa: E402
+from options import add_common_args, add_set_arg, parse_set  # noqa: E402
+from report import log, payload, publish  # noqa: E402
+from timing import time_program  # noqa: E402
 
 FULL = dict(
     algos=["ppo", "reinforce"],
@@ -48,7 +51,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="small sweep (seconds per point) instead of the full one")
+    add_common_args(p, quick_help="small sweep (seconds per point) instead of the full one")
     p.add_argument(
         "--algos",
         nargs="+",
@@ -66,7 +69,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--min-updates", type=int, help="at least this many updates per program")
     p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
-    common.add_set_arg(p)
+    add_set_arg(p)
     return p.parse_args(argv)
 
 
@@ -82,7 +85,7 @@ def point_config(algo, env, num_envs, args):
         algo,
         env,
         **{
-            **common.parse_set(args.set),
+            **parse_set(args.set),
             "num_envs": num_envs,
             "num_steps": args.num_steps,
             "total_timesteps": num_updates * batch,
@@ -101,16 +104,14 @@ def measure_point(algo, env, num_envs, args, parts):
     out = []
     state = jp.init_state(config, key) if {"rollout", "update"} & set(parts) else None
     for part in parts:
-        load_before = common.loadavg()
+        load_before = loadavg()
         if part == "train":
-            t = common.time_program(jp.train_program(config), key, repeats=args.repeats)
+            t = time_program(jp.train_program(config), key, repeats=args.repeats)
         elif part == "rollout":
-            t = common.time_program(
-                jp.rollout_program(config, num_updates), state, repeats=args.repeats
-            )
+            t = time_program(jp.rollout_program(config, num_updates), state, repeats=args.repeats)
         else:
             batch = jp.one_batch(config, state)
-            t = common.time_program(
+            t = time_program(
                 jp.update_program(config, num_updates), state, batch, repeats=args.repeats
             )
             del batch
@@ -127,9 +128,9 @@ def measure_point(algo, env, num_envs, args, parts):
             **t,
             "steps_per_s": env_steps / t["steady_s"],
             "loadavg_before": load_before,
-            "loadavg_after": common.loadavg(),
+            "loadavg_after": loadavg(),
         }
-        common.log(
+        log(
             f"{algo:9s} {env:18s} N={num_envs:5d} {part:8s} compile {t['compile_s']:6.2f}s "
             f"steady {t['steady_s']:7.3f}s  {rec['steps_per_s']:12,.0f} steps/s"
         )
@@ -224,7 +225,7 @@ def resolve_args(argv=None):
 
 def main(argv=None):
     args = resolve_args(argv)
-    machine = common.machine_info()
+    machine = machine_info()
     records = []
     for algo in args.algos:
         for env in args.envs:
@@ -252,7 +253,7 @@ def main(argv=None):
         "batch; shares are of rollout + update wall time (CPU-time share beside it: it is less "
         "disturbed by other load on the machine).",
     ]
-    data = common.payload(
+    data = payload(
         "throughput",
         "quick" if args.quick else "full",
         settings,
@@ -262,7 +263,7 @@ def main(argv=None):
         summary=rows,
         notes=notes,
     )
-    return common.publish(args, "throughput", data, rows, COLUMNS, draw(rows), figsize=(12, 4.5))
+    return publish(args, "throughput", data, rows, COLUMNS, draw(rows), figsize=(12, 4.5))
 
 
 if __name__ == "__main__":

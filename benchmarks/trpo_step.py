@@ -23,14 +23,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import common  # noqa: E402
+from machine import machine_info  # noqa: E402
+from options import add_common_args  # noqa: E402
+from report import log, payload, publish  # noqa: E402
+from timing import time_program  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    common.add_common_args(p, quick_help="one size, one repeat")
+    add_common_args(p, quick_help="one size, one repeat")
     p.add_argument("--num-envs", nargs="+", type=int, default=[4, 64, 1024])
     p.add_argument("--num-steps", type=int, default=128)
     p.add_argument("--env", default="CartPole-v1")
@@ -110,18 +113,16 @@ def main(argv=None):
             ("gradient_cg", gradient_cg),
             ("policy_step", policy_step),
         ):
-            rec = common.time_program(fn, state.params, repeats=repeats)
+            rec = time_program(fn, state.params, repeats=repeats)
             rec.pop("output")
             row[f"{name}_ms"] = 1e3 * rec["steady_s"]
             results.append({"num_envs": n, "program": name, **rec})
-            common.log(
-                f"{n} envs {name}: {row[f'{name}_ms']:.2f} ms (compile {rec['compile_s']:.1f} s)"
-            )
+            log(f"{n} envs {name}: {row[f'{name}_ms']:.2f} ms (compile {rec['compile_s']:.1f} s)")
         row["cg_ms"] = row["gradient_cg_ms"] - row["gradient_ms"]
         row["line_search_ms"] = row["policy_step_ms"] - row["gradient_cg_ms"]
         rows.append(row)
-    data = common.payload(
-        "trpo_step", "quick" if args.quick else "full", vars(args), results, common.machine_info()
+    data = payload(
+        "trpo_step", "quick" if args.quick else "full", vars(args), results, machine_info()
     )
     columns = [
         ("num_envs", "num_envs"),
@@ -131,7 +132,7 @@ def main(argv=None):
         ("line_search_ms", "line search ms"),
         ("policy_step_ms", "whole policy step ms"),
     ]
-    common.publish(args, "trpo_step", data, rows, columns)
+    publish(args, "trpo_step", data, rows, columns)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 and writes a valid JSON record, a markdown table and a plot. The peer venvs are not needed
 (``peers.py`` runs with jaxpg alone).
 
-All four scripts run in one subprocess that shares a persistent XLA compilation cache, so the
+All the scripts run in one subprocess that shares a persistent XLA compilation cache, so the
 programs they have in common (the same tiny config) compile once, and with XLA's backend
 optimisations off, which halves compile time; the programs compute the same values.
 """
@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -188,8 +189,12 @@ def test_help(script):
     assert "usage" in proc.stdout.lower()
 
 
+def _no_bare_nan(constant):
+    raise AssertionError(f"bare {constant} in a JSON result (jaxpg.files writes null)")
+
+
 def _load(outputs, name):
-    data = json.loads((outputs / f"{name}.json").read_text())
+    data = json.loads((outputs / f"{name}.json").read_text(), parse_constant=_no_bare_nan)
     assert data["benchmark"] == name
     machine = data["machine"]
     for key in ("cpu_model", "cpu_count", "backend", "versions"):
@@ -245,6 +250,27 @@ def test_learning(outputs):
     assert all(1 <= r <= 500 for r in rec["eval_return"])
     assert rec["references"]
     assert (outputs / "learning.png").stat().st_size > 0
+
+
+def test_sb3_training_returns_use_the_one_final_return():
+    # peer_sb3 rebuilds jaxpg's per-update episode_return from SB3's Monitor records, then
+    # takes jaxpg.metrics.final_return of it (no SB3 needed for this part).
+    sys.path.insert(0, str(BENCH))
+    import peer_sb3
+
+    from jaxpg.metrics import final_return
+
+    # 4 steps per update. env 0: episodes end at its steps 3, 8, 11 and 16; env 1: at 10 and
+    # 12; env 2: none. Update 3 (steps 13-16) is the last 10% of 4 updates.
+    per_update = peer_sb3.returns_per_update(
+        [([1.0, 2.0, 3.0, 4.0], [3, 5, 3, 5]), ([5.0, 6.0], [10, 2]), ([], [])],
+        num_steps=4,
+        num_updates=4,
+    )
+    np.testing.assert_array_equal(per_update, [1.0, 2.0, (3.0 + 5.0 + 6.0) / 3, 4.0])
+    assert final_return(per_update) == 4.0
+    empty = peer_sb3.returns_per_update([([1.0], [3])], num_steps=4, num_updates=2)
+    assert np.isnan(empty[1]) and np.isnan(final_return(empty))
 
 
 def test_peers(outputs):
