@@ -140,45 +140,105 @@ def save_checkpoint(
       multiprocessing_options: an ``orbax.checkpoint.options.MultiprocessingOptions`` for
         multi-process runs (the CLI's ``--distributed`` hook).
     """
-    ocp = _ocp()
-    import jaxpg
+    with Checkpointer(
+        directory,
+        config,
+        keep=keep,
+        metadata=metadata,
+        multiprocessing_options=multiprocessing_options,
+    ) as checkpointer:
+        return checkpointer.save(state, step=step)
 
-    directory = Path(directory).absolute()  # orbax requires absolute paths
-    if step is None:
-        step = int(np.max(np.asarray(jax.device_get(state.update_step))))
-    if keep is not None and keep < 1:
-        raise ValueError(f"keep={keep!r} is invalid: a positive number of checkpoints, or None")
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "jaxpg_version": getattr(jaxpg, "__version__", "unknown"),
-        "step": int(step),
-        "batch_shape": list(_batch_shape(state)),
-        "key_impl": _key_impl(state),
-        "config": config.to_dict(),
-        **dict(metadata or {}),
-    }
-    from jaxpg.files import jsonable
 
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep,
-        create=True,
-        enable_async_checkpointing=False,
-        **({"multiprocessing_options": multiprocessing_options} if multiprocessing_options else {}),
-    )
-    with (
-        _quiet_absl(),
-        ocp.CheckpointManager(directory, options=options, item_names=("state", "meta")) as manager,
-    ):
-        manager.save(
-            int(step),
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(_key_data(state)),
-                meta=ocp.args.JsonSave(jsonable(meta)),
+class Checkpointer:
+    """One long-lived orbax ``CheckpointManager`` for a run's checkpoints folder.
+
+    ``save(state, step)`` writes ``<directory>/<step>`` (the state, and JSON metadata: the
+    format, the step, the batch shape, the key implementation, ``config.to_dict()`` and
+    ``metadata``), waits until it is complete, then deletes all but the newest ``keep``.
+    :func:`save_checkpoint` is one save through one of these; the run loop
+    (:mod:`jaxpg.runner`) keeps one open for the whole run. Use it as a context manager, or
+    call :meth:`close`.
+
+    Args:
+      directory: the checkpoints folder (created if needed; made absolute, as orbax needs).
+      config: the config the states are trained with (recorded, and checked on restore).
+      keep: keep only the newest ``keep`` checkpoints; ``None`` keeps all.
+      metadata: extra JSON-able facts stored with every checkpoint (seeds, sweep settings).
+      multiprocessing_options: an ``orbax.checkpoint.options.MultiprocessingOptions`` for
+        multi-process runs.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        config: Any,
+        *,
+        keep: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        multiprocessing_options: Any = None,
+    ) -> None:
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep={keep!r} is invalid: a positive number of checkpoints, or None")
+        ocp = _ocp()
+        self.directory = Path(directory).absolute()  # orbax requires absolute paths
+        self._config = config
+        self._metadata = dict(metadata or {})
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep,
+            create=True,
+            enable_async_checkpointing=False,
+            **(
+                {"multiprocessing_options": multiprocessing_options}
+                if multiprocessing_options
+                else {}
             ),
-            force=True,
         )
-        manager.wait_until_finished()
-    return directory / str(int(step))
+        with _quiet_absl():
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_names=("state", "meta")
+            )
+
+    def save(self, state: Any, *, step: int | None = None) -> Path:
+        """Saves ``state`` (a :class:`jaxpg.TrainState`, optionally batched over members) as
+        ``<directory>/<step>`` (default step: the state's ``update_step``); returns that path."""
+        ocp = _ocp()
+        import jaxpg
+        from jaxpg.files import jsonable
+
+        if step is None:
+            step = int(np.max(np.asarray(jax.device_get(state.update_step))))
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "jaxpg_version": getattr(jaxpg, "__version__", "unknown"),
+            "step": int(step),
+            "batch_shape": list(_batch_shape(state)),
+            "key_impl": _key_impl(state),
+            "config": self._config.to_dict(),
+            **self._metadata,
+        }
+        with _quiet_absl():
+            self._manager.save(
+                int(step),
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_key_data(state)),
+                    meta=ocp.args.JsonSave(jsonable(meta)),
+                ),
+                force=True,
+            )
+            self._manager.wait_until_finished()
+        return self.directory / str(int(step))
+
+    def close(self) -> None:
+        """Waits for pending writes and releases the manager."""
+        with _quiet_absl():
+            self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
@@ -221,14 +281,20 @@ def _resolve(directory: str | os.PathLike, step: int | None) -> tuple[Path, int]
 def check_compatible(meta: Mapping[str, Any], config, where: str = "checkpoint") -> None:
     """Raises :class:`CheckpointError` if ``meta['config']`` differs from ``config`` in a field
     that fixes the environment, the state's shapes or the network."""
+    from jaxpg.files import jsonable
+
     saved = meta.get("config", {})
-    current = config.to_dict()
+    current = jsonable(config.to_dict())  # as the saved one went through JSON
     diffs = []
     for name in COMPATIBILITY_FIELDS:
         if name not in saved and name not in current:
             continue
         a, b = saved.get(name), current.get(name)
-        if _normalize(a) != _normalize(b):
+        if name == "env_params":
+            same = a == b or _env_params_entry(a, config) == _env_params_entry(b, config)
+        else:
+            same = _normalize(a) == _normalize(b)
+        if not same:
             diffs.append(f"{name}: saved {a!r}, config {b!r}")
     if diffs:
         raise CheckpointError(f"{where} is incompatible with this config: " + "; ".join(diffs))
@@ -240,6 +306,22 @@ def _normalize(v):
     if isinstance(v, Mapping):
         return {k: _normalize(x) for k, x in v.items()}
     return v
+
+
+def _env_params_entry(recorded, config):
+    """A recorded ``env_params`` (``config.to_dict()``'s) in one form for comparing: its fields.
+    None (the environment's defaults) becomes the default params' fields; a repr string (what
+    older checkpoints recorded) stands for ``config``'s params if it is their repr."""
+    from jaxpg.config import env_params_dict
+    from jaxpg.envs import make_env
+    from jaxpg.files import jsonable
+
+    if recorded is None:
+        recorded = env_params_dict(make_env(config.env, None, **config.env_kwargs).params)
+    elif isinstance(recorded, str) and config.env_params is not None:
+        if recorded == repr(config.env_params):
+            recorded = env_params_dict(config.env_params)
+    return _normalize(jsonable(recorded))
 
 
 def abstract_state(config, batch_shape: tuple[int, ...] = (), key_impl: str | None = None):

@@ -218,3 +218,43 @@ def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_
         f"env: {name} has a {type(action_space).__name__} action space; jaxpg supports "
         "Discrete and 1-D Box action spaces"
     )
+
+
+# Built on first use by downloading data; listing should not download anything.
+_DOWNLOADS = {"MNISTBandit-bsuite": "downloads MNIST when built"}
+
+
+def env_table() -> list[tuple[str, str, str, str]]:
+    """``(name, observation space, action space, note)`` for every registered environment
+    (``jaxpg envs``); the note says why one is not supported, or that it downloads data."""
+    import gymnax
+
+    rows = []
+    for name in registered_envs():
+        if name in _DOWNLOADS:
+            rows.append((name, "-", "-", _DOWNLOADS[name]))
+            continue
+        try:
+            env = make_env(name)
+        except Exception as e:  # noqa: BLE001 - list every env, whatever it fails with
+            try:
+                instance, params = gymnax.make(name)
+                obs = _space(instance.observation_space(params))
+                act = _space(instance.action_space(params))
+            except Exception:  # noqa: BLE001
+                obs = act = "-"
+            rows.append((name, obs, act, f"not supported: {' '.join(str(e).split())[:70]}"))
+            continue
+        _, _, rest = env.describe().partition(": obs ")
+        obs, _, act = rest.partition(", actions ")
+        rows.append((name, f"Box{obs}", act, ""))
+    return rows
+
+
+def _space(space: Any) -> str:
+    kind = type(space).__name__
+    if hasattr(space, "n"):
+        return f"{kind}({int(space.n)})"
+    if hasattr(space, "shape"):
+        return f"{kind}{tuple(space.shape)}"
+    return kind

@@ -13,7 +13,9 @@ written with Pillow, which matplotlib already depends on). gymnax draws only the
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -304,4 +306,76 @@ def _classic_control_gif(env, frames, cumulative, path, frame_ms: int = 40) -> N
         gym_env.close()
     images[0].save(
         path, save_all=True, append_images=images[1:], duration=frame_ms, loop=0, optimize=True
+    )
+
+
+class RunEvaluation(NamedTuple):
+    """What :func:`evaluate_run` returns: ``returns`` and ``finished`` are ``[M, episodes]``
+    (one row per member of the run, :class:`jaxpg.members.Members` order); ``frames`` is the
+    GIF's frame count (0 without ``render``)."""
+
+    config: Any
+    step: int
+    members: Any
+    returns: np.ndarray
+    finished: np.ndarray
+    frames: int
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    *,
+    episodes: int = 100,
+    deterministic: bool = False,
+    seed: int = 0,
+    step: int | None = None,
+    max_steps: int | None = None,
+    render: str | os.PathLike | None = None,
+) -> RunEvaluation:
+    """Evaluates every member of a run directory's checkpoint (the latest, or ``step``) on
+    ``episodes`` fresh episodes each (:func:`make_evaluate`, vmapped over the members), and
+    optionally writes the first member's episode as a GIF (:func:`render_gif`).
+
+    Raises ``FileNotFoundError``/``ValueError`` for a directory that is not a run or a bad
+    argument, :class:`jaxpg.checkpoint.CheckpointError` for a missing or unreadable checkpoint,
+    :class:`RenderError` when rendering fails.
+    """
+    from jaxpg import runs
+    from jaxpg.checkpoint import restore_checkpoint
+    from jaxpg.members import Members
+    from jaxpg.train import policy_params
+
+    config, run = runs.read_config(run_dir)
+    if render is not None:
+        problem = render_problem(config.env_spec.name)
+        if problem:
+            raise ValueError(f"render: {problem}")
+    evaluate = make_evaluate(config, episodes, deterministic=deterministic, max_steps=max_steps)
+    state, meta = restore_checkpoint(Path(run_dir) / runs.CHECKPOINT_DIR, config, step=step)
+    params = policy_params(config, state)
+    batch_shape = tuple(meta.get("batch_shape", ()))
+    key = jax.random.key(seed)
+    if batch_shape:
+        result = jax.jit(jax.vmap(evaluate, in_axes=(0, None)))(params, key)
+    else:
+        result = jax.jit(evaluate)(params, key)
+    members = Members.from_dict(meta if meta.get("seeds") else run)
+    frames = 0
+    if render is not None:
+        first = jax.tree.map(lambda x: x.reshape(-1, *x.shape[len(batch_shape) :])[0], params)
+        frames = render_gif(
+            config,
+            first,
+            jax.random.fold_in(key, 1),
+            render,
+            deterministic=deterministic,
+            max_steps=max_steps,
+        )
+    return RunEvaluation(
+        config,
+        int(meta["step"]),
+        members,
+        np.asarray(result.episode_return, np.float64).reshape(-1, episodes),
+        np.asarray(result.finished).reshape(-1, episodes),
+        frames,
     )

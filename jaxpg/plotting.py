@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -202,3 +204,39 @@ def _setting_labels(table: Mapping[str, np.ndarray], setting_ids: np.ndarray) ->
             ", ".join(f"{n}={float(table[n][first]):.4g}" for n in swept) or f"setting {k}"
         )
     return labels
+
+
+def plot_run(run_dir: str | os.PathLike) -> list[Path]:
+    """(Re)draws a run directory's plots from its ``metrics.csv``: the learning curve, and the
+    sweep plot for a sweep; returns the paths written."""
+    from jaxpg import runs
+    from jaxpg.members import Members
+    from jaxpg.metrics import read_metrics_csv, table_len
+
+    run_dir = Path(run_dir)
+    path = run_dir / runs.METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    config, run = runs.read_config(run_dir)
+    table = read_metrics_csv(path)
+    if not table_len(table):
+        raise ValueError(f"{path} has no rows")
+    return plot_run_table(run_dir, table, config, Members.from_dict(run))
+
+
+def plot_run_table(
+    run_dir: str | os.PathLike, table: Mapping, config: Any, members: Any
+) -> list[Path]:
+    """A run directory's plots from its metrics ``table``: ``learning_curve.png``, and
+    ``sweep.png`` for a sweep (``members``: :class:`jaxpg.members.Members`)."""
+    from jaxpg import runs
+
+    run_dir = Path(run_dir)
+    s = members.num_seeds
+    title = f"{config.env_spec.name} {config.algorithm}: {s} seed{'s' if s > 1 else ''}"
+    written = [run_dir / runs.CURVE_FILE]
+    plot_learning_curve(table, written[0], title=title)
+    if members.settings:
+        written.append(run_dir / runs.SWEEP_FILE)
+        plot_sweep(table, written[1], title=f"{title}, {members.num_settings} settings")
+    return written

@@ -24,7 +24,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 from trees import assert_trees_equal
 
-from jaxpg import cli, runs
+from jaxpg import cli, flags, registry, runner, runs
 from jaxpg.checkpoint import restore_checkpoint
 
 pytestmark = pytest.mark.timeout(300)
@@ -203,8 +203,8 @@ def test_stop_then_resume_equals_one_run(sweep_run, env_vars, tmp_path):
 def test_resume_refuses_changed_settings(sweep_run):
     run_dir, _ = sweep_run
     before = snapshot(run_dir)
-    for flags, name in ((["--lr", "0.1"], "--lr"), (["--seeds", "3"], "--seeds")):
-        code, err = run_main(["train", "--resume", str(run_dir), *flags])
+    for given, name in ((["--lr", "0.1"], "--lr"), (["--seeds", "3"], "--seeds")):
+        code, err = run_main(["train", "--resume", str(run_dir), *given])
         assert code == 2 and name in err and "cannot be changed when resuming" in err
     assert snapshot(run_dir) == before
 
@@ -241,7 +241,7 @@ def test_resume_from_corrupt_checkpoint_fails_and_destroys_nothing(sweep_run, tm
 def test_resume_without_checkpoint(tmp_path):
     runs.write_config(
         tmp_path,
-        cli.build_config("ppo", {"total_timesteps": 1024}),
+        flags.build_config("ppo", {"total_timesteps": 1024}),
         {"seeds": [0], "env": "CartPole-v1"},
     )
     code, err = run_main(["train", "--resume", str(tmp_path)])
@@ -261,7 +261,7 @@ def test_eval_prints_return_statistics(sweep_run, env_vars):
 def test_eval_render_of_an_env_gymnax_cannot_draw(tmp_path):
     runs.write_config(
         tmp_path,
-        cli.build_config("ppo", {"env": "DeepSea-bsuite", "total_timesteps": 1024}),
+        flags.build_config("ppo", {"env": "DeepSea-bsuite", "total_timesteps": 1024}),
         {"seeds": [0], "env": "DeepSea-bsuite"},
     )
     code, err = run_main(["eval", str(tmp_path), "--render", str(tmp_path / "x.gif")])
@@ -335,20 +335,32 @@ def test_bad_flag_exit_status_through_the_console(env_vars):
 
 
 def test_every_config_field_is_a_flag_with_default_and_help():
+    import argparse
     import dataclasses
-
-    from jaxpg import registry
 
     parser = cli.build_parser()
     code, text = run_main(["train", "--help"], stream="out")
     assert code == 0
-    for algo in registry.names():  # every registered algorithm is a subcommand
-        assert algo in text, algo
+    code, top = run_main(["--help"], stream="out")
+    assert code == 0
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    train = subparsers.choices["train"]
+    algos = next(a for a in train._actions if isinstance(a, argparse._SubParsersAction))
+    assert sorted(algos.choices) == sorted(registry.names())
+    for algo in registry.names():  # every registered algorithm is a subcommand, listed in help
+        assert algo in text and algo in top, algo
         cls = registry.config_class(algo)
         code, text_algo = run_main(["train", algo, "--help"], stream="out")
         assert code == 0
+        actions = {a.dest: a for a in algos.choices[algo]._actions}
         for f in dataclasses.fields(cls):
-            assert cli._flag(f.name) in text_algo, f.name
+            assert flags.flag_name(f.name) in text_algo, f.name
+            declared = f.metadata.get("help", "")
+            assert declared, f"{cls.__name__}.{f.name} declares no help text"
+            shown = actions[f.name].help
+            assert "(default: " in shown, f.name
+            # the field's own text (or the CLI's wording of it for env, env_params, env_kwargs)
+            assert declared.replace("%", "%%") in shown or f.name.startswith("env"), f.name
         assert f"(default: {cls().total_timesteps})" in text_algo
     assert parser.prog == "jaxpg"
 
@@ -409,24 +421,24 @@ def test_train_grpo_from_the_command_line(tmp_path):
 
 
 def test_flags_accept_underscores_and_reach_the_config():
-    argv, explicit = cli._normalize_argv(["train", "--total_timesteps=2048", "--no-anneal-lr"])
+    argv, explicit = flags.normalize_argv(["train", "--total_timesteps=2048", "--no-anneal-lr"])
     assert argv[:2] == ["train", "ppo"] and not explicit
     args, unknown = cli.build_parser().parse_known_args(argv)
     assert unknown == []
-    config = cli.build_config("ppo", cli._config_fields(args, cli._config_class("ppo")))
+    config = flags.build_config("ppo", flags.config_fields(args, registry.config_class("ppo")))
     assert config.total_timesteps == 2048 and config.anneal_lr is False
 
 
 def test_choose_chunk_prefers_a_divisor_near_the_target():
-    assert cli.choose_chunk(976, 270) == 244  # the default job: 4 chunks of about 1 s on CPU
-    assert cli.choose_chunk(8, 650) == 8
-    assert cli.choose_chunk(1000, 30) == 25
-    assert cli.choose_chunk(977, 270) == 977  # a prime, but one chunk is within 4x of the target
-    assert cli.choose_chunk(977, 100) == 100  # a prime: a second, shorter program at the end
-    assert cli.choose_chunk(977, 900) == 977
-    assert cli.choose_chunk(12, 0) == 1
-    config = cli.build_config("ppo", {})
-    seconds = cli.estimate_update_seconds(config, 1, "cpu")
+    assert runner.choose_chunk(976, 270) == 244  # the default job: 4 chunks of about 1 s on CPU
+    assert runner.choose_chunk(8, 650) == 8
+    assert runner.choose_chunk(1000, 30) == 25
+    assert runner.choose_chunk(977, 270) == 977  # a prime, but one chunk is within 4x of the target
+    assert runner.choose_chunk(977, 100) == 100  # a prime: a second, shorter program at the end
+    assert runner.choose_chunk(977, 900) == 977
+    assert runner.choose_chunk(12, 0) == 1
+    config = flags.build_config("ppo", {})
+    seconds = runner.estimate_update_seconds(config, 1, "cpu")
     assert 1e-3 < seconds < 1e-2
 
 
@@ -590,8 +602,8 @@ def test_a_preset_works_out_its_derived_fields_again():
     args, _ = cli.build_parser().parse_known_args(
         ["train", "grpo", "--preset", "grpo-cartpole", "--group-size", "4"]
     )
-    config = cli.build_config(
-        "grpo", cli._config_fields(args, cli._config_class("grpo")), args.preset
+    config = flags.build_config(
+        "grpo", flags.config_fields(args, registry.config_class("grpo")), args.preset
     )
     assert (config.num_groups, config.group_size, config.num_envs) == (4, 4, 16)
     args, _ = cli.build_parser().parse_known_args(
@@ -604,7 +616,7 @@ def test_a_preset_works_out_its_derived_fields_again():
             '{"prompt_length": 7}',
         ]
     )
-    config = cli.build_config(
-        "ppo", cli._config_fields(args, cli._config_class("ppo")), args.preset
+    config = flags.build_config(
+        "ppo", flags.config_fields(args, registry.config_class("ppo")), args.preset
     )
     assert config.num_steps == 7 and config.network == "transformer"

@@ -34,3 +34,14 @@ def test_sequence_task_snippet_runs_and_learns(capsys):
     )
     assert float(stats["exact_match"]) >= 0.8  # chance is 1/16
     assert "exact_match" in capsys.readouterr().out
+
+
+def test_run_loop_snippet_checkpoints_resumes_and_calls_back(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    namespace = {"__name__": "readme_snippet", "RUN_DIR": run_dir}
+    exec(compile(snippet("run-loop"), "README.md:run-loop", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "stopped 64" in out
+    assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir()) == [32, 64, 128]
+    assert namespace["result"].status == "complete" and namespace["result"].updates_done == 128
+    assert "128 [" in out  # the callback printed the last chunk's returns
