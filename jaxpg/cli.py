@@ -26,12 +26,13 @@ from typing import Any
 import numpy as np
 
 from jaxpg import registry
+from jaxpg.compile_cache import compile_cache_dir, use_compile_cache  # noqa: F401 - jaxpg.cli's API
 from jaxpg.flags import (
     RUN_FLAGS,
     UsageError,
     _Parser,
-    add_compile_cache_flag,
     add_config_flags,
+    add_eval_flags,
     add_preset_flag,
     add_run_flags,
     all_flags,
@@ -40,17 +41,10 @@ from jaxpg.flags import (
     flag_name,
     normalize_argv,
     one_line,
-    parse_int,
     suggest,
 )
 
-EXIT_STATUS = {
-    "complete": 0,
-    "stopped": 0,
-    "nonfinite": 1,
-    "checkpoint_failed": 1,
-    "interrupted": 130,
-}
+EXIT_STATUS = {"complete": 0, "stopped": 0, "nonfinite": 1, "checkpoint_failed": 1, "interrupted": 130}  # fmt: skip
 
 
 def build_parser() -> _Parser:
@@ -77,64 +71,11 @@ def build_parser() -> _Parser:
         add_run_flags(p)
 
     ev = sub.add_parser("eval", help="evaluate a run's policy on fresh episodes")
-    ev.add_argument("run_dir", metavar="RUN_DIR")
-    ev.add_argument(
-        "--episodes", type=parse_int, default=100, help="episodes per policy (default: 100)"
-    )
-    ev.add_argument("--deterministic", action="store_true", help="act with the mode, not a sample")
-    ev.add_argument("--seed", type=parse_int, default=0, help="evaluation seed (default: 0)")
-    ev.add_argument(
-        "--step",
-        type=parse_int,
-        default=None,
-        metavar="UPDATE",
-        help="the checkpoint to evaluate (default: the latest)",
-    )
-    ev.add_argument(
-        "--max-steps",
-        type=parse_int,
-        default=None,
-        help="step bound per episode (default: the environment's time limit)",
-    )
-    ev.add_argument(
-        "--render",
-        default=None,
-        metavar="OUT.gif",
-        help="also write one episode as an animated GIF (first member)",
-    )
-    add_compile_cache_flag(ev)
+    add_eval_flags(ev)
     sub.add_parser("envs", help="list the environments with their observation and action spaces")
     pl = sub.add_parser("plot", help="(re)draw a run's plots from its metrics.csv")
     pl.add_argument("run_dir", metavar="RUN_DIR")
-    return parser  # fmt: skip
-
-
-# -- the persistent compilation cache --------------------------------------------------------
-
-
-def compile_cache_dir() -> Path:
-    """Where the CLI keeps compiled programs: ``$JAX_COMPILATION_CACHE_DIR`` if set, else
-    ``$XDG_CACHE_HOME/jaxpg/xla`` (``~/.cache/jaxpg/xla``)."""
-    import os
-
-    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        return Path(os.environ["JAX_COMPILATION_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "jaxpg" / "xla"
-
-
-def use_compile_cache(enabled: bool) -> None:
-    """Turns jax's persistent compilation cache on (in :func:`compile_cache_dir`) or off.
-
-    A repeated run then loads its programs instead of compiling them (for the default CartPole
-    job, compiling takes longer than training). jax caches only programs that took at least
-    ``jax_persistent_cache_min_compile_time_secs`` (1 s by default) to compile.
-    """
-    import jax
-
-    jax.config.update("jax_enable_compilation_cache", enabled)
-    if enabled and not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", str(compile_cache_dir()))
+    return parser
 
 
 # -- main ----------------------------------------------------------------------------------
@@ -216,12 +157,6 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
         "stop_after": args.stop_after,
         "spread": args.distributed,
     }
-    try:
-        probe = runner.Checkpoints(args.checkpoint_every, args.keep_checkpoints)
-        del probe  # the flags' own checks, before anything is built
-    except ValueError as e:
-        raise _error(str(e).replace("checkpoint_every=", "--checkpoint-every=").replace("keep_checkpoints=", "--keep-checkpoints=")) from None  # fmt: skip
-
     if args.resume is not None:
         run_dir = Path(args.resume)
         try:
@@ -296,6 +231,10 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
             "command": args.command_line,
         }
         loggers = _loggers(args, run_dir, config)
+        try:
+            runner.Checkpoints(args.checkpoint_every, args.keep_checkpoints)  # check the flags
+        except ValueError as e:
+            raise _error("--" + str(e).replace("_", "-", 1)) from None
         result = runner.run(
             config,
             seeds=list(range(seed, seed + num_seeds)),
@@ -343,9 +282,7 @@ def _report(result: Any) -> int:
             _say("best: " + ", ".join(f"{k}={summary['best_setting'][k]:g}" for k in settings[0]))
         else:
             _say(f"final return ({window}): {_fmt_return(summary)}")
-    if result.status == "nonfinite":
-        _say(f"jaxpg train: {result.message}", file=sys.stderr)
-    elif result.status == "checkpoint_failed":
+    if result.status in ("nonfinite", "checkpoint_failed"):
         _say(f"jaxpg train: {result.message}", file=sys.stderr)
     elif result.status == "interrupted":
         _say(f"{result.message}; checkpoint saved. Continue with: jaxpg train --resume {run_dir}")

@@ -245,14 +245,7 @@ _INT_METAVARS = {"INT", "N", "UPDATE", "UPDATES", "K"}
 def add_run_flags(parser: argparse.ArgumentParser) -> None:
     """The run-control flags of ``jaxpg train`` (seeds, sweep, run directory, checkpoints)."""
     g = parser.add_argument_group("run")
-    for option, kind, default, text in _RUN_FLAGS:
-        if kind == "store_true":
-            g.add_argument(option, action=kind, default=default, help=text)
-        elif kind == "append":
-            g.add_argument(option, action=kind, default=default, metavar="NAME=V1,V2", help=text)
-        else:
-            parse = parse_int if kind in _INT_METAVARS else str
-            g.add_argument(option, type=parse, default=default, metavar=kind, help=text)
+    _add_table(g, _RUN_FLAGS)
     add_compile_cache_flag(g)
     g.add_argument(
         "--log",
@@ -261,6 +254,34 @@ def add_run_flags(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="also log to Weights & Biases or TensorBoard (optional extras; repeatable)",
     )
+
+
+def _add_table(g: Any, table: Sequence[tuple]) -> None:
+    for option, kind, default, text in table:
+        if kind == "store_true":
+            g.add_argument(option, action=kind, default=default, help=text)
+        elif kind == "append":
+            g.add_argument(option, action=kind, default=default, metavar="NAME=V1,V2", help=text)
+        else:
+            parse = parse_int if kind in _INT_METAVARS else str
+            g.add_argument(option, type=parse, default=default, metavar=kind, help=text)
+
+
+_EVAL_FLAGS = (
+    ("--episodes", "N", 100, "episodes per policy (default: 100)"),
+    ("--deterministic", "store_true", False, "act with the mode, not a sample"),
+    ("--seed", "INT", 0, "evaluation seed (default: 0)"),
+    ("--step", "UPDATE", None, "the checkpoint to evaluate (default: the latest)"),
+    ("--max-steps", "N", None, "step bound per episode (default: the environment's time limit)"),
+    ("--render", "OUT.gif", None, "also write one episode as an animated GIF (first member)"),
+)
+
+
+def add_eval_flags(parser: argparse.ArgumentParser) -> None:
+    """``jaxpg eval RUN_DIR``'s arguments."""
+    parser.add_argument("run_dir", metavar="RUN_DIR")
+    _add_table(parser, _EVAL_FLAGS)
+    add_compile_cache_flag(parser)
 
 
 def normalize_argv(argv: list[str]) -> tuple[list[str], bool]:
