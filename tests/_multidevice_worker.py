@@ -284,7 +284,31 @@ def check_indivisible_num_envs() -> dict:
     return out
 
 
+def check_spread_run(tmp: str | None = None) -> dict:
+    """jaxpg.run(spread=True): 4 members, one per device, with a checkpoint and a resume,
+    against the same run on one device."""
+    import tempfile
+
+    import jaxpg
+
+    config = tiny_ppo()
+    common = dict(seeds=4, progress=False, chunk_updates=2, verbose=False)
+    one = jaxpg.run(config, **common)
+    with tempfile.TemporaryDirectory() as tmp:
+        first = jaxpg.run(config, spread=True, run_dir=f"{tmp}/run", stop_after=2, **common)
+        spec = str(jax.tree.leaves(first.state.params)[0].sharding.spec)
+        many = jaxpg.resume(f"{tmp}/run", spread=True, progress=False, chunk_updates=2,
+                            verbose=False)  # fmt: skip
+    return {
+        "status": [first.status, many.status],
+        "spec": spec,
+        "params": max_abs_diff(one.state.params, many.state.params),
+        "loss": float(np.max(np.abs(one.table["loss"] - many.table["loss"]))),
+    }
+
+
 CHECKS = {
+    "spread_run": check_spread_run,
     "gradient": check_gradient,
     "ppo_training": check_ppo_training,
     "reinforce_training": check_reinforce_training,

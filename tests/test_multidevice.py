@@ -139,6 +139,15 @@ def test_sweep_members_spread_over_devices_equal_the_vmapped_sweep():
     assert "6 members must be divisible by the device count 4" in r["uneven_members_error"]
 
 
+def test_the_run_loop_spreads_members_over_devices_and_resumes():
+    """jaxpg.run(spread=True), as ``jaxpg train --distributed`` runs it: one member per device,
+    checkpointed and resumed, equals the one-device run."""
+    r = worker("spread_run")
+    assert r["status"] == ["stopped", "complete"]
+    assert r["spec"] in SHARDED_SPECS
+    assert r["loss"] <= LOSS_TOL and r["params"] <= PARAM_TOL
+
+
 def test_num_envs_must_divide_over_the_devices():
     r = worker("indivisible_num_envs")
     assert "num_envs=6 must be divisible by the global device count 4" in r["error"]
