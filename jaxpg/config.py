@@ -10,7 +10,12 @@ Two kinds of setting:
   be vmapped over and changed without recompiling. The config's values are their defaults.
 
 Every field is checked when the config is built; a bad value raises ``ValueError`` naming the
-field, the value and what is allowed.
+field, the value and what is allowed. Every field's documentation is its ``metadata["help"]``
+(which the CLI shows as the flag's help).
+
+A config is hashable, and equal configs hash equal (a dict key, a ``jax.jit`` static argument):
+``env_kwargs`` is stored as a ``flax.core.FrozenDict``, and equality compares environment params
+field by field (arrays by dtype, shape and contents).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax.core import FrozenDict
 
 from jaxpg.envs import Env, make_env
 from jaxpg.networks import ACTIVATIONS
@@ -60,44 +66,157 @@ def _fail(field: str, value: Any, allowed: str):
     raise ValueError(f"{field}={value!r} is invalid: {allowed}")
 
 
-@dataclasses.dataclass(frozen=True)
+def _field(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
+    """A config field with its documentation in ``metadata["help"]`` (the CLI's flag help)."""
+    if not help:
+        raise ValueError("a config field needs a help text")
+    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+
+
+def _redeclared(name: str, default: Any) -> Any:
+    """A subclass's own default for a field of :class:`_CommonConfig`, with that field's help."""
+    return _field(default, _CommonConfig.__dataclass_fields__[name].metadata["help"])
+
+
+def _freeze(value: Any) -> Any:
+    """``value`` with every mapping a ``FrozenDict`` and every list a tuple (hashable)."""
+    if isinstance(value, Mapping):
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with every mapping a ``dict``, every tuple a list and every array a (nested)
+    list: what JSON holds."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return value.tolist()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return value
+
+
+def env_params_dict(params: Any) -> dict[str, Any] | str:
+    """An environment's params as a dict of their fields (arrays as lists), which
+    :func:`jaxpg.runs.env_params_with` turns back into the params. Params that are not a
+    dataclass (gymnax's are flax struct dataclasses) are recorded by their ``repr``."""
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return _plain(params)
+    return repr(params)
+
+
+def _key(value: Any) -> Any:
+    """A hashable stand-in for a field's value: equal values give equal keys.
+
+    Arrays (whose ``==`` is elementwise and which have no hash) are keyed by dtype, shape and
+    bytes; NumPy scalars by their Python value; mappings by their sorted items; lists and tuples
+    alike (a JSON round trip turns one into the other); dataclasses (environment params) by
+    their type and fields; anything else unhashable by its identity.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return ("nan",) if math.isnan(value) else value
+    if isinstance(value, np.generic):
+        return _key(value.item())
+    if isinstance(value, (np.ndarray, jax.Array)):
+        a = np.asarray(value)
+        data = tuple(_key(x) for x in a.ravel()) if a.dtype == object else a.tobytes()
+        return ("array", a.dtype.str, a.shape, data)
+    if isinstance(value, Mapping):
+        items = sorted(((str(k), _key(v)) for k, v in value.items()), key=lambda kv: kv[0])
+        return ("mapping", tuple(items))
+    if isinstance(value, (list, tuple)):
+        return ("sequence", tuple(_key(v) for v in value))
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = tuple((f.name, _key(getattr(value, f.name))) for f in dataclasses.fields(value))
+        return ("dataclass", type(value), fields)
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class _CommonConfig:
+    """The fields every algorithm's config shares (each documented in ``metadata["help"]``).
+
+    Configs are hashable, and equal configs hash equal: a config can be a dict key or a
+    ``jax.jit`` static argument. Equality compares the fields by value, with environment params
+    compared field by field (arrays by dtype, shape and contents) and an ``env`` given as an
+    ``Environment`` instance by identity. Every subclass uses this ``__eq__`` and ``__hash__``
+    (``__init_subclass__`` installs them before ``@dataclass`` would generate its own), unless it
+    defines its own in its class body.
+    """
+
     # Environment.
-    env: Any = "CartPole-v1"  # a gymnax registry name, or a gymnax Environment instance
-    env_params: Any = None  # None: the environment's default params
-    env_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # for gymnax.make
-    keep_obs: tuple[int, ...] | None = (
-        None  # observation components to keep (the rest hidden: jaxpg.wrappers.MaskObservation), e.g. 0,2; None: all
+    env: Any = _field(
+        "CartPole-v1",
+        "a gymnax registry name (or seq:TASK, a jaxpg.sequence task), or a gymnax Environment "
+        "instance (compared by identity)",
+    )
+    env_params: Any = _field(
+        None,
+        "the environment's params (a gymnax params dataclass); None: the environment's default "
+        "params",
+    )
+    env_kwargs: Mapping[str, Any] = _field(
+        FrozenDict(),
+        "keyword arguments for gymnax.make (or a sequence task's options), stored as an "
+        "immutable flax.core.FrozenDict",
+    )
+    keep_obs: tuple[int, ...] | None = _field(
+        None,
+        "observation components to keep (the rest hidden: jaxpg.wrappers.MaskObservation), "
+        "e.g. 0,2; None: all",
     )
     # Budget and batch shape.
-    total_timesteps: int = 500_000  # env steps in all; num_updates = this // (num_envs * num_steps)
-    num_envs: int = 4  # parallel environments (vmapped)
-    num_steps: int | None = (
-        128  # rollout length per environment per update (None: whole episodes, where the mode allows it)
+    total_timesteps: int = _field(
+        500_000, "env steps in all; num_updates = this // (num_envs * num_steps)"
+    )
+    num_envs: int = _field(4, "parallel environments (vmapped)")
+    num_steps: int | None = _field(
+        128,
+        "rollout length per environment per update (None: whole episodes, where the mode "
+        "allows it)",
     )
     # Optimisation (lr, gamma, ent_coef, vf_coef and max_grad_norm are traced HParams).
-    lr: float = 2.5e-4  # Adam learning rate
-    anneal_lr: bool = True  # linear decay to 0 over the run
-    adam_eps: float = 1e-5  # Adam epsilon
-    max_grad_norm: float = 0.5  # clip by global norm
-    gamma: float = 0.99  # discount factor
-    ent_coef: float = 0.01  # weight of the entropy bonus
-    vf_coef: float = 0.5  # weight of the value loss
-    normalize_advantages: bool = True  # zero mean, unit std per minibatch
+    lr: float = _field(2.5e-4, "Adam learning rate")
+    anneal_lr: bool = _field(True, "linear decay to 0 over the run")
+    adam_eps: float = _field(1e-5, "Adam epsilon")
+    max_grad_norm: float = _field(0.5, "clip by global norm")
+    gamma: float = _field(0.99, "discount factor")
+    ent_coef: float = _field(0.01, "weight of the entropy bonus")
+    vf_coef: float = _field(0.5, "weight of the value loss")
+    normalize_advantages: bool = _field(True, "zero mean, unit std per minibatch")
     # Networks.
-    hidden_sizes: tuple[int, ...] = (64, 64)  # MLP layer sizes (actor and critic each)
-    activation: str = "tanh"  # tanh, relu, elu, gelu or swish
-    shared_network: bool = False  # one torso for actor and critic
-    network: str = "mlp"  # "mlp" (observations flattened), "cnn" (image observations [H, W, C]), "gru" or "lstm" (recurrent), "transformer" (sequence tasks, jaxpg.sequence)
-    embed_dim: int = 64  # transformer: width of the token embeddings and blocks
-    num_layers: int = 2  # transformer: attention blocks
-    num_heads: int = 4  # transformer: attention heads (must divide embed_dim)
-    recurrent_size: int = 128  # gru/lstm: units of the recurrent cell (hidden_sizes: its encoder)
-    conv_channels: tuple[int, ...] = (16,)  # cnn: 3x3 convolutions before the hidden layers
+    hidden_sizes: tuple[int, ...] = _field((64, 64), "MLP layer sizes (actor and critic each)")
+    activation: str = _field("tanh", "tanh, relu, elu, gelu or swish")
+    shared_network: bool = _field(False, "one torso for actor and critic")
+    network: str = _field(
+        "mlp",
+        '"mlp" (observations flattened), "cnn" (image observations [H, W, C]), "gru" or "lstm" '
+        '(recurrent), "transformer" (sequence tasks, jaxpg.sequence)',
+    )
+    embed_dim: int = _field(64, "transformer: width of the token embeddings and blocks")
+    num_layers: int = _field(2, "transformer: attention blocks")
+    num_heads: int = _field(4, "transformer: attention heads (must divide embed_dim)")
+    recurrent_size: int = _field(
+        128, "gru/lstm: units of the recurrent cell (hidden_sizes: its encoder)"
+    )
+    conv_channels: tuple[int, ...] = _field((16,), "cnn: 3x3 convolutions before the hidden layers")
     # Environment wrappers.
-    normalize_obs: bool = False  # running mean/std of observations
-    normalize_rewards: bool = False  # divide by the running std of the discounted return
-    clip_actions: bool = True  # continuous actions: clip to the bounds (loss uses the raw sample)
+    normalize_obs: bool = _field(False, "running mean/std of observations")
+    normalize_rewards: bool = _field(False, "divide by the running std of the discounted return")
+    clip_actions: bool = _field(
+        True, "continuous actions: clip to the bounds (loss uses the raw sample)"
+    )
 
     algorithm = "base"
 
@@ -133,7 +252,7 @@ class _CommonConfig:
             _fail("activation", self.activation, f"one of {sorted(ACTIVATIONS)}")
         if not isinstance(self.env_kwargs, Mapping):
             _fail("env_kwargs", self.env_kwargs, "a mapping of keyword arguments for gymnax.make")
-        object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        object.__setattr__(self, "env_kwargs", _freeze(self.env_kwargs))
         # Builds the environment once, so a bad name fails here and not inside a trace.
         env = make_env(self.env, self.env_params, **self.env_kwargs)
         if self.keep_obs is not None:
@@ -201,6 +320,35 @@ class _CommonConfig:
                 bound.append(f"<= {high}")
             _fail(name, value, "a finite number " + " and ".join(bound))
 
+    # -- equality and hash ---------------------------------------------------------------
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # @dataclass (eq=True) would write a field-tuple __eq__ and __hash__ into every subclass,
+        # which fail on array-valued env params; one set here first is kept.
+        for name in ("__eq__", "__hash__"):
+            if name not in cls.__dict__:
+                setattr(cls, name, getattr(_CommonConfig, name))
+
+    def _eq_key(self) -> tuple:
+        """The fields as one hashable tuple (see :func:`_key`); an ``env`` that is not a
+        registry name (an ``Environment`` instance) stands for itself, by identity."""
+        out = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "env" and not isinstance(value, str):
+                out.append((f.name, ("instance", id(value))))
+            else:
+                out.append((f.name, _key(value)))
+        return tuple(out)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self is other or self._eq_key() == other._eq_key()
+
+    def __hash__(self):
+        return hash((type(self).__qualname__, self._eq_key()))
+
     # -- derived -------------------------------------------------------------------------
     @property
     def env_spec(self) -> Env:
@@ -237,16 +385,18 @@ class _CommonConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly fields. An Environment instance is recorded by its class name."""
+        """JSON-friendly fields (plain dicts and lists). An Environment instance is recorded by
+        its class name, ``env_params`` as a dict of its fields (arrays as lists; None: the
+        environment's defaults), which :func:`jaxpg.runs.config_from_dict` rebuilds."""
         out = {"algorithm": self.algorithm}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "env" and not isinstance(value, str):
                 value = f"{type(value).__module__}.{type(value).__qualname__}"
-            elif f.name == "env_params" and value is not None:
-                value = repr(value)
-            elif isinstance(value, tuple):
-                value = list(value)
+            elif f.name == "env_params":
+                value = None if value is None else env_params_dict(value)
+            else:
+                value = _plain(value)
             out[f.name] = value
         return out
 
@@ -302,16 +452,22 @@ class PPOConfig(_CommonConfig):
     Defaults are the usual CartPole-scale ones (as in CleanRL and PureJaxRL).
     """
 
-    num_epochs: int = 4  # passes over each batch
-    num_minibatches: int = 4  # must divide num_envs * num_steps
-    gae_lambda: float = 0.95  # GAE lambda
-    clip_eps: float = 0.2  # PPO ratio clip (and value clip)
-    clip_value_loss: bool = True  # PPO2's clipped value loss, with clip_eps
-    mode: str = "intermediate"  # or "trajectory": R(tau) - b on every step of whole episodes
-    baseline: str = (
-        "value"  # trajectory mode: "value" (a learned V(s_0)), "moving_average" or "none"
+    num_epochs: int = _field(4, "passes over each batch")
+    num_minibatches: int = _field(4, "minibatches per epoch; must divide num_envs * num_steps")
+    gae_lambda: float = _field(0.95, "GAE lambda")
+    clip_eps: float = _field(0.2, "PPO ratio clip (and value clip)")
+    clip_value_loss: bool = _field(True, "PPO2's clipped value loss, with clip_eps")
+    mode: str = _field(
+        "intermediate",
+        '"intermediate" (GAE on fixed-length rollouts) or "trajectory": R(tau) - b on every '
+        "step of whole episodes",
     )
-    baseline_decay: float = 0.9  # moving-average baseline: b <- decay * b + (1 - decay) * mean(R)
+    baseline: str = _field(
+        "value", 'trajectory mode: "value" (a learned V(s_0)), "moving_average" or "none"'
+    )
+    baseline_decay: float = _field(
+        0.9, "moving-average baseline: b <- decay * b + (1 - decay) * mean(R)"
+    )
 
     algorithm = "ppo"
 
@@ -364,14 +520,12 @@ class A2CConfig(_CommonConfig):
     the clipped global gradient norm and A2C's single step per batch often collapses.
     """
 
-    total_timesteps: int = (
-        1_000_000  # env steps in all; num_updates = this // (num_envs * num_steps)
-    )
-    num_envs: int = 16  # parallel environments (vmapped)
-    num_steps: int = 32  # rollout length per environment per update
-    lr: float = 1e-3  # Adam learning rate
-    normalize_rewards: bool = True  # divide by the running std of the discounted return
-    gae_lambda: float = 0.95  # GAE lambda
+    total_timesteps: int = _redeclared("total_timesteps", 1_000_000)
+    num_envs: int = _redeclared("num_envs", 16)
+    num_steps: int = _field(32, "rollout length per environment per update")
+    lr: float = _redeclared("lr", 1e-3)
+    normalize_rewards: bool = _redeclared("normalize_rewards", True)
+    gae_lambda: float = _field(0.95, "GAE lambda")
 
     algorithm = "a2c"
 
@@ -396,22 +550,20 @@ class TRPOConfig(_CommonConfig):
     parameters: the policy step moves the actor, Adam moves the critic.
     """
 
-    total_timesteps: int = 200_000  # env steps in all; num_updates = this // (num_envs * num_steps)
-    num_envs: int = 8  # parallel environments (vmapped)
-    num_steps: int | None = (
-        128  # rollout length per environment per update (None: whole episodes, where the mode allows it)
-    )
-    lr: float = 1e-3  # the critic's Adam learning rate
-    anneal_lr: bool = False  # linear decay of the critic's learning rate to 0 over the run
-    ent_coef: float = 0.0  # unused: TRPO's surrogate has no entropy bonus
-    gae_lambda: float = 0.95  # GAE lambda
-    target_kl: float = 0.01  # the trust region: the largest mean KL of one policy step
-    cg_iters: int = 15  # conjugate-gradient iterations
-    cg_damping: float = 0.1  # the conjugate gradient solves (F + cg_damping * I) s = g
-    line_search_shrink: float = 0.8  # each backtracking step multiplies the step by this
-    line_search_steps: int = 10  # shrinks tried after the full step before giving up
-    critic_epochs: int = 10  # passes of Adam over each batch for the critic
-    critic_minibatches: int = 4  # minibatches per critic epoch; must divide the batch
+    total_timesteps: int = _redeclared("total_timesteps", 200_000)
+    num_envs: int = _redeclared("num_envs", 8)
+    num_steps: int | None = _redeclared("num_steps", 128)
+    lr: float = _field(1e-3, "the critic's Adam learning rate")
+    anneal_lr: bool = _field(False, "linear decay of the critic's learning rate to 0 over the run")
+    ent_coef: float = _field(0.0, "unused: TRPO's surrogate has no entropy bonus")
+    gae_lambda: float = _field(0.95, "GAE lambda")
+    target_kl: float = _field(0.01, "the trust region: the largest mean KL of one policy step")
+    cg_iters: int = _field(15, "conjugate-gradient iterations")
+    cg_damping: float = _field(0.1, "the conjugate gradient solves (F + cg_damping * I) s = g")
+    line_search_shrink: float = _field(0.8, "each backtracking step multiplies the step by this")
+    line_search_steps: int = _field(10, "shrinks tried after the full step before giving up")
+    critic_epochs: int = _field(10, "passes of Adam over each batch for the critic")
+    critic_minibatches: int = _field(4, "minibatches per critic epoch; must divide the batch")
 
     algorithm = "trpo"
 
@@ -462,14 +614,22 @@ class ReinforceConfig(_CommonConfig):
     The defaults are the CartPole config that the learning test uses.
     """
 
-    num_envs: int = 16  # parallel environments (vmapped)
-    num_steps: int | None = 256  # rollout length; None in trajectory mode: the episode limit
-    lr: float = 3e-3  # Adam learning rate
-    anneal_lr: bool = False  # linear decay to 0 over the run
-    ent_coef: float = 0.0  # weight of the entropy bonus
-    baseline: str = "value"  # "none", "moving_average" or "value" (a learned critic)
-    baseline_decay: float = 0.9  # moving-average baseline: b <- decay * b + (1 - decay) * mean(G)
-    mode: str = "intermediate"  # or "trajectory"
+    num_envs: int = _redeclared("num_envs", 16)
+    num_steps: int | None = _field(
+        256, "rollout length; None in trajectory mode: the episode limit"
+    )
+    lr: float = _redeclared("lr", 3e-3)
+    anneal_lr: bool = _redeclared("anneal_lr", False)
+    ent_coef: float = _redeclared("ent_coef", 0.0)
+    baseline: str = _field("value", '"none", "moving_average" or "value" (a learned critic)')
+    baseline_decay: float = _field(
+        0.9, "moving-average baseline: b <- decay * b + (1 - decay) * mean(G)"
+    )
+    mode: str = _field(
+        "intermediate",
+        '"intermediate" (returns-to-go on fixed-length rollouts) or "trajectory" (R(tau) - b on '
+        "whole episodes)",
+    )
 
     algorithm = "reinforce"
 
@@ -503,21 +663,21 @@ class GRPOConfig(_CommonConfig):
     The defaults solve CartPole-v1 (the learning test): 4 groups of 8, whole 500-step episodes.
     """
 
-    num_envs: int | None = None  # num_groups * group_size (None: computed from them)
-    num_steps: int | None = None  # rollout length; None: the environment's episode limit
-    lr: float = 3e-3  # Adam learning rate
-    anneal_lr: bool = False  # linear decay to 0 over the run
-    ent_coef: float = 0.0  # weight of the entropy bonus
-    normalize_advantages: bool = False  # the group advantage is already relative
-    num_groups: int = 4  # groups per update, each from one shared reset
-    group_size: int = 8  # tries per group (>= 2)
-    advantage: str = "std"  # "std" (GRPO), "mean" (Dr. GRPO) or "leave_one_out" (RLOO)
-    num_epochs: int = 4  # passes over each batch
-    num_minibatches: int = 4  # must divide num_envs * num_steps
-    clip_eps: float = 0.2  # PPO ratio clip
-    kl_coef: float = 0.0  # weight of the k3 KL penalty towards the reference policy
-    reference_every: int = (
-        0  # copy the policy into the reference every this many updates (0: the initial policy)
+    num_envs: int | None = _field(None, "num_groups * group_size (None: computed from them)")
+    num_steps: int | None = _field(None, "rollout length; None: the environment's episode limit")
+    lr: float = _redeclared("lr", 3e-3)
+    anneal_lr: bool = _redeclared("anneal_lr", False)
+    ent_coef: float = _redeclared("ent_coef", 0.0)
+    normalize_advantages: bool = _field(False, "the group advantage is already relative")
+    num_groups: int = _field(4, "groups per update, each from one shared reset")
+    group_size: int = _field(8, "tries per group (>= 2)")
+    advantage: str = _field("std", '"std" (GRPO), "mean" (Dr. GRPO) or "leave_one_out" (RLOO)')
+    num_epochs: int = _field(4, "passes over each batch")
+    num_minibatches: int = _field(4, "minibatches per epoch; must divide num_envs * num_steps")
+    clip_eps: float = _field(0.2, "PPO ratio clip")
+    kl_coef: float = _field(0.0, "weight of the k3 KL penalty towards the reference policy")
+    reference_every: int = _field(
+        0, "copy the policy into the reference every this many updates (0: the initial policy)"
     )
 
     algorithm = "grpo"

@@ -83,9 +83,12 @@ def read_config(run_dir: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a jaxpg run directory?")
     try:
         data = read_json(path)
-        config_dict, run = data["config"], data.get("run", {})
+        config_dict, run = dict(data["config"]), data.get("run", {})
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a valid jaxpg config file ({e})") from None
+    if run.get("env_params_overrides") and "env_params_overrides" not in config_dict:
+        # Older run directories kept the CLI's --env-params overrides here.
+        config_dict["env_params_overrides"] = run["env_params_overrides"]
     return config_from_dict(config_dict, env=run.get("env")), run
 
 
@@ -95,10 +98,14 @@ def config_from_dict(d: Mapping[str, Any], env: str | None = None):
     ``env`` (optional) is how the environment was given on the command line; it takes
     precedence over the recorded name. An environment given as a class is re-imported from its
     ``module.ClassName`` (or ``module:ClassName``) path and built with no arguments.
-    ``env_params`` is rebuilt from the recorded overrides of the default params
-    (``env_params_overrides``, as the CLI's ``--env-params`` JSON); a params object set from
-    Python is recorded only by its repr and cannot be rebuilt.
+    ``env_params``, recorded as a dict of its fields, is rebuilt from the environment's default
+    params (:func:`env_params_with`), so the config is equal to the one recorded. Older files
+    recorded the CLI's ``--env-params`` overrides as ``env_params_overrides`` (used when
+    ``env_params`` is not a dict), and params set from Python only by their repr, which cannot
+    be rebuilt (a ``ValueError``).
     """
+    import dataclasses
+
     from jaxpg import registry
 
     d = dict(d)
@@ -108,24 +115,23 @@ def config_from_dict(d: Mapping[str, Any], env: str | None = None):
             f"config: unknown algorithm {algorithm!r}; expected one of {list(registry.names())}"
         )
     cls = registry.config_class(algorithm)
-    import dataclasses
-
     names = {f.name for f in dataclasses.fields(cls)}
     overrides = d.pop("env_params_overrides", None)
     fields = {k: v for k, v in d.items() if k in names}
     fields["env"] = resolve_env(env if env is not None else fields.get("env", "CartPole-v1"))
-    if "hidden_sizes" in fields:
-        fields["hidden_sizes"] = tuple(fields["hidden_sizes"])
-    params_repr = fields.pop("env_params", None)
-    fields["env_params"] = None
-    if overrides:
-        fields["env_params"] = env_params_with(
-            fields["env"], overrides, fields.get("env_kwargs") or {}
-        )
-    elif params_repr is not None:
+    for name in ("hidden_sizes", "conv_channels", "keep_obs"):
+        if isinstance(fields.get(name), list):
+            fields[name] = tuple(fields[name])
+    recorded = fields.pop("env_params", None)
+    env_kwargs = fields.get("env_kwargs") or {}
+    if isinstance(recorded, Mapping):
+        fields["env_params"] = env_params_with(fields["env"], recorded, env_kwargs)
+    elif overrides:
+        fields["env_params"] = env_params_with(fields["env"], overrides, env_kwargs)
+    elif recorded is not None:
         raise ValueError(
             "config: env_params were set from Python (recorded only as "
-            f"{str(params_repr)[:80]!r}...) and cannot be rebuilt from config.json"
+            f"{str(recorded)[:80]!r}...) and cannot be rebuilt from config.json"
         )
     return cls(**fields)
 
@@ -155,15 +161,62 @@ def resolve_env(spec: Any) -> Any:
 
 
 def env_params_with(env: Any, overrides: Mapping[str, Any], env_kwargs: Mapping[str, Any]):
-    """The environment's default params with ``overrides`` applied (``params.replace``)."""
+    """The environment's default params with ``overrides`` applied (``params.replace``).
+
+    A value given as a list or a number (JSON's) for a field whose default is an array becomes
+    an array of the default's dtype (and kind: NumPy or JAX); a mapping for a field whose default
+    is a dataclass overrides that dataclass's fields.
+    """
     from jaxpg.envs import make_env
 
     params = make_env(env, None, **dict(env_kwargs)).params
-    known = set(getattr(params, "__dataclass_fields__", {}))
+    return _replace_fields(params, overrides, "env_params")
+
+
+def _replace_fields(params: Any, overrides: Mapping[str, Any], where: str):
+    import dataclasses
+
+    known = (
+        {f.name for f in dataclasses.fields(params)} if dataclasses.is_dataclass(params) else set()
+    )
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(
-            f"env_params: unknown field(s) {unknown} for {type(params).__name__}; "
+            f"{where}: unknown field(s) {unknown} for {type(params).__name__}; "
             f"its fields are {sorted(known)}"
         )
-    return params.replace(**dict(overrides))
+    changes = {}
+    for name, value in overrides.items():
+        default = getattr(params, name)
+        if isinstance(value, Mapping) and dataclasses.is_dataclass(default):
+            value = _replace_fields(default, value, f"{where}.{name}")
+        elif _is_array(default) and isinstance(value, (list, tuple, int, float)):
+            value = _as_array_like(value, default, f"{where}.{name}")
+        changes[name] = value
+    return params.replace(**changes)
+
+
+def _is_array(value: Any) -> bool:
+    import jax
+    import numpy as np
+
+    return isinstance(value, (np.ndarray, np.generic, jax.Array))
+
+
+def _as_array_like(value: Any, default: Any, where: str):
+    """``value`` (a nested list or a number) as an array of ``default``'s dtype and kind."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    try:
+        array = np.asarray(value, dtype=np.asarray(default).dtype)
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"{where}={value!r} is invalid: an array of {np.asarray(default).dtype} ({e})"
+        ) from None
+    if isinstance(default, jax.Array):
+        return jnp.asarray(array)
+    if isinstance(default, np.generic):
+        return array[()]
+    return array

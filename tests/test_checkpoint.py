@@ -179,3 +179,64 @@ def test_checkpoint_without_metadata(tmp_path, saved):
 def test_save_refuses_bad_keep(tmp_path, saved):
     with pytest.raises(ValueError, match="keep=0 is invalid"):
         ckpt.save_checkpoint(tmp_path, saved[1], CONFIG, keep=0)
+
+
+# --- env_params in the recorded config ----------------------------------------------------
+
+
+def _recorded(config):
+    """A checkpoint's metadata for ``config``, as it comes back from JSON."""
+    from jaxpg.files import to_json
+
+    return json.loads(to_json({"config": config.to_dict()}))
+
+
+def _params(env, **overrides):
+    from jaxpg.runs import env_params_with
+
+    return env_params_with(env, overrides, {})
+
+
+def test_env_params_recorded_by_their_fields_match_the_rebuilt_config(tmp_path):
+    from jaxpg import runs
+
+    config = CONFIG.replace(env_params=_params("CartPole-v1", max_steps_in_episode=200))
+    runs.write_config(tmp_path, config, {})
+    rebuilt, _ = runs.read_config(tmp_path)
+    ckpt.check_compatible(_recorded(config), rebuilt)
+    acrobot = PPOConfig(
+        env="Acrobot-v1",
+        env_params=_params("Acrobot-v1", available_torque=[-2.0, 0.0, 2.0]),
+        total_timesteps=1024,
+    )
+    ckpt.check_compatible(_recorded(acrobot), acrobot.replace())
+    with pytest.raises(ckpt.CheckpointError, match="env_params: saved"):
+        ckpt.check_compatible(
+            _recorded(acrobot),
+            acrobot.replace(env_params=_params("Acrobot-v1", available_torque=[-1.0, 0.0, 1.0])),
+        )
+
+
+def test_other_env_params_are_refused_and_the_defaults_match_none():
+    limited = CONFIG.replace(env_params=_params("CartPole-v1", max_steps_in_episode=200))
+    with pytest.raises(ckpt.CheckpointError, match="env_params: saved None"):
+        ckpt.check_compatible(_recorded(CONFIG), limited)
+    with pytest.raises(ckpt.CheckpointError, match="env_params: saved {"):
+        ckpt.check_compatible(_recorded(limited), CONFIG)
+    # The default params given explicitly are the environment's defaults (None).
+    explicit = CONFIG.replace(env_params=_params("CartPole-v1"))
+    ckpt.check_compatible(_recorded(CONFIG), explicit)
+    ckpt.check_compatible(_recorded(explicit), CONFIG)
+
+
+def test_env_params_recorded_by_repr_in_an_older_checkpoint():
+    limited = CONFIG.replace(env_params=_params("CartPole-v1", max_steps_in_episode=200))
+    old = _recorded(limited)
+    old["config"]["env_params"] = repr(limited.env_params)
+    ckpt.check_compatible(old, limited)
+    with pytest.raises(ckpt.CheckpointError, match="env_params: saved 'EnvParams"):
+        ckpt.check_compatible(
+            old, CONFIG.replace(env_params=_params("CartPole-v1", max_steps_in_episode=300))
+        )
+    with pytest.raises(ckpt.CheckpointError, match="env_params: saved 'EnvParams"):
+        ckpt.check_compatible(old, CONFIG)

@@ -75,26 +75,78 @@ def test_config_json_round_trip(tmp_path, config):
     rebuilt, run = runs.read_config(tmp_path)
     assert type(rebuilt) is type(config)
     assert rebuilt.to_dict() == config.to_dict()
+    assert rebuilt == config and hash(rebuilt) == hash(config)
     assert run == {"seeds": [0, 1]}
 
 
-def test_config_json_rebuilds_env_params_overrides(tmp_path):
+@pytest.mark.parametrize(
+    "env, overrides",
+    [
+        ("CartPole-v1", {"max_steps_in_episode": 200}),
+        ("Acrobot-v1", {"available_torque": [-2.0, 0.5, 2.0], "dt": 0.1}),  # a float32 array
+        ("DiscountingChain-bsuite", {"reward_timestep": [1, 3, 10, 30, 99]}),  # an int32 array
+    ],
+    ids=["cartpole", "acrobot", "discounting-chain"],
+)
+def test_config_json_rebuilds_env_params_exactly(tmp_path, env, overrides):
+    params = runs.env_params_with(env, overrides, {})
+    config = PPOConfig(env=env, env_params=params, total_timesteps=1024)
+    runs.write_config(tmp_path, config, {})
+    recorded = json.loads((tmp_path / runs.CONFIG_FILE).read_text())["config"]["env_params"]
+    assert recorded == {**jaxpg.config.env_params_dict(params), **overrides}
+    rebuilt, _ = runs.read_config(tmp_path)
+    assert rebuilt == config and hash(rebuilt) == hash(config)
+    for name, default in vars(params).items():  # the same kinds and dtypes of value
+        value = getattr(rebuilt.env_params, name)
+        assert type(value) is type(default)
+        assert np.asarray(value).dtype == np.asarray(default).dtype
+    assert rebuilt.env_spec.max_steps_in_episode == config.env_spec.max_steps_in_episode
+
+
+def test_config_json_rebuilds_env_kwargs(tmp_path):
+    config = PPOConfig(
+        env="seq:reverse", env_kwargs={"prompt_length": 5}, total_timesteps=1024, num_steps=16
+    )
+    runs.write_config(tmp_path, config, {})
+    rebuilt, _ = runs.read_config(tmp_path)
+    assert rebuilt == config and hash(rebuilt) == hash(config)
+    assert rebuilt.env_spec.obs_shape == config.env_spec.obs_shape
+
+
+def _write_old_config(run_dir, config, run):
+    """config.json as jaxpg wrote it before env_params were recorded by their fields."""
+    d = config.to_dict()
+    d["env_params"] = None if config.env_params is None else repr(config.env_params)
+    (run_dir / runs.CONFIG_FILE).write_text(json.dumps({"config": d, "run": run}))
+
+
+def test_old_config_json_rebuilds_from_the_cli_overrides_in_the_run_info(tmp_path):
     params = runs.env_params_with("CartPole-v1", {"max_steps_in_episode": 200}, {})
     config = PPOConfig(env_params=params, total_timesteps=1024)
-    runs.write_config(tmp_path, config, {"env_params_overrides": {"max_steps_in_episode": 200}})
+    _write_old_config(tmp_path, config, {"env_params_overrides": {"max_steps_in_episode": 200}})
+    rebuilt, run = runs.read_config(tmp_path)
+    assert rebuilt == config
+    assert run["env_params_overrides"] == {"max_steps_in_episode": 200}
+    # config_from_dict takes them beside the config's fields too.
     data = json.loads((tmp_path / runs.CONFIG_FILE).read_text())
-    rebuilt = runs.config_from_dict(
-        {**data["config"], "env_params_overrides": data["run"]["env_params_overrides"]}
-    )
-    assert rebuilt.env_spec.max_steps_in_episode == 200
+    assert runs.config_from_dict({**data["config"], **data["run"]}) == config
 
 
-def test_config_from_dict_refuses_unrebuildable_env_params():
+def test_old_config_json_with_params_set_from_python_is_refused(tmp_path):
     config = PPOConfig(
         env_params=runs.env_params_with("CartPole-v1", {"tau": 0.01}, {}), total_timesteps=1024
     )
-    with pytest.raises(ValueError, match="env_params"):
-        runs.config_from_dict(config.to_dict())
+    _write_old_config(tmp_path, config, {})
+    with pytest.raises(ValueError, match="env_params were set from Python"):
+        runs.read_config(tmp_path)
+
+
+def test_env_params_with_turns_json_lists_into_arrays_of_the_default_dtype():
+    params = runs.env_params_with("Acrobot-v1", {"available_torque": [-1, 0, 1]}, {})
+    assert params.available_torque.dtype == np.float32
+    np.testing.assert_array_equal(params.available_torque, [-1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match=r"env_params.available_torque=\['a'\] is invalid"):
+        runs.env_params_with("Acrobot-v1", {"available_torque": ["a"]}, {})
 
 
 def test_env_params_with_names_unknown_fields():
