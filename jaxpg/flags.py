@@ -173,8 +173,8 @@ _CLI_HELP = {
 def _show(value) -> str:
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value)
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value))
     return str(value)
 
 
