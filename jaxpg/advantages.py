@@ -127,7 +127,8 @@ def discounted_returns(
     Args:
       rewards: `[T, *batch]` r_t.
       next_values: `[T, *batch]` V(s'_t) (only read where done_t or t == T-1).
-      terminated, truncated: `[T, *batch]` bool/float flags.
+      terminated: `[T, *batch]` bool/float, the episode ended in a terminal state.
+      truncated: `[T, *batch]` bool/float, the episode was cut (a time limit).
       gamma: scalar discount.
 
     Returns:

@@ -551,8 +551,9 @@ class GRPOState(NamedTuple):
 
 
 def make_grpo(config, agent: Agent) -> Algorithm:
-    """GRPO for environments: :func:`group_targets` from grouped resets, then epochs of
-    minibatches of
+    """GRPO for environments: group targets from grouped resets, then minibatch epochs.
+
+    Each minibatch minimises
 
         L = ppo_clip_loss(A) + kl_coef * KL_k3(pi || pi_ref) - ent_coef * entropy
 

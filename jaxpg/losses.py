@@ -235,7 +235,9 @@ def approx_kl(log_prob: Array, old_log_prob: Array, mask: Array | None = None) -
         KL ~= mean_t[ (r_t - 1) - log r_t ]            (the "k3" estimator)
 
     Args:
-      log_prob, old_log_prob: `[T, *batch]`; mask: optional `[T, *batch]`.
+      log_prob: `[T, *batch]` log pi(a_t|s_t) under the current parameters.
+      old_log_prob: `[T, *batch]` the same under the policy that collected the data.
+      mask: optional `[T, *batch]`, 1 where a step counts.
 
     Returns:
       Scalar, gradient stopped.
@@ -260,8 +262,10 @@ def clip_fraction(
         mean_t[ |r_t - 1| > eps ],  r_t = exp(log_prob_t - old_log_prob_t)
 
     Args:
-      log_prob, old_log_prob: `[T, *batch]`; clip_eps: scalar;
-      mask: optional `[T, *batch]`.
+      log_prob: `[T, *batch]` log pi(a_t|s_t) under the current parameters.
+      old_log_prob: `[T, *batch]` the same under the policy that collected the data.
+      clip_eps: scalar, the ratio clip.
+      mask: optional `[T, *batch]`, 1 where a step counts.
 
     Returns:
       Scalar in [0, 1], gradient stopped.
@@ -280,7 +284,9 @@ def explained_variance(values: Array, returns: Array, mask: Array | None = None)
     1 is a perfect fit, 0 is no better than a constant, negative is worse.
 
     Args:
-      values, returns: `[T, *batch]`; mask: optional `[T, *batch]`.
+      values: `[T, *batch]` the critic's predictions.
+      returns: `[T, *batch]` the targets.
+      mask: optional `[T, *batch]`, 1 where a step counts.
 
     Returns:
       Scalar, gradient stopped. NaN when Var[R] == 0 (constant returns, or no
@@ -305,8 +311,9 @@ def kl_k3(log_prob: Array, ref_log_prob: Array, mask: Array | None = None) -> Ar
     `log_prob` (GRPO's penalty towards a reference policy; `ref_log_prob` is constant).
 
     Args:
-      log_prob: `[T, *batch]` log pi of the taken actions; ref_log_prob: `[T, *batch]` under
-        the reference policy; mask: optional `[T, *batch]`.
+      log_prob: `[T, *batch]` log pi of the taken actions.
+      ref_log_prob: `[T, *batch]` the same under the reference policy.
+      mask: optional `[T, *batch]`, 1 where a step counts.
 
     Returns:
       Scalar.

@@ -176,6 +176,7 @@ def state_shardings(config, mesh: Mesh | None = None) -> TrainState:
 
 def shard_state(config, state: TrainState, mesh: Mesh | None = None) -> TrainState:
     """``state`` placed on the mesh's devices: environments sharded, the rest replicated.
+
     (One process. With many, build the state with :func:`make_sharded_init`, or restore a
     checkpoint straight into :func:`state_shardings`.)"""
     return jax.device_put(state, state_shardings(config, mesh))
