@@ -251,8 +251,8 @@ def _loggers(args: Any, run_dir: Path, config: Any) -> list:
     """The ``--log`` loggers, built before anything compiles (a missing library fails now)."""
     import jax
 
+    from jaxpg.callbacks import LoggerCallback
     from jaxpg.logging_backends import LoggerUnavailable, make_logger
-    from jaxpg.runner import LoggerCallback
 
     out = []
     if jax.process_index() != 0:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from jaxpg.files import atomic_write_text
+from jaxpg.members import Members
 
 FINAL_FRACTION = 0.1  # "final" return: the mean over the last 10% of updates
 
@@ -49,29 +50,30 @@ def metrics_rows(
     metrics: Mapping[str, np.ndarray],
     *,
     first_update: int,
-    seeds: Sequence[int],
-    settings: Sequence[Mapping[str, float]] | None,
+    members: Members,
     sps: float,
     time: float,
 ) -> dict[str, np.ndarray]:
     """Flat columns, one row per (update, member), from one chunk's ``metrics[name][M, n]``.
 
-    Members are ordered setting-major: member ``m`` is setting ``m // S``, seed ``seeds[m % S]``.
-    ``update`` is 1-based (the number of updates done), so ``env_steps`` is
+    Members are in :class:`jaxpg.members.Members` order (setting-major). ``update`` is 1-based (the number of updates done), so ``env_steps`` is
     ``update * batch_size``. Columns: ``setting`` and the swept values (sweeps only), ``seed``,
     ``update``, ``env_steps``, every trainer metric, ``sps`` (env steps per second of the whole
     run, over this chunk) and ``time`` (seconds of training so far).
     """
     any_metric = np.asarray(next(iter(metrics.values())))
     num_members, n = any_metric.shape[:2]
-    num_seeds = len(seeds)
+    if num_members != len(members):
+        raise ValueError(f"metrics_rows: metrics of {num_members} members for {len(members)}")
     member = np.tile(np.arange(num_members), n)  # update-major: every member of update 1, ...
     cols: dict[str, np.ndarray] = {}
+    settings = members.settings
     if settings:
-        cols["setting"] = member // num_seeds
+        cols["setting"] = members.setting_index(member)
         for name in settings[0]:
-            cols[name] = np.asarray([s[name] for s in settings], np.float64)[member // num_seeds]
-    cols["seed"] = np.asarray(seeds, np.int64)[member % num_seeds]
+            values = np.asarray([s[name] for s in settings], np.float64)
+            cols[name] = values[members.setting_index(member)]
+    cols["seed"] = members.seed(member)
     cols["update"] = np.repeat(np.arange(first_update + 1, first_update + n + 1), num_members)
     names = [k for k in METRIC_ORDER if k in metrics] + sorted(set(metrics) - set(METRIC_ORDER))
     for name in names:

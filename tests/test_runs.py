@@ -11,6 +11,7 @@ import pytest
 import jaxpg
 from jaxpg import files, metrics, plotting, runs
 from jaxpg.config import PPOConfig, ReinforceConfig
+from jaxpg.members import Members
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -195,8 +196,7 @@ def test_metrics_rows_layout_for_a_sweep():
     table = metrics.metrics_rows(
         _chunk_metrics(4, 3, first_update=2),
         first_update=2,
-        seeds=seeds,
-        settings=settings,
+        members=Members.of(seeds, settings),
         sps=1234.5,
         time=1.0,
     )
@@ -218,7 +218,7 @@ def test_metrics_csv_round_trip_keeps_float32_exactly(tmp_path):
     chunk["episode_return"][0, 0] = np.nan
     chunk["loss"][1, 2] = np.float32(1 / 3)
     table = metrics.metrics_rows(
-        chunk, first_update=0, seeds=[0, 1], settings=None, sps=10.0, time=0.5
+        chunk, first_update=0, members=Members.of([0, 1], None), sps=10.0, time=0.5
     )
     path = tmp_path / runs.METRICS_FILE
     metrics.write_metrics_csv(path, table)
@@ -245,7 +245,7 @@ def test_summarize_reports_mean_and_std_over_seeds():
         m["episode_return"] = np.stack([np.full(10, 100.0), np.full(10, 200.0)]).astype(np.float32)
         blocks.append(
             metrics.metrics_rows(
-                m, first_update=first, seeds=[0, 1], settings=None, sps=1.0, time=1.0
+                m, first_update=first, members=Members.of([0, 1], None), sps=1.0, time=1.0
             )
         )
     summary = metrics.summarize(metrics.concat_tables(blocks), extra={"backend": "cpu"})
@@ -259,7 +259,7 @@ def test_summarize_reports_mean_and_std_over_seeds():
 def test_summarize_sweep_picks_the_best_setting():
     m = _chunk_metrics(4, 10, first_update=0)
     table = metrics.metrics_rows(
-        m, first_update=0, seeds=[0, 1], settings=[{"lr": 1.0}, {"lr": 2.0}], sps=1.0, time=1.0
+        m, first_update=0, members=Members.of([0, 1], [{"lr": 1.0}, {"lr": 2.0}]), sps=1.0, time=1.0
     )
     summary = metrics.summarize(table, settings=[{"lr": 1.0}, {"lr": 2.0}])
     assert [s["lr"] for s in summary["settings"]] == [1.0, 2.0]
@@ -281,8 +281,7 @@ def test_plots_are_written(tmp_path):
         metrics.metrics_rows(
             _chunk_metrics(4, 5, first_update=f),
             first_update=f,
-            seeds=[0, 1],
-            settings=settings,
+            members=Members.of([0, 1], settings),
             sps=1.0,
             time=1.0,
         )
@@ -292,7 +291,7 @@ def test_plots_are_written(tmp_path):
     plotting.plot_learning_curve(table, tmp_path / "curve.png", title="t")
     plotting.plot_sweep(table, tmp_path / "sweep.png")
     single = metrics.metrics_rows(
-        _chunk_metrics(1, 5, 0), first_update=0, seeds=[3], settings=None, sps=1.0, time=1.0
+        _chunk_metrics(1, 5, 0), first_update=0, members=Members.of([3], None), sps=1.0, time=1.0
     )
     plotting.plot_learning_curve(single, tmp_path / "one.png")
     for name in ("curve.png", "sweep.png", "one.png"):
