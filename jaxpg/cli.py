@@ -88,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # jax.distributed.initialize() must come before anything initialises a JAX backend,
         # and building the parser imports gymnax, which does.
-        setup_distributed(argv[:1] == ["train"] and "--distributed" in argv)
+        if argv[:1] == ["train"] and "--distributed" in argv:
+            setup_distributed(argv)
         parser = build_parser()
         args, unknown = parser.parse_known_args(argv)
         args.command_line = "jaxpg " + " ".join(original)
@@ -112,21 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 
 
-def setup_distributed(enabled: bool) -> bool:
-    """The ``--distributed`` hook: joins the multi-process job (before any JAX computation:
-    :func:`main` calls it first); returns whether this process writes files (process 0)."""
-    import jax
+def setup_distributed(argv: Sequence[str]) -> None:
+    """The ``--distributed`` hook: joins the multi-process job, with ``--coordinator``,
+    ``--num-processes`` and ``--process-id`` from ``argv`` if given (on a TPU pod, Slurm or
+    Open MPI, JAX finds them itself). It must come before any JAX computation, so :func:`main`
+    calls it before building the parser (which imports gymnax)."""
+    from jaxpg.distributed import initialize_distributed
+    from jaxpg.flags import distributed_options
 
-    if enabled:
-        from jaxpg.distributed import initialize_distributed
-
-        try:
-            initialize_distributed()
-        except Exception as e:  # noqa: BLE001 - no cluster, no coordinator, ...
-            raise UsageError(
-                f"jaxpg train: error: --distributed: jax.distributed.initialize() failed: {e}"
-            ) from None
-    return jax.process_index() == 0
+    try:
+        initialize_distributed(**distributed_options(argv))
+    except UsageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - no cluster, no coordinator, ...
+        raise UsageError(f"jaxpg train: error: --distributed: {e}") from None
 
 
 def _say(*parts: Any, file: Any = None) -> None:

@@ -237,6 +237,9 @@ _RUN_FLAGS = (
     ("--no-progress", "store_true", False, "no progress bar"),
     ("--no-plot", "store_true", False, "do not write the PNG plots"),
     ("--wandb-project", "NAME", None, "W&B project (default: jaxpg)"),
+    ("--coordinator", "HOST:PORT", None, "with --distributed, off a TPU pod, Slurm or Open MPI: process 0's address (every process gives the same)"),
+    ("--num-processes", "N", None, "with --distributed: the number of processes (with --coordinator)"),
+    ("--process-id", "INT", None, "with --distributed: this process's index, 0 .. N-1 (with --coordinator)"),
     ("--distributed", "store_true", False, "spread the seeds and sweep members over the processes of a multi-process job (jax.distributed.initialize() first; every device trains whole members, their number must divide by the device count); process 0 writes the files"),
 )  # fmt: skip
 _INT_METAVARS = {"INT", "N", "UPDATE", "UPDATES", "K"}
@@ -282,6 +285,18 @@ def add_eval_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR")
     _add_table(parser, _EVAL_FLAGS)
     add_compile_cache_flag(parser)
+
+
+def distributed_options(argv: Sequence[str]) -> dict[str, Any]:
+    """``initialize_distributed``'s arguments from ``--coordinator``, ``--num-processes`` and
+    ``--process-id`` in ``argv``, read before the full parser exists (it imports gymnax, which
+    starts JAX)."""
+    pre = _Parser(prog="jaxpg train", add_help=False)
+    pre.add_argument("--coordinator", dest="coordinator_address", default=None)
+    pre.add_argument("--num-processes", type=parse_int, default=None)
+    pre.add_argument("--process-id", type=parse_int, default=None)
+    options, _ = pre.parse_known_args(list(argv))
+    return {k: v for k, v in vars(options).items() if v is not None}
 
 
 def normalize_argv(argv: list[str]) -> tuple[list[str], bool]:

@@ -13,6 +13,7 @@ trajectories, are identical: the keys match exactly and the same episodes end at
 steps.
 """
 
+import csv
 import json
 import os
 import socket
@@ -146,6 +147,56 @@ def test_the_run_loop_spreads_members_over_devices_and_resumes():
     assert r["status"] == ["stopped", "complete"]
     assert r["spec"] in SHARDED_SPECS
     assert r["loss"] <= LOSS_TOL and r["params"] <= PARAM_TOL
+
+
+def test_jaxpg_train_distributed_spreads_the_seeds_over_two_processes(tmp_path):
+    """``jaxpg train --distributed``: 2 processes x 1 CPU device, 2 seeds, one per process;
+    process 0 alone writes the run directory, whose numbers match a one-process run."""
+    flags = ["--total-timesteps", "1024", "--num-envs", "4", "--num-steps", "32", "--seeds", "2"]
+    flags += ["--chunk-updates", "4", "--no-progress", "--no-plot", "--no-compile-cache"]
+    port = free_port()
+    procs = [
+        run_script(
+            [
+                "-m",
+                "jaxpg",
+                "train",
+                *flags,
+                "--run-dir",
+                tmp_path / "spread",
+                "--distributed",
+                "--coordinator",
+                f"localhost:{port}",
+                "--num-processes",
+                2,
+                "--process-id",
+                pid,
+            ],
+            devices=1,
+        )  # fmt: skip
+        for pid in range(2)
+    ]
+    outs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=420)
+        assert proc.returncode == 0, err[-3000:]
+        outs.append(out)
+    assert "run directory:" in outs[0]
+    one = run_script(["-m", "jaxpg", "train", *flags, "--run-dir", tmp_path / "one"], devices=1)
+    out, err = one.communicate(timeout=420)
+    assert one.returncode == 0, err[-3000:]
+
+    def table(name):
+        with open(tmp_path / name / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        return np.array([[float(r["loss"]), float(r["seed"])] for r in rows])
+
+    spread, single = table("spread"), table("one")
+    assert spread.shape == single.shape == (2 * 8, 2)
+    np.testing.assert_array_equal(spread[:, 1], single[:, 1])
+    np.testing.assert_allclose(spread[:, 0], single[:, 0], rtol=LOSS_TOL, atol=LOSS_TOL)
+    summary = json.loads((tmp_path / "spread" / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["process_count"] == 2
 
 
 def test_num_envs_must_divide_over_the_devices():
