@@ -352,7 +352,9 @@ def test_every_config_field_is_a_flag_with_default_and_help():
         cls = registry.config_class(algo)
         code, text_algo = run_main(["train", algo, "--help"], stream="out")
         assert code == 0
-        actions = {a.dest: a for a in algos.choices[algo]._actions}
+        actions = {  # the --no-FIELD twin of a bool flag has no help of its own
+            a.dest: a for a in algos.choices[algo]._actions if a.help != argparse.SUPPRESS
+        }
         for f in dataclasses.fields(cls):
             assert flags.flag_name(f.name) in text_algo, f.name
             declared = f.metadata.get("help", "")
