@@ -45,3 +45,37 @@ def test_run_loop_snippet_checkpoints_resumes_and_calls_back(tmp_path, capsys):
     assert sorted(int(p.name) for p in (run_dir / "checkpoints").iterdir()) == [32, 64, 128]
     assert namespace["result"].status == "complete" and namespace["result"].updates_done == 128
     assert "128 [" in out  # the callback printed the last chunk's returns
+
+
+def readme_commands() -> list[str]:
+    """Every ``jaxpg ...`` command the README shows: the lines of its bash blocks (with their
+    continuations) and the inline ``jaxpg train ...`` examples."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#")[0].strip()
+            if line.startswith("jaxpg "):
+                commands.append(line)
+    for inline in re.findall(r"`(jaxpg (?:train|eval|plot|envs)[^`]*)`", README.replace("\n", " ")):
+        commands.append(inline)
+    return [re.sub(r"\[[^\]]*\]", "", c).split(" && ")[0] for c in commands]
+
+
+def test_every_cli_example_in_the_readme_parses_and_builds_its_config():
+    import shlex
+
+    from jaxpg import cli, flags, registry
+
+    commands = readme_commands()
+    assert len(commands) >= 15 and "jaxpg train" in commands
+    parser = cli.build_parser()
+    for command in commands:
+        argv, _ = flags.normalize_argv(shlex.split(command)[1:])
+        argv = [a if "<" not in a else "runs/x" for a in argv]
+        if "--help" in argv or "ALGO" in argv or (argv[0] in ("eval", "plot") and len(argv) < 2):
+            continue  # a mention of the command, not an example
+        args, unknown = parser.parse_known_args(argv)
+        assert not unknown, f"{command}: unknown {unknown}"
+        if args.command == "train" and args.resume is None:
+            fields = flags.config_fields(args, registry.config_class(args.algo))
+            flags.build_config(args.algo, fields, getattr(args, "preset", None))
