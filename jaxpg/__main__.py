@@ -2,4 +2,5 @@
 
 from jaxpg.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # importing the module (pkgutil, a test) runs nothing
+    raise SystemExit(main())

@@ -30,8 +30,8 @@ Build one with :func:`make_agent` (the config's MLP actor-critic), :func:`agent_
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -39,12 +39,21 @@ import jax.numpy as jnp
 
 from jaxpg.networks import ActorCritic, CausalTransformer, RecurrentActorCritic
 
+if TYPE_CHECKING:  # annotations only: importing the config module imports gymnax
+    from jaxpg.config import Config
+    from jaxpg.envs import Env
+
 
 class Agent(NamedTuple):
     init: Callable[[jax.Array], Any]  # key -> params
     initial_carry: Callable[[int], Any]  # num_envs -> carry (leading axis num_envs)
     apply: Callable[..., tuple[Any, Any, jax.Array | None]]  # (params, carry, obs, reset)
     has_critic: bool
+
+
+# What the ``agent`` arguments of jaxpg accept (see :func:`as_agent`); ``None`` besides means the
+# config's own network.
+AgentLike = Agent | nn.Module | tuple[Callable[..., Any], Callable[..., Any]]
 
 
 def _empty_carry(num_envs: int) -> tuple:
@@ -57,7 +66,9 @@ def is_recurrent(agent: Agent) -> bool:
     return bool(jax.tree.leaves(jax.eval_shape(lambda: agent.initial_carry(1))))
 
 
-def unroll(agent: Agent, params: Any, carry: Any, obs: jax.Array, reset: jax.Array | None):
+def unroll(
+    agent: Agent, params: Any, carry: Any, obs: jax.Array, reset: jax.Array | None
+) -> tuple[Any, Any, jax.Array | None]:
     """``apply`` over leading axes ``[T, *B]`` (time first); returns ``(carry, dist_params,
     value)`` with the same leading axes on the outputs. ``reset=None`` means single steps
     ``[B, *obs_shape]`` of a feed-forward agent.
@@ -103,11 +114,11 @@ def mlp_agent(
     obs_shape: tuple[int, ...],
     action_dim: int,
     discrete: bool,
-    hidden_sizes=(64, 64),
+    hidden_sizes: Sequence[int] = (64, 64),
     activation: str = "tanh",
     shared: bool = False,
     critic: bool = True,
-    conv_channels=(),
+    conv_channels: Sequence[int] = (),
 ) -> Agent:
     """The feed-forward :class:`jaxpg.networks.ActorCritic` as an :class:`Agent`: observations
     are cast to float32 and flattened after the batch axis (or, with ``conv_channels``, read as
@@ -150,7 +161,7 @@ def recurrent_agent(
     discrete: bool,
     cell: str = "gru",
     recurrent_size: int = 128,
-    hidden_sizes=(64,),
+    hidden_sizes: Sequence[int] = (64,),
     activation: str = "tanh",
     critic: bool = True,
 ) -> Agent:
@@ -204,7 +215,7 @@ def transformer_agent(
     return Agent(init, _empty_carry, apply, critic)
 
 
-def make_agent(config) -> Agent:
+def make_agent(config: Config) -> Agent:
     """The agent a config describes: the actor-critic of its ``network`` (``"mlp"``; ``"cnn"``:
     ``conv_channels`` convolutions first; ``"gru"``/``"lstm"``: a recurrent core of
     ``recurrent_size`` units), ``hidden_sizes``, ``activation`` and ``shared_network``, with a
@@ -251,7 +262,7 @@ def agent_from_functions(
     apply: Callable[..., tuple[Any, Any, Any]],
     initial_carry: Callable[[int], Any] | None = None,
     *,
-    env,
+    env: Env,
 ) -> Agent:
     """An :class:`Agent` from a plain ``init(key) -> params`` and ``apply(params, carry, obs,
     reset) -> (carry, dist_params, value)``; ``initial_carry`` defaults to no carry.
@@ -265,7 +276,7 @@ def agent_from_functions(
     return Agent(init, initial_carry, apply, has_critic)
 
 
-def agent_from_module(module: nn.Module, *, env) -> Agent:
+def agent_from_module(module: nn.Module, *, env: Env) -> Agent:
     """An :class:`Agent` from a flax linen module called as ``module(carry, obs, reset) ->
     (carry, dist_params, value)``. Its initial carry is ``module.initial_carry(num_envs)`` when
     the module defines that method, else no carry (a feed-forward policy)."""
@@ -283,7 +294,7 @@ def agent_from_module(module: nn.Module, *, env) -> Agent:
     return agent_from_functions(init, apply, initial_carry, env=env)
 
 
-def as_agent(agent, config) -> Agent:
+def as_agent(agent: AgentLike | None, config: Config) -> Agent:
     """``agent`` as an :class:`Agent`: ``None`` (the config's MLP), an :class:`Agent`, a flax
     linen module, or an ``(init, apply)`` pair."""
     if agent is None:

@@ -46,11 +46,21 @@ import jax.numpy as jnp
 from jaxpg import advantages as adv_lib
 from jaxpg import losses, trust_region
 from jaxpg.agents import Agent, is_recurrent, unroll
-from jaxpg.config import HParams
+from jaxpg.config import (
+    A2CConfig,
+    Config,
+    GRPOConfig,
+    HParams,
+    PPOConfig,
+    ReinforceConfig,
+    TRPOConfig,
+)
 from jaxpg.distributions import ActionDist, action_dist
+from jaxpg.envs import Env
 from jaxpg.rollout import EnvCarry, Transition, env_carry_init
 from jaxpg.updates import (
     Batch,
+    LossFn,
     Minibatch,
     Targets,
     UpdateFn,
@@ -91,12 +101,16 @@ __all__ = [
 ]
 
 
+# An algorithm's ``targets``: ``(rollout, hparams, algo_state) -> (targets, algo_state)``.
+TargetsFn = Callable[[Transition, HParams, Any], tuple[Targets, Any]]
+
+
 class Algorithm(NamedTuple):
     """Everything algorithm-specific, as pure functions (see the module docstring)."""
 
     init: Callable[[Any, HParams], tuple[Any, Any]]
     start: Callable[[jax.Array, EnvCarry], EnvCarry]
-    targets: Callable[[Transition, HParams, Any], tuple[Targets, Any]]
+    targets: TargetsFn
     update: UpdateFn
 
 
@@ -109,7 +123,9 @@ def continue_rollout(key: jax.Array, env_carry: EnvCarry) -> EnvCarry:
     return env_carry
 
 
-def fresh_reset(env, num_envs: int, agent: Agent, group_size: int = 1):
+def fresh_reset(
+    env: Env, num_envs: int, agent: Agent, group_size: int = 1
+) -> Callable[[jax.Array, EnvCarry], EnvCarry]:
     """``start`` that resets every environment (and the agent's carry) at each update, keeping
     the normaliser statistics: whole episodes from their start, none spanning two updates.
     ``group_size > 1``: consecutive groups of environments share one reset key (one start)."""
@@ -131,7 +147,7 @@ def fresh_reset(env, num_envs: int, agent: Agent, group_size: int = 1):
 # -- advantage estimators ----------------------------------------------------------------------
 
 
-def gae_targets(batch: Transition, hp: HParams, algo_state):
+def gae_targets(batch: Transition, hp: HParams, algo_state: Any) -> tuple[Targets, Any]:
     """PPO/A2C: ``gae`` bootstrapped from V(true next state) (``batch.next_value``)."""
     advantages, returns = adv_lib.gae(
         batch.reward,
@@ -166,7 +182,7 @@ def first_episode_mask(terminated: jax.Array, truncated: jax.Array) -> jax.Array
     return (ended_before == 0).astype(jnp.float32)
 
 
-def reinforce_targets(baseline: str):
+def reinforce_targets(baseline: str) -> TargetsFn:
     """Intermediate-reward REINFORCE: ``A_t = G_t - b_t`` with ``G_t`` the return-to-go and
     ``b`` none, a moving average of the returns (the algorithm state), or the learned ``V(s_t)``.
 
@@ -197,7 +213,7 @@ def reinforce_targets(baseline: str):
     return targets
 
 
-def trajectory_targets(baseline: str):
+def trajectory_targets(baseline: str) -> TargetsFn:
     """Single-trajectory reward: every step of an episode gets ``R(tau) - b``.
 
     Only each environment's first episode of the rollout counts (steps after its end are
@@ -227,13 +243,25 @@ def trajectory_targets(baseline: str):
 # -- surrogates: (log_prob, old_log_prob, advantages, mask, hparams) -> scalar -------------------
 
 
-def vanilla_surrogate(log_prob, old_log_prob, advantages, mask, hp: HParams):
+def vanilla_surrogate(
+    log_prob: jax.Array,
+    old_log_prob: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    hp: HParams,
+) -> jax.Array:
     """``-mean(log pi * A)``: REINFORCE's and A2C's score-function loss."""
     del old_log_prob, hp
     return losses.reinforce_loss(log_prob, advantages, mask)
 
 
-def ppo_surrogate(log_prob, old_log_prob, advantages, mask, hp: HParams):
+def ppo_surrogate(
+    log_prob: jax.Array,
+    old_log_prob: jax.Array,
+    advantages: jax.Array,
+    mask: jax.Array,
+    hp: HParams,
+) -> jax.Array:
     """PPO's clipped-ratio loss with ``hp.clip_eps``."""
     return losses.ppo_clip_loss(log_prob, old_log_prob, advantages, hp.clip_eps, mask)
 
@@ -286,7 +314,13 @@ def actor_critic_loss(
     return total, aux
 
 
-def make_actor_critic_loss(config, agent: Agent, surrogate, *, clip_value_loss: bool = False):
+def make_actor_critic_loss(
+    config: Config,
+    agent: Agent,
+    surrogate: Callable[..., jax.Array],
+    *,
+    clip_value_loss: bool = False,
+) -> LossFn:
     """``loss_fn(params, minibatch, hparams) -> (loss, metrics)``: :func:`actor_critic_loss` for
     ``config``'s action space and advantage normalisation."""
 
@@ -337,7 +371,7 @@ def _with_baseline_state(adam_eps: float):
     return init
 
 
-def make_ppo(config, agent: Agent) -> Algorithm:
+def make_ppo(config: PPOConfig, agent: Agent) -> Algorithm:
     """PPO (Schulman et al., 2017): GAE + the clipped surrogate, epochs of minibatches.
 
     ``mode="trajectory"``: every update rolls out whole episodes from a fresh reset and gives
@@ -363,7 +397,7 @@ def make_ppo(config, agent: Agent) -> Algorithm:
     )
 
 
-def make_a2c(config, agent: Agent) -> Algorithm:
+def make_a2c(config: A2CConfig, agent: Agent) -> Algorithm:
     """A2C (Mnih et al., 2016, synchronous): GAE + the vanilla surrogate, one step per batch."""
     return Algorithm(
         init=optimizer_init(config.adam_eps),
@@ -373,7 +407,7 @@ def make_a2c(config, agent: Agent) -> Algorithm:
     )
 
 
-def make_reinforce(config, agent: Agent) -> Algorithm:
+def make_reinforce(config: ReinforceConfig, agent: Agent) -> Algorithm:
     """REINFORCE (Williams, 1992): returns-to-go or ``R(tau)``, minus a baseline; one step per
     batch. The moving-average baseline is the algorithm's state."""
     trajectory = config.mode == "trajectory"
@@ -397,7 +431,7 @@ class TRPOObjectives(NamedTuple):
 
 
 def trpo_objectives(
-    agent: Agent, dist: ActionDist, mb: Minibatch, advantages, params
+    agent: Agent, dist: ActionDist, mb: Minibatch, advantages: jax.Array, params: Any
 ) -> TRPOObjectives:
     """The surrogate and the mean KL on the (time-major) batch ``mb``, replaying the agent (a
     recurrent one from its start carry); ``pi_old`` is the policy at ``params``."""
@@ -427,10 +461,13 @@ def trpo_objectives(
     )
 
 
-def natural_gradient_step(objectives: TRPOObjectives, params, hp: HParams, *, cg_iters: int):
-    """``(surrogate_old, g, full_step, finite)``: the surrogate's gradient ``g`` at ``params``,
-    ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, and the step
-    ``sqrt(2 * target_kl / s^T (F + cg_damping * I) s) * s`` that the line search shrinks."""
+def natural_gradient_step(
+    objectives: TRPOObjectives, params: Any, hp: HParams, *, cg_iters: int
+) -> tuple[jax.Array, Any, Any, jax.Array, jax.Array]:
+    """``(surrogate_old, g, full_step, step_size, finite)``: the surrogate's gradient ``g`` at
+    ``params``, ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, and the step
+    ``step_size * s``, ``step_size = sqrt(2 * target_kl / s^T (F + cg_damping * I) s)``, that
+    the line search shrinks."""
     surrogate_old, g = jax.value_and_grad(objectives.surrogate)(params)
     fvp = trust_region.fisher_vector_product(objectives.mean_kl, params, hp.cg_damping)
     s = trust_region.conjugate_gradient(fvp, g, cg_iters)
@@ -441,7 +478,7 @@ def natural_gradient_step(objectives: TRPOObjectives, params, hp: HParams, *, cg
     return surrogate_old, g, full_step, step_size, finite
 
 
-def make_trpo(config, agent: Agent) -> Algorithm:
+def make_trpo(config: TRPOConfig, agent: Agent) -> Algorithm:
     """TRPO (Schulman et al., 2015): GAE targets; the actor takes one natural-gradient step on
     the whole batch, inside the trust region ``mean KL <= target_kl`` (see
     :mod:`jaxpg.trust_region`); then the critic takes ``critic_epochs`` x
@@ -529,7 +566,7 @@ def make_trpo(config, agent: Agent) -> Algorithm:
 # -- group-relative advantages -----------------------------------------------------------------
 
 
-def group_targets(group_size: int, kind: str):
+def group_targets(group_size: int, kind: str) -> TargetsFn:
     """Every step of member i's first episode gets the advantage of its undiscounted return
     ``R_i`` relative to its group (:func:`jaxpg.advantages.group_advantages`); environments
     ``[g * group_size, (g + 1) * group_size)`` form group ``g``. Steps after the first
@@ -550,7 +587,7 @@ class GRPOState(NamedTuple):
     reference: Any  # the reference policy's parameters (the KL penalty's anchor)
 
 
-def make_grpo(config, agent: Agent) -> Algorithm:
+def make_grpo(config: GRPOConfig, agent: Agent) -> Algorithm:
     """GRPO for environments: group targets from grouped resets, then minibatch epochs.
 
     Each minibatch minimises

@@ -22,11 +22,15 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:  # annotations only: jaxpg.train (and gymnax) are imported when needed
+    from jaxpg.config import Config
+    from jaxpg.train import TrainState
 
 CHECKPOINT_FORMAT = 2  # 2: TrainState.algo_state and the agent's carry (jaxpg 0.2)
 
@@ -119,8 +123,8 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
 
 def save_checkpoint(
     directory: str | os.PathLike,
-    state,
-    config,
+    state: TrainState,
+    config: Config,
     *,
     step: int | None = None,
     keep: int | None = None,
@@ -278,7 +282,7 @@ def _resolve(directory: str | os.PathLike, step: int | None) -> tuple[Path, int]
     return directory, int(step)
 
 
-def check_compatible(meta: Mapping[str, Any], config, where: str = "checkpoint") -> None:
+def check_compatible(meta: Mapping[str, Any], config: Config, where: str = "checkpoint") -> None:
     """Raises :class:`CheckpointError` if ``meta['config']`` differs from ``config`` in a field
     that fixes the environment, the state's shapes or the network."""
     from jaxpg.files import jsonable
@@ -324,7 +328,9 @@ def _env_params_entry(recorded, config):
     return _normalize(jsonable(recorded))
 
 
-def abstract_state(config, batch_shape: tuple[int, ...] = (), key_impl: str | None = None):
+def abstract_state(
+    config: Config, batch_shape: tuple[int, ...] = (), key_impl: str | None = None
+) -> TrainState:
     """The ``TrainState`` structure (shapes and dtypes only) for ``config`` and ``batch_shape``."""
     from jaxpg.train import init_state
 
@@ -388,7 +394,9 @@ def _check_shapes(manager, step: int, target, where: str) -> None:
         )
 
 
-def restore_checkpoint(directory: str | os.PathLike, config, *, step: int | None = None):
+def restore_checkpoint(
+    directory: str | os.PathLike, config: Config, *, step: int | None = None
+) -> tuple[TrainState, dict[str, Any]]:
     """Restores ``(state, metadata)`` from the latest (or the given) checkpoint in ``directory``.
 
     ``directory`` is a checkpoints folder or one checkpoint's folder. The state comes back with

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import jax
 import jax.numpy as jnp
@@ -368,7 +368,7 @@ class _CommonConfig:
     def has_critic(self) -> bool:
         return True
 
-    def hparams(self, **overrides) -> HParams:
+    def hparams(self, **overrides: jax.typing.ArrayLike) -> HParams:
         """The traced hyperparameters, from this config's values (and ``overrides``)."""
         unknown = set(overrides) - set(HParams._fields)
         if unknown:
@@ -380,7 +380,7 @@ class _CommonConfig:
         values.update(overrides)
         return HParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
-    def replace(self, **changes):
+    def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
 

@@ -151,7 +151,7 @@ def registered_envs() -> list[str]:
     return list(gymnax.registered_envs) + [f"seq:{name}" for name in TASKS]
 
 
-def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_kwargs) -> Env:
+def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_kwargs: Any) -> Env:
     """Builds an :class:`Env` from a gymnax registry name or an ``Environment`` instance.
 
     Args:

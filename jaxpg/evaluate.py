@@ -14,14 +14,18 @@ written with Pillow, which matplotlib already depends on). gymnax draws only the
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxpg.policy import PolicyParams, make_policy
+
+if TYPE_CHECKING:  # annotations only: importing the config module imports gymnax
+    from jaxpg.config import Config
 
 # The environments gymnax's Visualizer can draw (gymnax/visualize/visualizer.py).
 RENDERABLE_ENVS = (
@@ -94,7 +98,7 @@ def _max_steps(config, max_steps: int | None) -> int:
 
 
 def evaluate(
-    config,
+    config: Config,
     params: PolicyParams,
     key: jax.Array,
     num_episodes: int = 100,
@@ -164,8 +168,12 @@ def _evaluate(config, params, key, num_episodes, deterministic, limit):
 
 
 def make_evaluate(
-    config, num_episodes: int = 100, *, deterministic: bool = False, max_steps: int | None = None
-):
+    config: Config,
+    num_episodes: int = 100,
+    *,
+    deterministic: bool = False,
+    max_steps: int | None = None,
+) -> Callable[[PolicyParams, jax.Array], EvalResult]:
     """``evaluate(params, key) -> EvalResult`` with the static arguments bound, ready to jit or
     vmap over params (many seeds)."""
     if not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
@@ -179,13 +187,13 @@ def make_evaluate(
 
 
 def episode_states(
-    config,
+    config: Config,
     params: PolicyParams,
     key: jax.Array,
     *,
     deterministic: bool = False,
     max_steps: int | None = None,
-):
+) -> tuple[list[Any], list[float]]:
     """One episode's environment states, for rendering: ``(states, rewards)`` as lists, the
     first state being the reset one, up to the end of the first episode."""
     env = config.env_spec
@@ -230,7 +238,7 @@ def episode_states(
 
 
 def render_gif(
-    config,
+    config: Config,
     params: PolicyParams,
     key: jax.Array,
     path: str,

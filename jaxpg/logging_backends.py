@@ -91,7 +91,7 @@ class WandbLogger:
 
 
 def make_logger(
-    kind: str, run_dir: str | os.PathLike, config: Mapping[str, Any], **options
+    kind: str, run_dir: str | os.PathLike, config: Mapping[str, Any], **options: Any
 ) -> Logger:
     """Builds the ``kind`` logger ("wandb" or "tensorboard") for a run directory."""
     if kind == "tensorboard":

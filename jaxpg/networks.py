@@ -34,7 +34,7 @@ def _gram_schmidt(a: jax.Array) -> jax.Array:
     return q
 
 
-def orthogonal(scale: float = 1.0):
+def orthogonal(scale: float = 1.0) -> jax.nn.initializers.Initializer:
     """Orthogonal initialiser (Saxe et al., 2014), as ``flax.linen.initializers.orthogonal``.
 
     It orthogonalises a Gaussian matrix with Gram-Schmidt instead of LAPACK's QR: under
@@ -178,7 +178,7 @@ class RecurrentActorCritic(nn.Module):
     log_std_init: float = 0.0
     obs_rank: int = 1
 
-    def initial_carry(self, num_envs: int):
+    def initial_carry(self, num_envs: int) -> jax.Array | tuple[jax.Array, jax.Array]:
         h = jnp.zeros((num_envs, self.recurrent_size), jnp.float32)
         return (h, h) if self.cell == "lstm" else h
 

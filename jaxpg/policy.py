@@ -8,14 +8,17 @@ was trained with. ``obs`` has shape ``[*batch, *obs_shape]``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax.numpy as jnp
 from flax import struct
 
-from jaxpg.agents import as_agent, is_recurrent, unroll
+from jaxpg.agents import AgentLike, as_agent, is_recurrent, unroll
 from jaxpg.distributions import action_dist
 from jaxpg.normalization import RunningMeanStd, normalize
+
+if TYPE_CHECKING:  # annotations only: importing the config module imports gymnax
+    from jaxpg.config import Config
 
 
 class PolicyParams(struct.PyTreeNode):
@@ -31,7 +34,7 @@ class Policy(NamedTuple):
     step: Callable  # (params, carry, obs, reset, key=None) -> (carry, action)
 
 
-def make_policy(config, agent=None) -> Policy:
+def make_policy(config: Config, agent: AgentLike | None = None) -> Policy:
     """Pure ``act``, ``value`` and ``log_prob`` for policies trained with ``config`` (and
     ``agent``, when training had one of its own; see :func:`jaxpg.make_train`).
 

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:  # annotations only: listing the names must import nothing heavy
+    from jaxpg.agents import Agent
+    from jaxpg.algorithms import Algorithm
+    from jaxpg.config import Config
 
 _BUILTIN = {
     "ppo": ("jaxpg.config:PPOConfig", "jaxpg.algorithms:make_ppo"),
@@ -66,7 +71,7 @@ def config_class(name: str) -> type:
     return lookup(name).config_class
 
 
-def for_config(config) -> Entry:
+def for_config(config: Config) -> Entry:
     """The entry whose config class is ``type(config)`` (by its ``algorithm`` name)."""
     name = getattr(type(config), "algorithm", None)
     if name is None or not isinstance(name, str):
@@ -80,6 +85,6 @@ def for_config(config) -> Entry:
     return entry
 
 
-def make_algorithm(config, agent):
+def make_algorithm(config: Config, agent: Agent) -> Algorithm:
     """The registered :class:`jaxpg.Algorithm` for ``config`` and ``agent``."""
     return for_config(config).build(config, agent)

@@ -75,9 +75,9 @@ def env_carry_init(
     key: jax.Array,
     env: Env,
     num_envs: int,
-    obs_stats=None,
-    reward_stats=None,
-    agent_carry=(),
+    obs_stats: RunningMeanStd | None = None,
+    reward_stats: RunningMeanStd | None = None,
+    agent_carry: Any = (),
     group_size: int = 1,
 ) -> EnvCarry:
     """Resets ``num_envs`` environments. Statistics are fresh unless given; ``agent_carry`` is

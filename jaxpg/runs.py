@@ -22,9 +22,12 @@ import os
 import platform
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jaxpg.files import atomic_write_json, read_json
+
+if TYPE_CHECKING:  # annotations only: importing the config module imports gymnax
+    from jaxpg.config import Config
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
@@ -37,7 +40,7 @@ CHECKPOINT_DIR = "checkpoints"
 # -- run directory -----------------------------------------------------------------------
 
 
-def default_run_dir(config, root: str | os.PathLike = "runs") -> Path:
+def default_run_dir(config: Config, root: str | os.PathLike = "runs") -> Path:
     """``<root>/<env>-<algo>-<YYYYmmdd-HHMMSS>``, with a numeric suffix if that exists."""
     env = config.env_spec.name.replace("/", "_")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -71,12 +74,12 @@ def environment_info() -> dict[str, Any]:
     }
 
 
-def write_config(run_dir: str | os.PathLike, config, run: Mapping[str, Any]) -> None:
+def write_config(run_dir: str | os.PathLike, config: Config, run: Mapping[str, Any]) -> None:
     """``config.json``: the config's fields and the run's settings (seeds, sweep, CLI)."""
     atomic_write_json(Path(run_dir) / CONFIG_FILE, {"config": config.to_dict(), "run": dict(run)})
 
 
-def read_config(run_dir: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+def read_config(run_dir: str | os.PathLike) -> tuple[Config, dict[str, Any]]:
     """Rebuilds ``(config, run)`` from ``run_dir/config.json``."""
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
@@ -92,7 +95,7 @@ def read_config(run_dir: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     return config_from_dict(config_dict, env=run.get("env")), run
 
 
-def config_from_dict(d: Mapping[str, Any], env: str | None = None):
+def config_from_dict(d: Mapping[str, Any], env: str | None = None) -> Config:
     """The config that :meth:`to_dict` recorded.
 
     ``env`` (optional) is how the environment was given on the command line; it takes
@@ -160,7 +163,7 @@ def resolve_env(spec: Any) -> Any:
     return obj() if isinstance(obj, type) else obj
 
 
-def env_params_with(env: Any, overrides: Mapping[str, Any], env_kwargs: Mapping[str, Any]):
+def env_params_with(env: Any, overrides: Mapping[str, Any], env_kwargs: Mapping[str, Any]) -> Any:
     """The environment's default params with ``overrides`` applied (``params.replace``).
 
     A value given as a list or a number (JSON's) for a field whose default is an array becomes

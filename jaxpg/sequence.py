@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +42,10 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment as gx_env
 from gymnax.environments import spaces as gx_spaces
+
+if TYPE_CHECKING:  # annotations only: the policy is imported where it is used
+    from jaxpg.config import Config
+    from jaxpg.policy import PolicyParams
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,14 +134,22 @@ class SequenceEnv(gx_env.Environment):
         pos = self.task.prompt_length + state.time
         return jnp.concatenate([state.tokens, jnp.asarray(pos, jnp.int32)[None]])
 
-    def reset_env(self, key, params):
+    def reset_env(
+        self, key: jax.Array, params: gx_env.EnvParams
+    ) -> tuple[jax.Array, SequenceState]:
         task = self.task
         prompt = jnp.asarray(task.sample_prompt(key), jnp.int32)
         tokens = jnp.concatenate([prompt, jnp.full((task.completion_length,), task.pad, jnp.int32)])
         state = SequenceState(time=0, tokens=tokens)
         return self._obs(state), state
 
-    def step_env(self, key, state, action, params):
+    def step_env(
+        self,
+        key: jax.Array,
+        state: SequenceState,
+        action: int | float | jax.Array,
+        params: gx_env.EnvParams,
+    ) -> tuple[jax.Array, SequenceState, jax.Array, jax.Array, dict[Any, Any]]:
         task = self.task
         pos = task.prompt_length + state.time
         tokens = state.tokens.at[pos].set(jnp.asarray(action, jnp.int32))
@@ -148,7 +160,7 @@ class SequenceEnv(gx_env.Environment):
         new_state = SequenceState(time=time, tokens=tokens)
         return self._obs(new_state), new_state, reward, done, {}
 
-    def is_truncated(self, state, params):
+    def is_truncated(self, state: SequenceState, params: gx_env.EnvParams) -> jax.Array:
         return jnp.zeros((), jnp.bool_)  # every episode terminates after completion_length tokens
 
     @property
@@ -159,10 +171,10 @@ class SequenceEnv(gx_env.Environment):
     def num_actions(self) -> int:
         return self.task.vocab_size
 
-    def action_space(self, params=None):
+    def action_space(self, params: gx_env.EnvParams | None = None) -> gx_spaces.Discrete:
         return gx_spaces.Discrete(self.task.vocab_size)
 
-    def observation_space(self, params):
+    def observation_space(self, params: gx_env.EnvParams) -> gx_spaces.Box:
         return gx_spaces.Box(
             0, max(self.task.vocab_size, self.task.length), (self.task.length + 1,), jnp.int32
         )
@@ -306,7 +318,12 @@ def completion_stats(task: SequenceTask, obs: jax.Array) -> dict[str, jax.Array]
 
 
 def evaluate_task(
-    config, params, key: jax.Array, num_prompts: int = 256, *, deterministic: bool = False
+    config: Config,
+    params: PolicyParams,
+    key: jax.Array,
+    num_prompts: int = 256,
+    *,
+    deterministic: bool = False,
 ) -> dict[str, jax.Array]:
     """Generates one completion for each of ``num_prompts`` fresh prompts with the policy
     ``params`` (sampled tokens, or the most likely with ``deterministic``); returns the mean

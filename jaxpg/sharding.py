@@ -44,7 +44,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 # JAX's backend (its modules build arrays), after which jax.distributed.initialize refuses
 # to run. ``import jaxpg.distributed`` therefore stays light until training is built.
 if TYPE_CHECKING:
-    from jaxpg.config import HParams
+    from jaxpg.config import Config, HParams
     from jaxpg.train import TrainResult, TrainState
 
 DATA_AXIS = "data"
@@ -103,7 +103,7 @@ class BatchLayout(NamedTuple):
 
 
 def batch_layout(
-    config, num_devices: int | None = None, num_processes: int | None = None
+    config: Config, num_devices: int | None = None, num_processes: int | None = None
 ) -> BatchLayout:
     """The global batch arithmetic for ``config`` on ``num_devices`` devices (default: all of
     them, over all processes). ``config.num_envs`` is the global number of environments; it must
@@ -162,7 +162,7 @@ def _state_spec_tree(state: TrainState, mesh: Mesh) -> TrainState:
     return tree.replace(env=tree.env.replace(**env_changes))
 
 
-def state_shardings(config, mesh: Mesh | None = None) -> TrainState:
+def state_shardings(config: Config, mesh: Mesh | None = None) -> TrainState:
     """The :class:`NamedSharding` of every leaf of ``config``'s :class:`TrainState`: the
     per-environment leaves sharded over the mesh, everything else replicated. What a
     checkpoint restore needs to put a state back on the devices."""
@@ -174,7 +174,7 @@ def state_shardings(config, mesh: Mesh | None = None) -> TrainState:
     return _state_spec_tree(shapes, mesh)
 
 
-def shard_state(config, state: TrainState, mesh: Mesh | None = None) -> TrainState:
+def shard_state(config: Config, state: TrainState, mesh: Mesh | None = None) -> TrainState:
     """``state`` placed on the mesh's devices: environments sharded, the rest replicated.
 
     (One process. With many, build the state with :func:`make_sharded_init`, or restore a
@@ -258,7 +258,7 @@ def _with_aot(fn, jitted, config, mesh, prepare=None):
     return fn
 
 
-def make_sharded_train(config, mesh: Mesh | None = None) -> Callable[..., TrainResult]:
+def make_sharded_train(config: Config, mesh: Mesh | None = None) -> Callable[..., TrainResult]:
     """The data-parallel ``train(key, hparams=None) -> TrainResult``, already jitted.
 
     Same arguments and result as ``jax.jit(make_train(config))``, and the same numbers up to
@@ -292,7 +292,7 @@ def make_sharded_train(config, mesh: Mesh | None = None) -> Callable[..., TrainR
     return _with_aot(train, _train, config, mesh)
 
 
-def make_sharded_init(config, mesh: Mesh | None = None) -> Callable[..., TrainState]:
+def make_sharded_init(config: Config, mesh: Mesh | None = None) -> Callable[..., TrainState]:
     """``init(key, hparams=None) -> TrainState``, jitted, created directly in its sharding."""
     from jaxpg.train import init_state
 
@@ -311,7 +311,9 @@ def make_sharded_init(config, mesh: Mesh | None = None) -> Callable[..., TrainSt
     return init
 
 
-def make_sharded_train_chunk(config, num_updates: int, mesh: Mesh | None = None):
+def make_sharded_train_chunk(
+    config: Config, num_updates: int, mesh: Mesh | None = None
+) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
     """``chunk(state) -> (state, metrics)``, jitted: ``num_updates`` data-parallel updates, for a
     host loop with progress, logging and checkpoints between chunks (start from
     :func:`make_sharded_init`). Chunks compose exactly, as ``jaxpg.make_train_chunk``'s do."""
@@ -360,7 +362,7 @@ def _constrain_members(tree, sharding: NamedSharding):
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 
 
-def make_sharded_sweep(config, mesh: Mesh | None = None):
+def make_sharded_sweep(config: Config, mesh: Mesh | None = None) -> Callable[..., TrainResult]:
     """``sweep(keys [S], hparams [K] = None) -> TrainResult`` with leading axes ``[K, S]``,
     jitted, with the ``K * S`` runs spread over the devices: each device trains whole agents,
     and nothing is communicated. ``K * S`` must divide by the device count.
@@ -457,7 +459,7 @@ def spread_members(fn: Callable, mesh: Mesh | None = None) -> Callable:
 # -- results back to the host ------------------------------------------------------------------
 
 
-def to_host(tree):
+def to_host(tree: Any) -> Any:
     """Every leaf of ``tree`` as a NumPy array in this process, for logging and writing.
 
     A fully replicated array (params, metrics) is read from a local copy; an array sharded over

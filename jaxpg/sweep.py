@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpg.config import HParams
+from jaxpg.config import Config, HParams
 from jaxpg.metrics import final_return
-from jaxpg.train import make_train
+from jaxpg.train import TrainResult, make_train
 
 SWEEPABLE = HParams._fields
 
@@ -39,7 +39,7 @@ def _check_names(config, names) -> None:
         raise ValueError(f"sweep: unknown hyperparameter {name!r}; sweepable: {list(SWEEPABLE)}")
 
 
-def stack_hparams(config, settings: Sequence[dict]) -> HParams:
+def stack_hparams(config: Config, settings: Sequence[dict]) -> HParams:
     """One :class:`HParams` with leading axis ``len(settings)``; unspecified fields come from
     ``config``."""
     if not settings:
@@ -50,7 +50,7 @@ def stack_hparams(config, settings: Sequence[dict]) -> HParams:
     return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
 
 
-def grid(config, **values: Sequence[float]) -> tuple[HParams, list[dict]]:
+def grid(config: Config, **values: Sequence[float]) -> tuple[HParams, list[dict]]:
     """The Cartesian product of ``values``, e.g. ``grid(cfg, lr=[1e-4, 3e-4], gamma=[0.99])``.
 
     Returns the batched :class:`HParams` and the list of settings, one dict per member.
@@ -65,7 +65,9 @@ def grid(config, **values: Sequence[float]) -> tuple[HParams, list[dict]]:
     return stack_hparams(config, settings), settings
 
 
-def random_search(config, key: jax.Array, num: int, **ranges: tuple) -> tuple[HParams, list[dict]]:
+def random_search(
+    config: Config, key: jax.Array, num: int, **ranges: tuple
+) -> tuple[HParams, list[dict]]:
     """``num`` settings drawn uniformly from ``ranges``: ``name=(low, high)`` or
     ``name=(low, high, "log")`` for a log-uniform draw (learning rates)."""
     _check_names(config, ranges)
@@ -100,7 +102,7 @@ def parse_sweep_spec(specs: Sequence[str]) -> dict[str, list[float]]:
     return values
 
 
-def make_sweep(config):
+def make_sweep(config: Config) -> Callable[[jax.Array, HParams], TrainResult]:
     """``sweep(keys [S], hparams [K]) -> TrainResult`` with leading axes ``[K, S]``.
 
     Every setting trains with the same seeds, so member ``(k, s)`` equals

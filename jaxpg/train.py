@@ -22,6 +22,7 @@ one compiled program. Pieces for a host loop (progress bars, checkpoints): :func
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxpg import losses
-from jaxpg.agents import Agent, as_agent
+from jaxpg.agents import Agent, AgentLike, as_agent
 from jaxpg.algorithms import Algorithm
 from jaxpg.config import Config, HParams
 from jaxpg.distributions import action_dist
@@ -37,6 +38,10 @@ from jaxpg.policy import PolicyParams
 from jaxpg.registry import make_algorithm
 from jaxpg.rollout import EnvCarry, RolloutOptions, env_carry_init, episode_stats, rollout
 from jaxpg.updates import Batch
+
+# What the ``algorithm`` arguments accept: an Algorithm, or a builder ``(config, agent) ->
+# Algorithm`` (``None`` besides means the config's registered algorithm).
+AlgorithmLike = Algorithm | Callable[[Config, Agent], Algorithm]
 
 
 class TrainState(struct.PyTreeNode):
@@ -56,6 +61,10 @@ class TrainResult(NamedTuple):
     params: PolicyParams  # what ``make_policy(config)`` acts with
     metrics: dict[str, jax.Array]  # each [num_updates]
     state: TrainState  # to continue training, or to checkpoint
+
+
+# ``update(state) -> (state, metrics)``: one update (:func:`make_update`), or a chunk of them.
+UpdateStep = Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]
 
 
 def _coerce_hparams(config: Config, hparams: HParams | None) -> HParams:
@@ -94,7 +103,12 @@ def _parts(config: Config, algorithm, agent) -> tuple[Agent, Algorithm]:
 
 
 def init_state(
-    config: Config, key: jax.Array, hparams: HParams | None = None, *, algorithm=None, agent=None
+    config: Config,
+    key: jax.Array,
+    hparams: HParams | None = None,
+    *,
+    algorithm: AlgorithmLike | None = None,
+    agent: AgentLike | None = None,
 ) -> TrainState:
     """A fresh :class:`TrainState` for ``config``; pure, jittable and vmappable over keys."""
     agent, algorithm = _parts(config, algorithm, agent)
@@ -132,7 +146,7 @@ def update(
     config: Config,
     agent: Agent,
     algorithm: Algorithm,
-    constrain_minibatches=None,
+    constrain_minibatches: Callable[[Any, int], Any] | None = None,
 ) -> tuple[TrainState, dict]:
     """One update: start, rollout, targets, the algorithm's update, metrics."""
     env = config.env_spec
@@ -189,7 +203,13 @@ def update(
     return new_state, metrics
 
 
-def make_update(config: Config, constrain_minibatches=None, *, algorithm=None, agent=None):
+def make_update(
+    config: Config,
+    constrain_minibatches: Callable[[Any, int], Any] | None = None,
+    *,
+    algorithm: AlgorithmLike | None = None,
+    agent: AgentLike | None = None,
+) -> UpdateStep:
     """``update(state) -> (state, metrics)``: one update of ``config``'s algorithm.
 
     ``constrain_minibatches`` (a hook for :mod:`jaxpg.distributed`) is passed to the
@@ -205,7 +225,9 @@ def make_update(config: Config, constrain_minibatches=None, *, algorithm=None, a
     )
 
 
-def run_updates(state: TrainState, num_updates: int, *, update_fn) -> tuple[TrainState, dict]:
+def run_updates(
+    state: TrainState, num_updates: int, *, update_fn: UpdateStep
+) -> tuple[TrainState, dict]:
     """``num_updates`` updates in one ``lax.scan``; metrics come back stacked ``[num_updates]``."""
     return jax.lax.scan(lambda s, _: update_fn(s), state, None, length=num_updates)
 
@@ -217,7 +239,9 @@ def policy_params(config: Config, state: TrainState) -> PolicyParams:
     )
 
 
-def make_train(config: Config, *, algorithm=None, agent=None):
+def make_train(
+    config: Config, *, algorithm: AlgorithmLike | None = None, agent: AgentLike | None = None
+) -> Callable[..., TrainResult]:
     """Returns the pure ``train(key, hparams=None) -> TrainResult`` for ``config``.
 
     ``jax.jit(train)(key)`` trains for ``config.num_updates`` updates in one program;
@@ -242,13 +266,21 @@ def make_train(config: Config, *, algorithm=None, agent=None):
     return train
 
 
-def make_init(config: Config, *, algorithm=None, agent=None):
+def make_init(
+    config: Config, *, algorithm: AlgorithmLike | None = None, agent: AgentLike | None = None
+) -> Callable[..., TrainState]:
     """``init(key, hparams=None) -> TrainState``, for a host loop of chunks."""
     agent, algorithm = _parts(config, algorithm, agent)
     return functools.partial(init_state, config, algorithm=algorithm, agent=agent)
 
 
-def make_train_chunk(config: Config, num_updates: int, *, algorithm=None, agent=None):
+def make_train_chunk(
+    config: Config,
+    num_updates: int,
+    *,
+    algorithm: AlgorithmLike | None = None,
+    agent: AgentLike | None = None,
+) -> UpdateStep:
     """``chunk(state) -> (state, metrics)``: ``num_updates`` updates, to jit once and call in a
     host loop (for progress bars, logging and checkpoints between chunks). Chunks compose:
     ``k`` chunks of ``n`` updates give exactly the state of one run of ``k * n`` updates."""

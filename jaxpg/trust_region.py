@@ -21,10 +21,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-Tree = object
+Tree = object  # a pytree of the parameters' structure
 
 
-def tree_vdot(a, b) -> jax.Array:
+def tree_vdot(a: Tree, b: Tree) -> jax.Array:
     """``sum(a * b)`` over every leaf: the inner product of two parameter vectors."""
     return sum(jnp.vdot(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
@@ -34,7 +34,9 @@ def _axpy(alpha, x, y):
     return jax.tree.map(lambda a, b: alpha * a + b, x, y)
 
 
-def fisher_vector_product(mean_kl: Callable[[Tree], jax.Array], params, damping) -> Callable:
+def fisher_vector_product(
+    mean_kl: Callable[[Tree], jax.Array], params: Tree, damping: jax.typing.ArrayLike
+) -> Callable[[Tree], Tree]:
     """``v -> (F + damping * I) v``, with ``F`` the Hessian of ``mean_kl`` at ``params``.
 
     ``mean_kl(theta)`` must be the analytic mean ``KL(pi_old || pi_theta)`` with ``pi_old`` the
@@ -51,7 +53,9 @@ def fisher_vector_product(mean_kl: Callable[[Tree], jax.Array], params, damping)
     return lambda v: _axpy(damping, v, hvp(v))
 
 
-def conjugate_gradient(matvec: Callable, b, iters: int, residual_tol: float = 1e-10):
+def conjugate_gradient(
+    matvec: Callable[[Tree], Tree], b: Tree, iters: int, residual_tol: float = 1e-10
+) -> Tree:
     """Solves ``A x = b`` for a symmetric positive-definite ``A`` given as ``matvec(v) = A v``,
     starting from ``x = 0``: ``iters`` iterations in a ``lax.fori_loop`` (iterations after the
     squared residual drops below ``residual_tol`` change nothing).
@@ -89,10 +93,10 @@ class LineSearch(NamedTuple):
 
 def backtracking_line_search(
     objective_and_kl: Callable[[Tree], tuple[jax.Array, jax.Array]],
-    params,
-    full_step,
+    params: Tree,
+    full_step: Tree,
     objective_old: jax.Array,
-    max_kl,
+    max_kl: jax.typing.ArrayLike,
     shrink: float,
     num_shrinks: int,
 ) -> LineSearch:

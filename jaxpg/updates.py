@@ -78,11 +78,15 @@ class UpdateResult(NamedTuple):
 # hook of split_minibatches.
 UpdateFn = Callable[..., UpdateResult]
 
+# A loss that algorithms hand to :func:`sgd_update`: ``(params, minibatch, hparams) -> (loss,
+# metrics)``, the metrics a dict of scalars.
+LossFn = Callable[[Any, Minibatch, HParams], tuple[jax.Array, dict[str, jax.Array]]]
+
 
 # -- the optimiser ---------------------------------------------------------------------------
 
 
-def global_norm(tree) -> jax.Array:
+def global_norm(tree: Any) -> jax.Array:
     """``sqrt(sum of squares)`` over every leaf (as optax computes it, on any optax version)."""
     return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
 
@@ -118,7 +122,9 @@ def make_optimizer(
     return optax.chain(clip, optax.scale_by_adam(eps=adam_eps), optax.scale(-learning_rate))
 
 
-def optimizer_init(adam_eps: float):
+def optimizer_init(
+    adam_eps: float,
+) -> Callable[[Any, HParams], tuple[optax.OptState, tuple[()]]]:
     """``init(params, hp) -> (opt_state, ())``: an algorithm's ``init`` with no state of its own."""
 
     def init(params, hp: HParams):
@@ -137,7 +143,16 @@ def learning_rate(
     return hp.lr * jnp.maximum(frac, 0.0)
 
 
-def gradient_step(params, opt_state, mb: Minibatch, hp: HParams, lr, *, loss_fn, adam_eps):
+def gradient_step(
+    params: Any,
+    opt_state: optax.OptState,
+    mb: Minibatch,
+    hp: HParams,
+    lr: jax.Array,
+    *,
+    loss_fn: LossFn,
+    adam_eps: float,
+) -> tuple[Any, optax.OptState, dict[str, jax.Array]]:
     """One clipped Adam step on ``loss_fn(params, mb, hp) -> (loss, metrics)``.
 
     Returns the new params and optimiser state, unguarded, and the step's metrics with
@@ -234,20 +249,20 @@ def split_minibatches(
 
 
 def optimize(
-    params,
-    opt_state,
+    params: Any,
+    opt_state: optax.OptState,
     batch: Batch,
     hp: HParams,
-    lr,
-    key,
+    lr: jax.Array,
+    key: jax.Array,
     *,
-    loss_fn,
+    loss_fn: LossFn,
     num_epochs: int,
     num_minibatches: int,
     adam_eps: float,
     sequences: bool = False,
-    constrain=None,
-):
+    constrain: Callable[[Any, int], Any] | None = None,
+) -> tuple[Any, optax.OptState, dict[str, jax.Array], jax.Array]:
     """Epochs of shuffled minibatches of ``batch`` (see :func:`split_minibatches`), one
     :func:`gradient_step` each.
 
@@ -295,7 +310,7 @@ def optimize(
 
 
 def sgd_update(
-    loss_fn,
+    loss_fn: LossFn,
     *,
     num_epochs: int,
     num_minibatches: int,

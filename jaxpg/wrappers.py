@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gymnax
+import jax
 import jax.numpy as jnp
 import numpy as np
 from gymnax.environments import environment as gx_env
@@ -65,18 +66,26 @@ class MaskObservation(gx_env.Environment):
         return jnp.take(obs, self._index, axis=-1)
 
     @property
-    def default_params(self):
+    def default_params(self) -> gx_env.EnvParams:
         return self.env.default_params
 
-    def step_env(self, key, state, action, params):
+    def step_env(
+        self,
+        key: jax.Array,
+        state: gx_env.EnvState,
+        action: int | float | jax.Array,
+        params: gx_env.EnvParams,
+    ) -> tuple[jax.Array, gx_env.EnvState, jax.Array, jax.Array, dict[Any, Any]]:
         obs, state, reward, terminated, info = self.env.step_env(key, state, action, params)
         return self._mask(obs), state, reward, terminated, info
 
-    def reset_env(self, key, params):
+    def reset_env(
+        self, key: jax.Array, params: gx_env.EnvParams
+    ) -> tuple[jax.Array, gx_env.EnvState]:
         obs, state = self.env.reset_env(key, params)
         return self._mask(obs), state
 
-    def is_truncated(self, state, params):
+    def is_truncated(self, state: gx_env.EnvState, params: gx_env.EnvParams) -> jax.Array:
         return self.env.is_truncated(state, params)
 
     @property
@@ -87,14 +96,14 @@ class MaskObservation(gx_env.Environment):
     def num_actions(self) -> int:
         return self.env.num_actions
 
-    def action_space(self, params=None):
+    def action_space(self, params: gx_env.EnvParams | None = None) -> gx_spaces.Space:
         return self.env.action_space(params)
 
-    def observation_space(self, params):
+    def observation_space(self, params: gx_env.EnvParams) -> gx_spaces.Box:
         space = self.env.observation_space(params)
         low = np.broadcast_to(np.asarray(space.low), space.shape)[self._index]
         high = np.broadcast_to(np.asarray(space.high), space.shape)[self._index]
         return gx_spaces.Box(low, high, (len(self.keep),), space.dtype)
 
-    def state_space(self, params):
+    def state_space(self, params: gx_env.EnvParams) -> gx_spaces.Space:
         return self.env.state_space(params)
