@@ -188,9 +188,11 @@ class Checkpointer:
         self.directory = Path(directory).absolute()  # orbax requires absolute paths
         self._config = config
         self._metadata = dict(metadata or {})
+        # Made here, not by orbax: orbax refuses create=True with multiprocessing options.
+        self.directory.mkdir(parents=True, exist_ok=True)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep,
-            create=True,
+            create=False,
             enable_async_checkpointing=False,
             **(
                 {"multiprocessing_options": multiprocessing_options}

@@ -107,7 +107,7 @@ def flag_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field of the config dataclass ``cls``: the parser from the field's type, the
     help from its ``metadata["help"]``, the default from the field."""
     from jaxpg.config import HParams
@@ -324,7 +324,7 @@ def suggest(parser_flags: Sequence[str], unknown: str) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def add_compile_cache_flag(parser) -> None:
+def add_compile_cache_flag(parser: argparse.ArgumentParser | Any) -> None:
     parser.add_argument(
         "--no-compile-cache",
         action="store_true",
@@ -333,7 +333,7 @@ def add_compile_cache_flag(parser) -> None:
     )
 
 
-def all_flags(parser: argparse.ArgumentParser, args) -> list[str]:
+def all_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
     flags = []
     stack = [parser]
     while stack:
@@ -348,12 +348,12 @@ def all_flags(parser: argparse.ArgumentParser, args) -> list[str]:
 # -- flag values -> config ----------------------------------------------------------------
 
 
-def config_fields(args, cls) -> dict[str, Any]:
+def config_fields(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     names = {f.name for f in dataclasses.fields(cls)}
     return {k: v for k, v in vars(args).items() if k in names}
 
 
-def build_config(algo: str, fields: Mapping[str, Any], preset: str | None = None):
+def build_config(algo: str, fields: Mapping[str, Any], preset: str | None = None) -> Any:
     """The config from CLI values (over a named preset's, if given); a bad value raises
     :class:`UsageError` naming the field."""
     from jaxpg.runs import env_params_with, resolve_env

@@ -114,7 +114,9 @@ class Members:
         return cls(tuple(d.get("seeds") or [0]), d.get("sweep_settings") or None)
 
     @classmethod
-    def of(cls, seeds: int | Sequence[int], settings: Sequence[Mapping[str, float]] | None = None):
+    def of(
+        cls, seeds: int | Sequence[int], settings: Sequence[Mapping[str, float]] | None = None
+    ) -> Members:
         """``Members.of(4)`` is seeds 0..3; ``Members.of([3, 7], settings)`` those seeds."""
         if isinstance(seeds, (int, np.integer)):
             if seeds < 1:

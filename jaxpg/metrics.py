@@ -152,7 +152,9 @@ def select_rows(table: Mapping[str, np.ndarray], mask: np.ndarray) -> dict[str, 
 # -- summary -----------------------------------------------------------------------------
 
 
-def member_curves(table: Mapping[str, np.ndarray], column: str = "episode_return"):
+def member_curves(
+    table: Mapping[str, np.ndarray], column: str = "episode_return"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(setting_ids, seeds, updates, env_steps, values[K, S, U])`` from a metrics table.
 
     Missing (setting, seed, update) cells are NaN.
