@@ -126,44 +126,68 @@ def evaluate(
     return _evaluate(config, params, key, int(num_episodes), bool(deterministic), limit)
 
 
+class PlayState(NamedTuple):
+    """The carry of a policy playing its environments: env states, observations ``[N, ...]``,
+    the agent's carry and ``first`` ``[N]`` (true where the next step starts an episode)."""
+
+    env_state: Any
+    obs: jax.Array
+    agent_carry: Any
+    first: jax.Array
+
+
+def play_start(env: Any, policy: Any, key: jax.Array, num_envs: int) -> PlayState:
+    """``num_envs`` freshly reset environments and the policy's initial carry."""
+    obs, env_state = env.reset(key, num_envs)
+    first = jnp.ones((num_envs,), jnp.bool_)
+    return PlayState(env_state, obs, policy.initial_carry(num_envs), first)
+
+
+def play_step(
+    env: Any,
+    policy: Any,
+    params: PolicyParams,
+    state: PlayState,
+    key: jax.Array,
+    deterministic: bool,
+) -> tuple[PlayState, Any]:
+    """One step of ``policy`` in its environments: the action (sampled with the first half of
+    ``key``, or the mode), then the environments' step (the second half). Returns the next
+    :class:`PlayState` and the step's :class:`jaxpg.envs.StepResult`. Every evaluation loop
+    (:func:`evaluate`, :func:`episode_states`, :func:`jaxpg.sequence.evaluate_task`) is this
+    step in a ``scan`` or ``while_loop``."""
+    act_key, env_key = jax.random.split(key)
+    agent_carry, action = policy.step(
+        params, state.agent_carry, state.obs, state.first, None if deterministic else act_key
+    )
+    out = env.step(env_key, state.env_state, action)
+    return PlayState(out.env_state, out.obs, agent_carry, jnp.zeros_like(state.first)), out
+
+
 def _evaluate(config, params, key, num_episodes, deterministic, limit):
     env = config.env_spec
     policy = make_policy(config)
     reset_key, key = jax.random.split(key)
-    obs, env_state = env.reset(reset_key, num_episodes)
     zeros = jnp.zeros((num_episodes,), jnp.float32)
     done = jnp.zeros((num_episodes,), jnp.bool_)
-    agent_carry = policy.initial_carry(num_episodes)  # () for a feed-forward policy
-    init = (
-        env_state,
-        obs,
-        agent_carry,
-        zeros,
-        jnp.zeros((num_episodes,), jnp.int32),
-        done,
-        key,
-        jnp.int32(0),
-    )
+    start = play_start(env, policy, reset_key, num_episodes)
+    init = (start, zeros, jnp.zeros((num_episodes,), jnp.int32), done, key, jnp.int32(0))
 
     def cond(carry):
         *_, done, _, t = carry
         return jnp.logical_not(jnp.all(done)) & (t < limit)
 
     def body(carry):
-        env_state, obs, agent_carry, ret, length, done, key, t = carry
-        key, act_key, step_key = jax.random.split(key, 3)
-        first = jnp.full((num_episodes,), t == 0)  # only each env's first episode counts
-        agent_carry, action = policy.step(
-            params, agent_carry, obs, first, None if deterministic else act_key
-        )
-        out = env.step(step_key, env_state, action)
-        running = jnp.logical_not(done)
+        state, ret, length, done, key, t = carry
+        key, step_key = jax.random.split(key)
+        state, out = play_step(env, policy, params, state, step_key, deterministic)
+        running = jnp.logical_not(done)  # only each environment's first episode counts
         ret = ret + jnp.where(running, out.reward, 0.0)
         length = length + running.astype(jnp.int32)
         done = done | out.terminated | out.truncated
-        return out.env_state, out.obs, agent_carry, ret, length, done, key, t + 1
+        return state, ret, length, done, key, t + 1
 
-    _, _, _, ret, length, done, _, _ = jax.lax.while_loop(cond, body, init)
+    _, ret, length, done, _, _ = jax.lax.while_loop(cond, body, init)
     return EvalResult(ret, length, done)
 
 
@@ -203,29 +227,14 @@ def episode_states(
     @jax.jit
     def run(key):
         reset_key, key = jax.random.split(key)
-        obs, state = env.reset(reset_key, 1)
 
         def step(carry, step_key):
-            state, obs, agent_carry, done, first = carry
-            act_key, env_key = jax.random.split(step_key)
-            agent_carry, action = policy.step(
-                params, agent_carry, obs, first, None if deterministic else act_key
-            )
-            out = env.step(env_key, state, action)
+            state, done = carry
+            next_state, out = play_step(env, policy, params, state, step_key, deterministic)
             done = done | out.terminated | out.truncated
-            return (out.env_state, out.obs, agent_carry, done, first & False), (
-                state,
-                out.reward,
-                done,
-            )
+            return (next_state, done), (state.env_state, out.reward, done)
 
-        init = (
-            state,
-            obs,
-            policy.initial_carry(1),
-            jnp.zeros((1,), jnp.bool_),
-            jnp.ones((1,), jnp.bool_),
-        )
+        init = (play_start(env, policy, reset_key, 1), jnp.zeros((1,), jnp.bool_))
         _, (states, rewards, dones) = jax.lax.scan(step, init, jax.random.split(key, limit))
         return states, rewards[:, 0], dones[:, 0]
 

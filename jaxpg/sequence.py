@@ -328,6 +328,7 @@ def evaluate_task(
     """Generates one completion for each of ``num_prompts`` fresh prompts with the policy
     ``params`` (sampled tokens, or the most likely with ``deterministic``); returns the mean
     ``reward`` and the ``exact_match`` rate. Jittable and vmappable over ``params``."""
+    from jaxpg.evaluate import play_start, play_step
     from jaxpg.policy import make_policy
 
     env = config.env_spec
@@ -336,16 +337,11 @@ def evaluate_task(
         raise ValueError(f"evaluate_task: {env.name} is not a sequence task")
     policy = make_policy(config)
     reset_key, key = jax.random.split(key)
-    obs, state = env.reset(reset_key, num_prompts)
-    carry = policy.initial_carry(num_prompts)
 
-    def step(c, k):
-        obs, state, carry, first = c
-        act_key, env_key = jax.random.split(k)
-        carry, action = policy.step(params, carry, obs, first, None if deterministic else act_key)
-        out = env.step(env_key, state, action)
-        return (out.obs, out.env_state, carry, jnp.zeros_like(first)), out.final_obs
+    def step(state, k):
+        state, out = play_step(env, policy, params, state, k, deterministic)
+        return state, out.final_obs
 
-    init = (obs, state, carry, jnp.ones((num_prompts,), jnp.bool_))
+    init = play_start(env, policy, reset_key, num_prompts)
     _, finals = jax.lax.scan(step, init, jax.random.split(key, task.completion_length))
     return completion_stats(task, finals[-1])
