@@ -43,6 +43,7 @@ from jaxpg.flags import (
     one_line,
     suggest,
 )
+from jaxpg.metrics import FINAL_FRACTION
 
 EXIT_STATUS = {"complete": 0, "stopped": 0, "nonfinite": 1, "checkpoint_failed": 1, "interrupted": 130}  # fmt: skip
 
@@ -272,7 +273,8 @@ def _report(result: Any) -> int:
     if "seeds" in summary:
         seeds = len(summary["seeds"])
         window = (
-            f"mean over the last 10% of updates; ± std over {seeds} seed{'s' if seeds > 1 else ''}"
+            f"mean over the last {FINAL_FRACTION:.0%} of updates; ± std over {seeds} "
+            f"seed{'s' if seeds > 1 else ''}"
         )
         if settings:
             _say(f"final return per setting ({window}):")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from jaxpg.files import atomic_path
-from jaxpg.metrics import final_return, member_curves
+from jaxpg.metrics import FINAL_FRACTION, final_return, member_curves
 
 
 def smooth_curve(values: np.ndarray, window: int) -> np.ndarray:
@@ -176,7 +176,7 @@ def plot_sweep(
     bx.barh(positions, np.nan_to_num(mean), xerr=np.nan_to_num(std), color=colors, alpha=0.8)
     bx.set_yticks(positions, labels, fontsize="x-small")
     bx.invert_yaxis()
-    bx.set_xlabel("final return (mean over the last 10% of updates)")
+    bx.set_xlabel(f"final return (mean over the last {FINAL_FRACTION:.0%} of updates)")
     bx.set_title(f"final return, {len(seeds)} seed{'s' if len(seeds) > 1 else ''} per setting")
     bx.grid(True, axis="x", alpha=0.3)
     fig.suptitle(title or "sweep")
