@@ -129,6 +129,10 @@ class Callback:
     def on_end(self, run: RunContext, result: RunResult) -> None:
         """Once, at the end (also after a non-finite stop or an interrupt)."""
 
+    def close(self) -> None:
+        """Releases what the callback holds (files, a progress bar, a logger). The run loop
+        calls it last, also when the run ends with an exception; it may be called twice."""
+
 
 # -- built-in callbacks ------------------------------------------------------------------------
 
@@ -165,9 +169,10 @@ class ProgressBar(Callback):
         self.bar.set_postfix_str(f"return={text}, {chunk.sps:,.0f} steps/s", refresh=False)
         self.bar.update(chunk.length * run.batch_size)
 
-    def on_end(self, run: RunContext, result: RunResult) -> None:
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 class MetricsFile(Callback):
@@ -211,6 +216,7 @@ class Checkpoints(Callback):
             raise ValueError(f"keep_checkpoints={keep!r} is invalid: a positive integer")
         self.every, self.keep, self.metrics_file = every, keep, metrics_file
         self.last_saved: int | None = None
+        self.failed: str | None = None  # why a checkpoint failed, if one did
         self._checkpointer = None
 
     def on_start(self, run: RunContext) -> None:
@@ -228,19 +234,25 @@ class Checkpoints(Callback):
             multiprocessing_options=_primary_only(),
         )
 
-    def on_chunk(self, run: RunContext, chunk: Chunk) -> None:
+    def on_chunk(self, run: RunContext, chunk: Chunk) -> str | None:
         done = chunk.first_update + chunk.length
         if self.every and done // self.every > chunk.first_update // self.every:
-            self.save(run, chunk.state, done)
+            try:
+                self.save(run, chunk.state, done)
+            except Exception as e:  # noqa: BLE001 - stop the run (status checkpoint_failed)
+                self.failed = f"checkpoint at update {done} failed: {e}"
+                return self.failed
+        return None
 
     def save(self, run: RunContext, state: Any, step: int) -> None:
+        """Saves ``state`` as checkpoint ``step`` (and the metrics file with it). With members
+        spread over processes, every process must call it: each gathers the state."""
         if step == self.last_saved:
             return
-        from jaxpg.distributed import to_host
-
-        host_state = to_host(state) if _spread(state) else state  # every process gathers
+        if _spread(state):
+            state = _gathered(state)  # a collective: every process gathers
         if self._checkpointer is not None:
-            self._checkpointer.save(host_state, step=step)
+            self._checkpointer.save(state, step=step)
             if self.metrics_file is not None:
                 self.metrics_file.write(run)
         self.last_saved = step
@@ -258,13 +270,22 @@ class Checkpoints(Callback):
 
 class LoggerCallback(Callback):
     """Sends every update's metrics (mean over each setting's seeds) to a logger of
-    :mod:`jaxpg.logging_backends` (``log(row, step)``, ``close()``), at step = env steps."""
+    :mod:`jaxpg.logging_backends` (``log(row, step)``, ``close()``), at step = env steps.
+
+    ``logger`` is the logger, or a function ``run -> logger`` called in ``on_start`` (in
+    process 0 only), once the run directory and its config exist.
+    """
 
     def __init__(self, logger: Any) -> None:
-        self.logger = logger
+        self._make = logger if callable(logger) and not hasattr(logger, "log") else None
+        self.logger = None if self._make is not None else logger
+
+    def on_start(self, run: RunContext) -> None:
+        if self._make is not None and run.is_main:
+            self.logger = self._make(run)
 
     def on_chunk(self, run: RunContext, chunk: Chunk) -> None:
-        if not run.is_main:
+        if self.logger is None:
             return
         names = [k for k in chunk.metrics if k != "env_steps"]
         groups = [
@@ -279,8 +300,10 @@ class LoggerCallback(Callback):
                     row[prefix + name] = _nanmean(values)
             self.logger.log(row, step=(chunk.first_update + j + 1) * run.batch_size)
 
-    def on_end(self, run: RunContext, result: RunResult) -> None:
-        self.logger.close()
+    def close(self) -> None:
+        if self.logger is not None:
+            self.logger.close()
+            self.logger = None
 
 
 # -- pieces ------------------------------------------------------------------------------------
@@ -297,6 +320,23 @@ def _spread(state: Any) -> bool:
 
     leaf = jax.tree.leaves(state)[0]
     return isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1
+
+
+def _gathered(state: Any) -> Any:
+    """A members-spread state on the host of every process, its PRNG keys typed again (the
+    gather reads them as raw data) with the device state's key implementation."""
+    import jax
+
+    from jaxpg.sharding import to_host
+
+    def rewrap(host: Any, device: Any) -> Any:
+        if isinstance(device, jax.Array) and jax.dtypes.issubdtype(
+            device.dtype, jax.dtypes.prng_key
+        ):
+            return jax.random.wrap_key_data(host, impl=jax.random.key_impl(device))
+        return host
+
+    return jax.tree.map(rewrap, to_host(state), state)
 
 
 def _primary_only() -> Any:

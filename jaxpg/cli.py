@@ -158,6 +158,11 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
         "stop_after": args.stop_after,
         "spread": args.distributed,
     }
+    try:
+        runner.Checkpoints(args.checkpoint_every, args.keep_checkpoints)  # check the flags now
+    except ValueError as e:
+        raise _error("--" + str(e).replace("_", "-", 1)) from None
+    loggers = _loggers(args)
     if args.resume is not None:
         run_dir = Path(args.resume)
         try:
@@ -186,7 +191,6 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
                     f"{extended.num_updates} updates; the run will not match one trained to "
                     "this length in one go"
                 )
-        loggers = _loggers(args, run_dir, config)
         try:
             result = runner.resume(
                 run_dir,
@@ -198,9 +202,8 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
         except CheckpointError as e:
             _say(f"jaxpg train: cannot resume: {e}", file=sys.stderr)
             return 1
-        except ValueError as e:
-            _say(f"jaxpg train: error: --resume: {e}", file=sys.stderr)
-            return 2
+        except runner.RunArgumentError as e:
+            raise _error(f"--resume {run_dir}: {e}") from None
     else:
         config = build_config(args.algo, given, getattr(args, "preset", None))
         seed, num_seeds = run_given.get("seed", 0), run_given.get("seeds", 1)
@@ -219,11 +222,6 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
                 raise _error(str(e)) from None
         if "run_dir" in run_given:
             run_dir = Path(run_given["run_dir"])
-            if (run_dir / runs.CONFIG_FILE).exists():
-                raise _error(
-                    f"--run-dir {run_dir} already holds a run; use --resume {run_dir} to "
-                    "continue it, or another --run-dir"
-                )
         else:
             run_dir = runs.default_run_dir(config, run_given.get("runs_root", "runs"))
         info = {
@@ -231,39 +229,41 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
             "sweep": run_given.get("sweep") or None,
             "command": args.command_line,
         }
-        loggers = _loggers(args, run_dir, config)
         try:
-            runner.Checkpoints(args.checkpoint_every, args.keep_checkpoints)  # check the flags
-        except ValueError as e:
-            raise _error("--" + str(e).replace("_", "-", 1)) from None
-        result = runner.run(
-            config,
-            seeds=list(range(seed, seed + num_seeds)),
-            sweep=sweep,
-            run_dir=run_dir,
-            callbacks=loggers,
-            run_info=info,
-            **options,
-        )
+            result = runner.run(
+                config,
+                seeds=list(range(seed, seed + num_seeds)),
+                sweep=sweep,
+                run_dir=run_dir,
+                callbacks=loggers,
+                run_info=info,
+                **options,
+            )
+        except runner.RunArgumentError as e:
+            raise _error(
+                str(e).replace(f"run_dir={str(run_dir)!r}", f"--run-dir {run_dir}")
+            ) from None
     return _report(result)
 
 
-def _loggers(args: Any, run_dir: Path, config: Any) -> list:
-    """The ``--log`` loggers, built before anything compiles (a missing library fails now)."""
-    import jax
-
+def _loggers(args: Any) -> list:
+    """The ``--log`` loggers: their libraries checked now (a missing one fails before the
+    compile), each built by the run once its directory exists (process 0 only)."""
     from jaxpg.callbacks import LoggerCallback
-    from jaxpg.logging_backends import LoggerUnavailable, make_logger
+    from jaxpg.logging_backends import LoggerUnavailable, check_available, make_logger
 
     out = []
-    if jax.process_index() != 0:
-        return out
     for kind in args.log:
-        options = {"project": args.wandb_project} if kind == "wandb" else {}
         try:
-            out.append(LoggerCallback(make_logger(kind, run_dir, config.to_dict(), **options)))
+            check_available(kind)
         except LoggerUnavailable as e:
             raise UsageError(f"jaxpg train: {e}") from None
+        options = {"project": args.wandb_project} if kind == "wandb" else {}
+
+        def build(run: Any, kind: str = kind, options: dict = options) -> Any:
+            return make_logger(kind, run.run_dir, run.config.to_dict(), **options)
+
+        out.append(LoggerCallback(build))
     return out
 
 
@@ -289,9 +289,10 @@ def _report(result: Any) -> int:
     elif result.status == "interrupted":
         _say(f"{result.message}; checkpoint saved. Continue with: jaxpg train --resume {run_dir}")
     elif result.status == "stopped":
+        why = result.message or "--stop-after"
         _say(
             f"stopped after update {result.updates_done} of {summary['num_updates']} "
-            f"(--stop-after). Continue with: jaxpg train --resume {run_dir}"
+            f"({why}). Continue with: jaxpg train --resume {run_dir}"
         )
     if result.status in ("complete", "stopped"):
         _say(f"run directory: {run_dir}")

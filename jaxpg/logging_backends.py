@@ -90,6 +90,21 @@ class WandbLogger:
         self.run.finish()
 
 
+_LIBRARIES = {"tensorboard": ("tensorboardX", "tensorboard"), "wandb": ("wandb", "wandb")}
+
+
+def check_available(kind: str) -> None:
+    """Raises :class:`LoggerUnavailable` now if the ``kind`` logger's library is missing (so a
+    run fails before it compiles, not after), ``ValueError`` for an unknown kind."""
+    import importlib.util
+
+    if kind not in _LIBRARIES:
+        raise ValueError(f"--log {kind!r}: unknown logger; choose from {list(BACKENDS)}")
+    module, extra = _LIBRARIES[kind]
+    if importlib.util.find_spec(module) is None:
+        raise LoggerUnavailable(f"--log {kind} needs {module}: pip install 'jaxpg[{extra}]'")
+
+
 def make_logger(
     kind: str, run_dir: str | os.PathLike, config: Mapping[str, Any], **options: Any
 ) -> Logger:

@@ -3,7 +3,9 @@
 A run trains ``M = K * S`` members in one vmapped program: ``K`` sweep settings (one when there
 is no sweep) times ``S`` seeds. Member ``m`` is setting ``m // S`` with seed ``seeds[m % S]``
 (setting-major). :class:`Members` is the one place that says so: the run loop, the metrics
-table, the run directory, evaluation, the loggers and the distributed helpers all ask it.
+table, the run directory and its checkpoints, evaluation, the plots and the loggers all ask
+it. Spread over devices (``jaxpg.run(..., spread=True)``), members keep this order: device d
+trains the d-th contiguous block.
 """
 
 from __future__ import annotations
@@ -90,15 +92,6 @@ class Members:
         else:
             hp = jax.tree.map(lambda x: jnp.broadcast_to(x, (self.num_seeds,)), config.hparams())
         return keys, hp
-
-    def block(self, index: int, count: int) -> range:
-        """The members that process ``index`` of ``count`` trains: a contiguous block, the
-        first ``M % count`` blocks one member longer."""
-        if not 0 <= index < count:
-            raise ValueError(f"index={index} is invalid: 0 <= index < count={count}")
-        size, extra = divmod(len(self), count)
-        start = index * size + min(index, extra)
-        return range(start, start + size + (index < extra))
 
     def to_dict(self) -> dict[str, Any]:
         """``{"seeds": [...], "sweep_settings": [...] or None}``, as the run directory and the

@@ -1,10 +1,12 @@
-"""Plots from a metrics table (``runs.read_metrics_csv`` or the CLI's in-memory table).
+"""Plots from a metrics table (:func:`jaxpg.metrics.read_metrics_csv`, or the run loop's).
 
 * :func:`plot_learning_curve`: episode return against env steps; the mean over seeds as a line
   and a band of one standard deviation over seeds (or min..max with ``band="minmax"``), thin
   lines for the individual seeds.
 * :func:`plot_sweep`: one mean curve per sweep setting, and the final return of each setting
   (mean and standard deviation over seeds) as bars.
+* :func:`plot_run` / :func:`plot_run_table`: a run directory's ``learning_curve.png`` (and
+  ``sweep.png``).
 
 Per-update returns are noisy and undefined (NaN) for updates in which no episode ended, so each
 seed's curve is a NaN-ignoring moving average over ``smooth`` updates (default: 1% of the run)

@@ -63,6 +63,7 @@ __all__ = [
     "MetricsFile",
     "ProgressBar",
     "RunContext",
+    "RunArgumentError",
     "RunResult",
     "choose_chunk",
     "resume",
@@ -116,13 +117,16 @@ def run(
       run_info: extra facts for ``config.json``'s ``"run"`` record (the CLI's command line).
       verbose: print what the run does (compile time, final return) to stdout.
     """
-    members = Members.of(seeds, sweep_settings(config, sweep))
+    try:
+        members = Members.of(seeds, sweep_settings(config, sweep))
+    except ValueError as e:
+        raise RunArgumentError(str(e)) from None
     if run_dir is not None:
         run_dir = Path(run_dir)
-        if (run_dir / runs.CONFIG_FILE).exists():
-            raise ValueError(
-                f"run_dir={str(run_dir)!r} already holds a run; resume it with "
-                "jaxpg.resume(run_dir), or give another run_dir"
+        if _from_process_0((run_dir / runs.CONFIG_FILE).exists()):
+            raise RunArgumentError(
+                f"run_dir={str(run_dir)!r} already holds a run; continue it with "
+                f"jaxpg.resume (jaxpg train --resume {run_dir}), or give another run_dir"
             )
     info = {"env": config.env if isinstance(config.env, str) else None, **members.to_dict()}
     info.update(run_info or {})
@@ -165,30 +169,34 @@ def resume(
     The config, seeds and sweep settings come from the run directory; ``total_timesteps`` may
     extend the run. The result equals an uninterrupted run's, bit for bit (the chunk program
     is the same function of the restored state). Raises ``ValueError`` for a directory that
-    is not a run or cannot be resumed (:class:`jaxpg.checkpoint.CheckpointError` for an
-    unreadable or incompatible checkpoint), before anything is written. The other arguments are
+    is not a run, :class:`RunArgumentError` for one that cannot be resumed as asked, and
+    :class:`jaxpg.checkpoint.CheckpointError` for a missing, unreadable or incompatible
+    checkpoint, all before anything is written. The other arguments are
     :func:`run`'s.
     """
-    from jaxpg.checkpoint import checkpoint_steps, restore_checkpoint
+    from jaxpg.checkpoint import CheckpointError, checkpoint_steps, restore_checkpoint
 
     run_dir = Path(run_dir)
     config, info = runs.read_config(run_dir)
     if total_timesteps is not None:
-        config = config.replace(total_timesteps=total_timesteps)
+        try:
+            config = config.replace(total_timesteps=total_timesteps)
+        except ValueError as e:
+            raise RunArgumentError(str(e)) from None
     members = Members.from_dict(info)
     ckpt_dir = run_dir / runs.CHECKPOINT_DIR
     state, meta = restore_checkpoint(ckpt_dir, config, step=step)
     if tuple(meta.get("batch_shape", ())) != (len(members),):
-        raise ValueError(
+        raise CheckpointError(
             f"{ckpt_dir}: the checkpoint holds {meta.get('batch_shape')} members, the run's "
             f"config.json {len(members)}"
         )
     start = int(meta["step"])
     later = [s for s in checkpoint_steps(ckpt_dir) if s > start]
     if later:
-        raise ValueError(
-            f"step={start}: {run_dir} has later checkpoints {later} that resuming would "
-            "overwrite; move them away first"
+        raise RunArgumentError(
+            f"the checkpoint at update {start}: {run_dir} has later checkpoints {later} that "
+            "resuming from it would overwrite; move them away first"
         )
     info = dict(info)
     info["resumes"] = [
@@ -219,6 +227,11 @@ def resume(
     )
 
 
+class RunArgumentError(ValueError):
+    """A bad argument to :func:`run` or :func:`resume`, found before anything is compiled or
+    written (the CLI turns it into a usage error, exit status 2)."""
+
+
 def _train(
     config: Any,
     members: Members,
@@ -242,7 +255,13 @@ def _train(
     say = _say if verbose else (lambda *a, **k: None)
     for name, value in (("chunk_updates", chunk_updates), ("stop_after", stop_after)):
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name}={value!r} is invalid: a positive integer or None")
+            raise RunArgumentError(f"{name}={value!r} is invalid: a positive integer or None")
+    if spread and len(members) % jax.device_count():
+        raise RunArgumentError(
+            f"spread: {len(members)} members ({members.num_settings} settings x "
+            f"{members.num_seeds} seeds) must be divisible by the device count "
+            f"{jax.device_count()}, so that every device trains whole members"
+        )
     is_main = jax.process_index() == 0
     num_updates, batch = config.num_updates, config.batch_size
     end = num_updates if stop_after is None else min(num_updates, stop_after)
@@ -253,7 +272,10 @@ def _train(
     checkpoints = None
     if run_dir is not None:
         metrics_file = MetricsFile()
-        checkpoints = Checkpoints(checkpoint_every, keep_checkpoints, metrics_file)
+        try:
+            checkpoints = Checkpoints(checkpoint_every, keep_checkpoints, metrics_file)
+        except ValueError as e:
+            raise RunArgumentError(str(e)) from None
         builtins += [checkpoints, metrics_file]
     everyone = [*builtins, *callbacks]
 
@@ -262,12 +284,13 @@ def _train(
         previous = metrics_lib.read_metrics_csv(run_dir / runs.METRICS_FILE)
         if metrics_lib.table_len(previous):
             tables.append(metrics_lib.select_rows(previous, previous["update"] <= start))
+    ctx = RunContext(config, members, run_dir, start, end, 0, is_main, start, tables)
     if remaining == 0:
-        say(f"nothing to train: the run is at update {start} of {num_updates}")
-        table = metrics_lib.concat_tables(tables)
-        summary = metrics_lib.summarize(table, settings=members.settings)
-        return RunResult(state, "complete" if start >= num_updates else "stopped", None, start,
-                         summary, table, members, run_dir)  # fmt: skip
+        where = " (stop_after)" if stop_after is not None and start < num_updates else ""
+        say(f"nothing to train: the run is at update {start} of {num_updates}{where}")
+        status = "complete" if start >= num_updates else "stopped"
+        summary = _summary(ctx, status, None, {}, 0.0, 0.0, checkpoints)
+        return RunResult(state, status, None, start, summary, ctx.metrics_table(), members, run_dir)
 
     compile_time = 0.0
     if state is None:
@@ -281,6 +304,7 @@ def _train(
         n = choose_chunk(remaining, round(TARGET_CHUNK_S / per_update))
     else:
         n = chunk_updates
+    ctx.chunk_updates = n
     num_full, rest = divmod(remaining, n)
     plan = [n] * num_full + ([rest] if rest else [])
     what = (
@@ -309,96 +333,134 @@ def _train(
         )
     say(f"compiled in {compile_time:.1f} s")
 
-    ctx = RunContext(config, members, run_dir, start, end, n, is_main, start, tables)
-    for cb in everyone:
-        cb.on_start(ctx)
     status, message = "complete", None
-    ctx.t_start = t_prev = time.perf_counter()
     read = _reader(spread)
     try:
-        pending = programs[plan[0]](state)
-        for i, length in enumerate(plan):
-            state_next, chunk_metrics, finite = pending
-            # Queue the next chunk before reading this one's metrics: the device keeps busy
-            # while the host does the bookkeeping below.
-            pending = programs[plan[i + 1]](state_next) if i + 1 < len(plan) else None
-            chunk_metrics, finite = read(chunk_metrics), np.asarray(read(finite))
-            now = time.perf_counter()
-            sps = len(members) * length * batch / max(now - t_prev, 1e-9)
-            t_prev = now
-            tables.append(
-                metrics_lib.metrics_rows(
-                    chunk_metrics,
-                    first_update=ctx.done,
-                    members=members,
-                    sps=sps,
-                    time=now - ctx.t_start,
-                )
-            )
-            bad = np.asarray(chunk_metrics["nonfinite"], bool)
-            if bad.any() or not finite.all():
-                status = "nonfinite"
-                last = checkpoints.path(ctx) if checkpoints else None
-                message = _nonfinite_message(bad, finite, ctx.done, members, last)
-                pending = None
-                break
-            chunk = Chunk(ctx.done, length, chunk_metrics, state_next, sps)
-            state, ctx.done = state_next, ctx.done + length
-            reasons = [cb.on_chunk(ctx, chunk) for cb in everyone]
-            reasons = [r for r in reasons if r]
-            if reasons:
-                status, message = "stopped", reasons[0]
-                break
-    except KeyboardInterrupt:
-        status, message = "interrupted", f"interrupted at update {ctx.done}"
-    train_time = time.perf_counter() - ctx.t_start
-
-    if status == "complete" and ctx.done < num_updates:
-        status = "stopped"
-    if checkpoints is not None and status != "nonfinite":
+        for cb in everyone:
+            cb.on_start(ctx)
+        ctx.t_start = t_prev = time.perf_counter()
         try:
-            checkpoints.save(ctx, state, ctx.done)
-        except Exception as e:  # noqa: BLE001 - report it, keep the metrics
-            status, message = "checkpoint_failed", f"checkpoint failed: {e}"
-    if checkpoints is not None:
-        checkpoints.close()
+            pending = programs[plan[0]](state)
+            for i, length in enumerate(plan):
+                state_next, chunk_metrics, finite = pending
+                # Queue the next chunk before reading this one's metrics: the device keeps
+                # busy while the host does the bookkeeping below.
+                pending = programs[plan[i + 1]](state_next) if i + 1 < len(plan) else None
+                chunk_metrics, finite = read(chunk_metrics), np.asarray(read(finite))
+                now = time.perf_counter()
+                sps = len(members) * length * batch / max(now - t_prev, 1e-9)
+                t_prev = now
+                rows = metrics_lib.metrics_rows(
+                    chunk_metrics, first_update=ctx.done, members=members, sps=sps,
+                    time=now - ctx.t_start,
+                )  # fmt: skip
+                tables.append(rows)
+                bad = np.asarray(chunk_metrics["nonfinite"], bool)
+                if bad.any() or not finite.all():
+                    status = "nonfinite"
+                    last = checkpoints.path(ctx) if checkpoints else None
+                    message = _nonfinite_message(bad, finite, ctx.done, members, last)
+                    pending = None
+                    break
+                chunk = Chunk(ctx.done, length, chunk_metrics, state_next, sps)
+                state, ctx.done = state_next, ctx.done + length
+                reasons = [r for r in (cb.on_chunk(ctx, chunk) for cb in everyone) if r]
+                # Every process must leave the loop together (its collectives would hang
+                # the others): a stop anywhere stops all.
+                if _any_process(bool(reasons)):
+                    status = "stopped"
+                    message = reasons[0] if reasons else "stopped by another process"
+                    if checkpoints is not None and checkpoints.failed:
+                        status, message = "checkpoint_failed", checkpoints.failed
+                    break
+        except KeyboardInterrupt:
+            status, message = "interrupted", f"interrupted at update {ctx.done}"
+        train_time = time.perf_counter() - ctx.t_start
 
-    table = ctx.metrics_table()
+        if status == "complete" and ctx.done < num_updates:
+            status = "stopped"
+        if checkpoints is not None and status not in ("nonfinite", "checkpoint_failed"):
+            try:
+                checkpoints.save(ctx, state, ctx.done)
+            except Exception as e:  # noqa: BLE001 - report it, keep the metrics
+                status, message = "checkpoint_failed", f"checkpoint failed: {e}"
+        summary = _summary(ctx, status, message, {"chunk_updates": n}, train_time, compile_time,
+                           checkpoints)  # fmt: skip
+        table = ctx.metrics_table()
+        result = RunResult(state, status, message, ctx.done, summary, table, members, run_dir)
+        for cb in everyone:
+            cb.on_end(ctx, result)  # the metrics file first: plots may fail, rows must not
+        if run_dir is not None and is_main:
+            atomic_write_json(run_dir / runs.SUMMARY_FILE, summary)
+            if plot and metrics_lib.table_len(table):
+                from jaxpg.plotting import plot_run_table
+
+                plot_run_table(run_dir, table, config, members)
+    finally:
+        for cb in everyone:
+            cb.close()
     trained = (ctx.done - start) * batch * len(members)
-    extra = {
+    say(
+        f"trained {trained:,} env steps in {train_time:.1f} s "
+        f"({summary['env_steps_per_s']:,.0f} steps/s); compiled in {compile_time:.1f} s"
+    )
+    return result
+
+
+def _summary(
+    ctx: RunContext,
+    status: str,
+    message: str | None,
+    extra: Mapping[str, Any],
+    train_time: float,
+    compile_time: float,
+    checkpoints: Checkpoints | None,
+) -> dict[str, Any]:
+    """``summary.json``: the final return (:func:`jaxpg.metrics.summarize`), how the run
+    ended, its timings and the machine."""
+    config, members = ctx.config, ctx.members
+    trained = (ctx.done - ctx.start) * config.batch_size * len(members)
+    last = checkpoints.path(ctx) if checkpoints is not None else None
+    facts = {
         "status": status,
         "message": message,
         "algorithm": config.algorithm,
         "env": config.env_spec.name,
-        "num_updates": num_updates,
+        "num_updates": config.num_updates,
         "updates_done": ctx.done,
-        "env_steps_per_member": ctx.done * batch,
+        "env_steps_per_member": ctx.done * config.batch_size,
         "members": len(members),
         "wall_time_s": round(train_time + compile_time, 3),
         "train_time_s": round(train_time, 3),
         "compile_time_s": round(compile_time, 3),
         "env_steps_per_s": round(trained / max(train_time, 1e-9), 1),
-        "chunk_updates": n,
-        "last_checkpoint": str(checkpoints.path(ctx))
-        if checkpoints and checkpoints.last_saved is not None
-        else None,
+        **extra,
+        "last_checkpoint": str(last) if last is not None else None,
         **runs.environment_info(),
     }
-    summary = metrics_lib.summarize(table, settings=members.settings, extra=extra)
-    if run_dir is not None and is_main:
-        atomic_write_json(run_dir / runs.SUMMARY_FILE, summary)
-        if plot and metrics_lib.table_len(table):
-            from jaxpg.plotting import plot_run_table
+    return metrics_lib.summarize(ctx.metrics_table(), settings=members.settings, extra=facts)
 
-            plot_run_table(run_dir, table, config, members)
-    result = RunResult(state, status, message, ctx.done, summary, table, members, run_dir)
-    for cb in everyone:
-        cb.on_end(ctx, result)
-    say(
-        f"trained {trained:,} env steps in {train_time:.1f} s "
-        f"({extra['env_steps_per_s']:,.0f} steps/s); compiled in {compile_time:.1f} s"
-    )
-    return result
+
+def _from_process_0(flag: bool) -> bool:
+    """Process 0's ``flag`` in every process (a collective), so all processes decide alike."""
+    import jax
+
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+
+
+def _any_process(flag: bool) -> bool:
+    """``flag`` or-ed over every process of a multi-process job (a collective)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+
+    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
 # -- pieces ------------------------------------------------------------------------------------

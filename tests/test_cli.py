@@ -622,3 +622,20 @@ def test_a_preset_works_out_its_derived_fields_again():
         "ppo", flags.config_fields(args, registry.config_class("ppo")), args.preset
     )
     assert config.num_steps == 7 and config.network == "transformer"
+
+
+def test_resume_with_nothing_left_to_train_changes_nothing(sweep_run):
+    run_dir, _ = sweep_run
+    before = snapshot(run_dir)
+    code, out = run_main(["train", "--resume", str(run_dir), "--stop-after", "4"], stream="out")
+    assert code == 0 and "nothing to train: the run is at update 8 of 8" in out
+    assert snapshot(run_dir) == before
+
+
+def test_a_run_dir_that_holds_a_run_is_refused(sweep_run):
+    run_dir, _ = sweep_run
+    before = snapshot(run_dir)
+    code, err = run_main(["train", *TINY, "--run-dir", str(run_dir), "--no-progress"])
+    assert code == 2 and f"--run-dir {run_dir} already holds a run" in err
+    assert f"--resume {run_dir}" in err
+    assert snapshot(run_dir) == before

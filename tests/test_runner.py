@@ -7,8 +7,9 @@ from test_cli import NaNRewardEnv
 
 import jaxpg
 from jaxpg import runs
+from jaxpg.callbacks import Callback, LoggerCallback
 from jaxpg.members import Members
-from jaxpg.runner import Callback
+from jaxpg.runner import RunArgumentError
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -129,11 +130,30 @@ def test_members_are_setting_major():
     np.testing.assert_allclose(np.asarray(hp.gamma), [config.gamma] * 6)
 
 
-def test_member_blocks_cover_every_member_once():
-    members = Members.of(7)
-    for count in (1, 2, 3, 7):
-        blocks = [members.block(i, count) for i in range(count)]
-        assert [m for b in blocks for m in b] == list(range(7))
-        assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
-    with pytest.raises(ValueError, match="index=3"):
-        members.block(3, 3)
+def test_spread_members_must_divide_over_the_devices(tmp_path, monkeypatch):
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    with pytest.raises(RunArgumentError, match="3 members .* divisible by the device count 2"):
+        jaxpg.run(jaxpg.PPOConfig(**TINY), seeds=3, spread=True, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_logger_built_by_the_run_gets_every_update_and_is_closed(tmp_path):
+    class FakeLogger:
+        def __init__(self, run):
+            self.run_dir, self.rows, self.closed = run.run_dir, [], False
+
+        def log(self, row, step):
+            self.rows.append((step, row))
+
+        def close(self):
+            self.closed = True
+
+    made = []
+    callback = LoggerCallback(lambda run: made.append(FakeLogger(run)) or made[-1])
+    config = jaxpg.PPOConfig(**TINY)
+    jaxpg.run(config, seeds=2, run_dir=tmp_path / "r", callbacks=[callback], progress=False,
+              chunk_updates=4, verbose=False)  # fmt: skip
+    (logger,) = made
+    assert logger.run_dir == tmp_path / "r" and (tmp_path / "r" / "config.json").exists()
+    assert [step for step, _ in logger.rows] == [u * 128 for u in range(1, 17)]
+    assert np.isfinite(logger.rows[-1][1]["loss"]) and logger.closed
