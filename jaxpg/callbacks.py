@@ -249,10 +249,17 @@ class Checkpoints(Callback):
         spread over processes, every process must call it: each gathers the state."""
         if step == self.last_saved:
             return
+        key_impl = None
         if _spread(state):
-            state = _gathered(state)  # a collective: every process gathers
+            from jaxpg.checkpoint import key_impl_of
+            from jaxpg.sharding import to_host
+
+            # The gathered keys are raw data (a multi-process save takes host arrays only), so
+            # the implementation is read from the device state.
+            key_impl = key_impl_of(state)
+            state = to_host(state)  # a collective: every process gathers
         if self._checkpointer is not None:
-            self._checkpointer.save(state, step=step)
+            self._checkpointer.save(state, step=step, key_impl=key_impl)
             if self.metrics_file is not None:
                 self.metrics_file.write(run)
         self.last_saved = step
@@ -320,23 +327,6 @@ def _spread(state: Any) -> bool:
 
     leaf = jax.tree.leaves(state)[0]
     return isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1
-
-
-def _gathered(state: Any) -> Any:
-    """A members-spread state on the host of every process, its PRNG keys typed again (the
-    gather reads them as raw data) with the device state's key implementation."""
-    import jax
-
-    from jaxpg.sharding import to_host
-
-    def rewrap(host: Any, device: Any) -> Any:
-        if isinstance(device, jax.Array) and jax.dtypes.issubdtype(
-            device.dtype, jax.dtypes.prng_key
-        ):
-            return jax.random.wrap_key_data(host, impl=jax.random.key_impl(device))
-        return host
-
-    return jax.tree.map(rewrap, to_host(state), state)
 
 
 def _primary_only() -> Any:

@@ -99,7 +99,8 @@ def _wrap_keys(restored, target, impl: str):
     )
 
 
-def _key_impl(state) -> str:
+def key_impl_of(state: Any) -> str:
+    """The PRNG implementation of ``state.key`` (``"threefry2x32"`` for raw key data)."""
     key = state.key
     return str(jax.random.key_impl(key)) if _is_key(key) else "threefry2x32"
 
@@ -205,9 +206,10 @@ class Checkpointer:
                 self.directory, options=options, item_names=("state", "meta")
             )
 
-    def save(self, state: Any, *, step: int | None = None) -> Path:
+    def save(self, state: Any, *, step: int | None = None, key_impl: str | None = None) -> Path:
         """Saves ``state`` (a :class:`jaxpg.TrainState`, optionally batched over members) as
-        ``<directory>/<step>`` (default step: the state's ``update_step``); returns that path."""
+        ``<directory>/<step>`` (default step: the state's ``update_step``); returns that path.
+        ``key_impl`` names the PRNG implementation when ``state.key`` is raw key data."""
         ocp = _ocp()
         import jaxpg
         from jaxpg.files import jsonable
@@ -219,7 +221,7 @@ class Checkpointer:
             "jaxpg_version": getattr(jaxpg, "__version__", "unknown"),
             "step": int(step),
             "batch_shape": list(_batch_shape(state)),
-            "key_impl": _key_impl(state),
+            "key_impl": key_impl or key_impl_of(state),
             "config": self._config.to_dict(),
             **self._metadata,
         }
