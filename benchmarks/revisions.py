@@ -8,6 +8,10 @@ take turns, round after round, so a drift in the machine's load touches them ali
 per point is the median over rounds, and the ratio is against the first revision.
 
     python benchmarks/revisions.py --revs c9c5aad HEAD --num-envs 4 1024 --rounds 3
+
+``--program cli`` times the command line instead, ``jaxpg train ppo`` in the child (the host
+loop of chunks, metrics and checkpoints around the same program): env steps/s is the run's own
+``summary.json`` figure (training time, compile apart).
 """
 
 from __future__ import annotations
@@ -53,6 +57,24 @@ print(json.dumps({"jaxpg_file": jaxpg.__file__, "trace_s": trace_s, "compile_s":
 """
 
 
+# The child for --program cli: `jaxpg train ppo` through jaxpg.cli.main, read from summary.json.
+CHILD_CLI = r"""
+import json, sys, tempfile
+from pathlib import Path
+import jaxpg, jaxpg.cli
+num_envs, num_steps, updates, repeats = map(int, sys.argv[1:5])
+with tempfile.TemporaryDirectory() as tmp:
+    argv = ["train", "ppo", "--env", sys.argv[5], "--num-envs", str(num_envs),
+            "--num-steps", str(num_steps), "--total-timesteps", str(updates * num_envs * num_steps),
+            "--run-dir", f"{tmp}/run", "--no-progress", "--no-plot", "--no-compile-cache"]
+    assert jaxpg.cli.main(argv) == 0
+    summary = json.loads(Path(tmp, "run", "summary.json").read_text())
+print(json.dumps({"jaxpg_file": jaxpg.__file__, "trace_s": None,
+                  "compile_s": summary["compile_time_s"], "steady_s": summary["train_time_s"],
+                  "steps_per_s": summary["env_steps_per_s"]}))
+"""
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -66,6 +88,12 @@ def parse_args(argv=None):
         "--config-class",
         default="PPOConfig",
         help="the jaxpg config class to train (every revision must have it)",
+    )
+    p.add_argument(
+        "--program",
+        choices=("train", "cli"),
+        default="train",
+        help="train: the jitted make_train program; cli: `jaxpg train ppo` end to end",
     )
     p.add_argument("--num-envs", nargs="+", type=int, default=[4, 1024])
     p.add_argument("--num-steps", type=int, default=128)
@@ -101,7 +129,7 @@ def measure(path: Path, num_envs: int, args) -> dict:
     cmd = [
         sys.executable,
         "-c",
-        CHILD,
+        CHILD if args.program == "train" else CHILD_CLI,
         str(num_envs),
         str(args.num_steps),
         str(updates),
@@ -144,7 +172,8 @@ def main(argv=None):
             good = [x for x in runs[(sha, n)] if "error" not in x]
             sps = statistics.median(x["steps_per_s"] for x in good)
             compile_s = statistics.median(x["compile_s"] for x in good)
-            trace_s = statistics.median(x["trace_s"] for x in good)
+            traces = [x["trace_s"] for x in good if x["trace_s"] is not None]
+            trace_s = statistics.median(traces) if traces else None
             row = {
                 "rev": f"{rev} ({sha})",
                 "num_envs": n,
