@@ -540,25 +540,14 @@ def _chunk_fn(config: Any, n: int) -> Callable:
     return jax.vmap(one)
 
 
-class _Spread:
-    """:func:`jaxpg.distributed.spread_members` with the ``lower(...).compile()`` of jit."""
-
-    def __init__(self, fn: Callable) -> None:
-        from jaxpg.distributed import spread_members
-
-        self.run = spread_members(fn)
-
-    def lower(self, *args: Any) -> _Spread:
-        return self
-
-    def compile(self) -> Callable:
-        return self.run
-
-
 def _program(fn: Callable, spread: bool) -> Any:
     import jax
 
-    return _Spread(fn) if spread else jax.jit(fn)
+    if spread:
+        from jaxpg.sharding import spread_members
+
+        return spread_members(fn)  # with jit's lower(...).compile()
+    return jax.jit(fn)
 
 
 def _reader(spread: bool) -> Callable:

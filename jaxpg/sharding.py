@@ -433,7 +433,7 @@ def spread_members(fn: Callable, mesh: Mesh | None = None) -> Callable:
             return np.asarray(x)  # a local array: taken as the same in every process
         return jax.device_put(x, members if x.ndim else NamedSharding(mesh, PartitionSpec()))
 
-    def run(*args):
+    def prepare(*args):
         leaves, treedef = jax.tree.flatten(args)
         sizes = {np.shape(x)[0] for x in leaves if np.ndim(x)}
         if len(sizes) > 1:
@@ -450,10 +450,32 @@ def spread_members(fn: Callable, mesh: Mesh | None = None) -> Callable:
             typed = isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
             impls.append(jax.random.key_impl(x) if typed else None)
             data.append(place(jax.random.key_data(x) if typed else x))
-        return _run(data, treedef=treedef, impls=tuple(impls))
+        return data, treedef, tuple(impls)
 
-    run.jitted, run.mesh = _run, mesh
+    def run(*args):
+        data, treedef, impls = prepare(*args)
+        return _run(data, treedef=treedef, impls=impls)
+
+    def lower(*args):
+        """Ahead of time, as ``jax.jit``: ``run.lower(*args).compile()`` gives the compiled
+        program, called with arguments like ``args``."""
+        data, treedef, impls = prepare(*args)
+        return _Lowered(_run.lower(data, treedef=treedef, impls=impls), prepare)
+
+    run.jitted, run.mesh, run.lower = _run, mesh, lower
     return run
+
+
+class _Lowered:
+    """:func:`spread_members`'s lowered program: ``compile()`` returns the compiled program,
+    which takes the original arguments (their keys unwrapped and placed as ``run`` does)."""
+
+    def __init__(self, lowered: Any, prepare: Callable) -> None:
+        self._lowered, self._prepare = lowered, prepare
+
+    def compile(self) -> Callable:
+        compiled = self._lowered.compile()
+        return lambda *args: compiled(self._prepare(*args)[0])
 
 
 # -- results back to the host ------------------------------------------------------------------
