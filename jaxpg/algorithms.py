@@ -21,8 +21,10 @@ else, and keeps the algorithm's state as one opaque pytree:
 * ``update``: :func:`jaxpg.updates.sgd_update` (epochs of minibatches of a loss; one step per
   batch for REINFORCE and A2C), or any step of your own (a trust region, a natural gradient).
 
-An algorithm is built from its config and the agent by a builder ``(config, agent) ->
-Algorithm``; :mod:`jaxpg.registry` maps each name to its config class and builder:
+This module holds the protocol and the parts the algorithms share; each algorithm is one
+module holding its config and its builder ``(config, agent) -> Algorithm``
+(:mod:`jaxpg.ppo`, :mod:`jaxpg.a2c`, :mod:`jaxpg.trpo`, :mod:`jaxpg.reinforce`,
+:mod:`jaxpg.grpo`), and :mod:`jaxpg.registry` names them:
 
 * PPO = GAE + the clipped-ratio surrogate, epochs of shuffled minibatches;
 * A2C = GAE + the vanilla surrogate, one full-batch step per update;
@@ -44,17 +46,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxpg import advantages as adv_lib
-from jaxpg import losses, trust_region
+from jaxpg import losses
 from jaxpg.agents import Agent, is_recurrent, unroll
-from jaxpg.config import (
-    A2CConfig,
-    Config,
-    GRPOConfig,
-    HParams,
-    PPOConfig,
-    ReinforceConfig,
-    TRPOConfig,
-)
+from jaxpg.config import Config, HParams
 from jaxpg.distributions import ActionDist, action_dist
 from jaxpg.envs import Env
 from jaxpg.rollout import EnvCarry, Transition, env_carry_init
@@ -65,17 +59,15 @@ from jaxpg.updates import (
     Targets,
     UpdateFn,
     UpdateResult,
-    as_minibatch,
-    global_norm,
-    learning_rate,
-    optimize,
     optimizer_init,
     sgd_update,
 )
 
 __all__ = [
     "Algorithm",
+    "BASELINES",
     "Batch",
+    "MODES",
     "Minibatch",
     "Targets",
     "UpdateResult",
@@ -88,17 +80,15 @@ __all__ = [
     "vanilla_surrogate",
     "actor_critic_loss",
     "make_actor_critic_loss",
-    "make_ppo",
-    "make_a2c",
-    "make_trpo",
-    "make_reinforce",
-    "make_grpo",
-    "group_targets",
-    "trpo_objectives",
-    "natural_gradient_step",
+    "sgd_for",
+    "init_with_baseline",
     "rollout_cut_mask",
     "first_episode_mask",
 ]
+
+# The REINFORCE-style rollouts and baselines (PPO's and REINFORCE's ``mode`` and ``baseline``).
+MODES = ("intermediate", "trajectory")
+BASELINES = ("none", "moving_average", "value")
 
 
 # An algorithm's ``targets``: ``(rollout, hparams, algo_state) -> (targets, algo_state)``.
@@ -309,8 +299,9 @@ def actor_critic_loss(
         "value_loss": v_loss,
         "entropy": entropy,
         "approx_kl": losses.approx_kl(log_prob, mb.old_log_prob, mb.mask),
-        "clip_fraction": losses.clip_fraction(log_prob, mb.old_log_prob, hp.clip_eps, mb.mask),
     }
+    if "clip_eps" in hp:  # a clipped surrogate's figure; absent where nothing is clipped
+        aux["clip_fraction"] = losses.clip_fraction(log_prob, mb.old_log_prob, hp.clip_eps, mb.mask)
     return total, aux
 
 
@@ -339,7 +330,12 @@ def make_actor_critic_loss(
     return loss_fn
 
 
-def _sgd(config, agent: Agent, loss_fn, num_epochs: int = 1, num_minibatches: int = 1) -> UpdateFn:
+def sgd_for(
+    config: Config, agent: Agent, loss_fn: LossFn, num_epochs: int = 1, num_minibatches: int = 1
+) -> UpdateFn:
+    """:func:`jaxpg.updates.sgd_update` of ``loss_fn`` with ``config``'s optimiser settings
+    (``adam_eps``, ``anneal_lr`` over ``num_updates``), in sequence minibatches for a recurrent
+    ``agent`` (whose minibatches must then divide ``num_envs``)."""
     sequences = is_recurrent(agent)
     if sequences and config.num_envs % num_minibatches:
         raise ValueError(
@@ -357,11 +353,9 @@ def _sgd(config, agent: Agent, loss_fn, num_epochs: int = 1, num_minibatches: in
     )
 
 
-# -- jaxpg's algorithms ------------------------------------------------------------------------
-
-
-def _with_baseline_state(adam_eps: float):
-    """``init`` whose algorithm state is a moving-average baseline."""
+def init_with_baseline(adam_eps: float) -> Callable[[Any, HParams], tuple[Any, Any]]:
+    """``init`` whose algorithm state is a moving-average baseline (REINFORCE, PPO's
+    trajectory mode)."""
     opt_init = optimizer_init(adam_eps)
 
     def init(params, hp):
@@ -369,301 +363,3 @@ def _with_baseline_state(adam_eps: float):
         return opt_state, adv_lib.moving_average_baseline_init()
 
     return init
-
-
-def make_ppo(config: PPOConfig, agent: Agent) -> Algorithm:
-    """PPO (Schulman et al., 2017): GAE + the clipped surrogate, epochs of minibatches.
-
-    ``mode="trajectory"``: every update rolls out whole episodes from a fresh reset and gives
-    every step of each environment's first episode ``R(tau) - b`` (``b``: the learned
-    ``V(s_0)``, a moving average, or none), with the same clipped surrogate and epochs.
-    """
-    loss_fn = make_actor_critic_loss(
-        config, agent, ppo_surrogate, clip_value_loss=config.clip_value_loss
-    )
-    update = _sgd(config, agent, loss_fn, config.num_epochs, config.num_minibatches)
-    if config.mode == "trajectory":
-        return Algorithm(
-            init=_with_baseline_state(config.adam_eps),
-            start=fresh_reset(config.env_spec, config.num_envs, agent),
-            targets=trajectory_targets(config.baseline),
-            update=update,
-        )
-    return Algorithm(
-        init=optimizer_init(config.adam_eps),
-        start=continue_rollout,
-        targets=gae_targets,
-        update=update,
-    )
-
-
-def make_a2c(config: A2CConfig, agent: Agent) -> Algorithm:
-    """A2C (Mnih et al., 2016, synchronous): GAE + the vanilla surrogate, one step per batch."""
-    return Algorithm(
-        init=optimizer_init(config.adam_eps),
-        start=continue_rollout,
-        targets=gae_targets,
-        update=_sgd(config, agent, make_actor_critic_loss(config, agent, vanilla_surrogate)),
-    )
-
-
-def make_reinforce(config: ReinforceConfig, agent: Agent) -> Algorithm:
-    """REINFORCE (Williams, 1992): returns-to-go or ``R(tau)``, minus a baseline; one step per
-    batch. The moving-average baseline is the algorithm's state."""
-    trajectory = config.mode == "trajectory"
-    return Algorithm(
-        init=_with_baseline_state(config.adam_eps),
-        start=fresh_reset(config.env_spec, config.num_envs, agent)
-        if trajectory
-        else continue_rollout,
-        targets=(trajectory_targets if trajectory else reinforce_targets)(config.baseline),
-        update=_sgd(config, agent, make_actor_critic_loss(config, agent, vanilla_surrogate)),
-    )
-
-
-class TRPOObjectives(NamedTuple):
-    """TRPO's functions of the actor's parameters ``theta`` on one batch."""
-
-    surrogate: Callable  # theta -> mean(ratio * A)
-    mean_kl: Callable  # theta -> mean KL(pi_old || pi_theta), analytic
-    surrogate_and_kl: Callable  # theta -> (surrogate, mean_kl), one forward pass
-    old_dist: Any  # pi_old's distribution parameters on the batch (gradient stopped)
-
-
-def trpo_objectives(
-    agent: Agent, dist: ActionDist, mb: Minibatch, advantages: jax.Array, params: Any
-) -> TRPOObjectives:
-    """The surrogate and the mean KL on the (time-major) batch ``mb``, replaying the agent (a
-    recurrent one from its start carry); ``pi_old`` is the policy at ``params``."""
-
-    def policy(theta):
-        return unroll(agent, theta, mb.agent_carry, mb.obs, mb.reset)[1]
-
-    old_dist = jax.lax.stop_gradient(policy(params))
-    advantages = jax.lax.stop_gradient(advantages)
-
-    def surrogate_of(dist_params):
-        ratio = jnp.exp(dist.log_prob(dist_params, mb.action) - mb.old_log_prob)
-        return losses.masked_mean(ratio * advantages, mb.mask)
-
-    def kl_of(dist_params):
-        return losses.masked_mean(dist.kl(old_dist, dist_params), mb.mask)
-
-    def surrogate_and_kl(theta):
-        dist_params = policy(theta)
-        return surrogate_of(dist_params), kl_of(dist_params)
-
-    return TRPOObjectives(
-        lambda theta: surrogate_of(policy(theta)),
-        lambda theta: kl_of(policy(theta)),
-        surrogate_and_kl,
-        old_dist,
-    )
-
-
-def natural_gradient_step(
-    objectives: TRPOObjectives, params: Any, hp: HParams, *, cg_iters: int
-) -> tuple[jax.Array, Any, Any, jax.Array, jax.Array]:
-    """``(surrogate_old, g, full_step, step_size, finite)``: the surrogate's gradient ``g`` at
-    ``params``, ``s = (F + cg_damping * I)^-1 g`` by conjugate gradient, and the step
-    ``step_size * s``, ``step_size = sqrt(2 * target_kl / s^T (F + cg_damping * I) s)``, that
-    the line search shrinks."""
-    surrogate_old, g = jax.value_and_grad(objectives.surrogate)(params)
-    fvp = trust_region.fisher_vector_product(objectives.mean_kl, params, hp.cg_damping)
-    s = trust_region.conjugate_gradient(fvp, g, cg_iters)
-    s_fs = trust_region.tree_vdot(s, fvp(s))
-    step_size = jnp.sqrt(2.0 * hp.target_kl / jnp.maximum(s_fs, 1e-30))
-    full_step = jax.tree.map(lambda x: step_size * x, s)
-    finite = jnp.isfinite(surrogate_old) & jnp.isfinite(global_norm(g)) & jnp.isfinite(s_fs)
-    return surrogate_old, g, full_step, step_size, finite
-
-
-def make_trpo(config: TRPOConfig, agent: Agent) -> Algorithm:
-    """TRPO (Schulman et al., 2015): GAE targets; the actor takes one natural-gradient step on
-    the whole batch, inside the trust region ``mean KL <= target_kl`` (see
-    :mod:`jaxpg.trust_region`); then the critic takes ``critic_epochs`` x
-    ``critic_minibatches`` Adam steps on the GAE returns.
-
-    The surrogate ``mean(ratio * A)`` and the analytic mean KL are computed by replaying the
-    agent over the batch (a recurrent one from its start carry). The critic's Adam moves every
-    parameter that the value loss depends on and nothing else, so the actor and the critic
-    must not share parameters. A non-finite gradient, step or critic loss discards the whole
-    update.
-    """
-    dist = action_dist(config.env_spec.discrete)
-    sequences = is_recurrent(agent)
-    num_shrinks = config.line_search_steps
-
-    def critic_loss(params, mb, hp):
-        _, _, value = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)
-        v_loss = losses.value_loss(value, mb.returns, mask=mb.value_mask)
-        return v_loss, {"value_loss": v_loss}
-
-    def update(params, opt_state, algo_state, batch: Batch, hp, update_step, key, constrain=None):
-        mb = as_minibatch(batch)  # the whole batch, time-major [T, N]
-        advantages = mb.advantages
-        if config.normalize_advantages:
-            advantages = adv_lib.normalize_advantages(advantages, mb.mask)
-        objectives = trpo_objectives(agent, dist, mb, advantages, params)
-        surrogate_old, _, full_step, step_size, policy_finite = natural_gradient_step(
-            objectives, params, hp, cg_iters=config.cg_iters
-        )
-        search = trust_region.backtracking_line_search(
-            objectives.surrogate_and_kl,
-            params,
-            full_step,
-            surrogate_old,
-            hp.target_kl,
-            config.line_search_shrink,
-            num_shrinks,
-        )
-        actor_params = jax.tree.map(
-            lambda n, o: jnp.where(policy_finite, n, o), search.params, params
-        )
-
-        lr = learning_rate(hp, update_step, num_updates=config.num_updates, anneal=config.anneal_lr)
-        new_params, new_opt_state, critic_metrics, critic_finite = optimize(
-            actor_params,
-            opt_state,
-            batch,
-            hp,
-            lr,
-            key,
-            loss_fn=critic_loss,
-            num_epochs=config.critic_epochs,
-            num_minibatches=config.critic_minibatches,
-            adam_eps=config.adam_eps,
-            sequences=sequences,
-            constrain=constrain,
-        )
-        finite = policy_finite & critic_finite
-        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-        accepted = search.accepted & finite
-        metrics = {
-            "policy_loss": -surrogate_old,
-            "value_loss": critic_metrics["value_loss"],
-            "entropy": losses.masked_mean(dist.entropy(objectives.old_dist), mb.mask),
-            "kl": jnp.where(accepted, search.kl, 0.0),
-            "line_search_steps": jnp.where(finite, search.shrinks, num_shrinks + 1),
-            "step_accepted": accepted.astype(jnp.float32),
-            "surrogate_improvement": jnp.where(accepted, search.improvement, 0.0),
-            "natural_step_size": step_size,
-            "grad_norm": critic_metrics["grad_norm"],
-            "learning_rate": lr,
-        }
-        return UpdateResult(
-            keep(new_params, params), keep(new_opt_state, opt_state), algo_state, metrics, finite
-        )
-
-    return Algorithm(
-        init=optimizer_init(config.adam_eps),
-        start=continue_rollout,
-        targets=gae_targets,
-        update=update,
-    )
-
-
-# -- group-relative advantages -----------------------------------------------------------------
-
-
-def group_targets(group_size: int, kind: str) -> TargetsFn:
-    """Every step of member i's first episode gets the advantage of its undiscounted return
-    ``R_i`` relative to its group (:func:`jaxpg.advantages.group_advantages`); environments
-    ``[g * group_size, (g + 1) * group_size)`` form group ``g``. Steps after the first
-    episode's end are masked out. ``returns`` holds ``R_i`` (there is no critic to train)."""
-
-    def targets(batch: Transition, hp: HParams, algo_state):
-        mask = first_episode_mask(batch.terminated, batch.truncated)
-        episode_return = adv_lib.episode_returns(batch.reward, mask)  # [N]
-        relative = adv_lib.group_advantages(episode_return.reshape(-1, group_size), kind)
-        advantages = jnp.where(mask > 0, relative.reshape(1, -1), 0.0)
-        returns = jnp.broadcast_to(episode_return, mask.shape)
-        return Targets(advantages, returns, mask, jnp.zeros_like(mask)), algo_state
-
-    return targets
-
-
-class GRPOState(NamedTuple):
-    reference: Any  # the reference policy's parameters (the KL penalty's anchor)
-
-
-def make_grpo(config: GRPOConfig, agent: Agent) -> Algorithm:
-    """GRPO for environments: group targets from grouped resets, then minibatch epochs.
-
-    Each minibatch minimises
-
-        L = ppo_clip_loss(A) + kl_coef * KL_k3(pi || pi_ref) - ent_coef * entropy
-
-    averaged over the valid steps of the minibatch (every step of every member's episode weighs
-    the same). GRPO (DeepSeekMath) instead averages each sequence over its own length and then
-    the sequences, so a short episode's steps weigh more; Dr. GRPO sums each sequence's steps
-    and divides by one constant. In a minibatch of steps from many episodes, the per-step mean
-    here is Dr. GRPO's aggregation with the constant equal to the minibatch's valid step count.
-
-    The reference is the initial policy, or the current one copied every ``reference_every``
-    updates; its parameters are the algorithm state, applied with the same agent (no second
-    network definition). There is no critic: the agent has no value head.
-    """
-    if agent.has_critic:
-        raise ValueError("agent: GRPO has no critic; give an agent whose value is None")
-    dist = action_dist(config.env_spec.discrete)
-    base_init = optimizer_init(config.adam_eps)
-
-    def init(params, hp):
-        opt_state, _ = base_init(params, hp)
-        return opt_state, GRPOState(reference=params)
-
-    def loss(params, mb, hp):
-        _, dist_params, _ = unroll(agent, params, mb.agent_carry, mb.obs, mb.reset)
-        log_prob = dist.log_prob(dist_params, mb.action)
-        advantages = mb.advantages
-        if config.normalize_advantages:
-            advantages = adv_lib.normalize_advantages(advantages, mb.mask)
-        policy_loss = losses.ppo_clip_loss(
-            log_prob, mb.old_log_prob, advantages, hp.clip_eps, mb.mask
-        )
-        kl_ref = losses.kl_k3(log_prob, mb.extra, mb.mask)  # extra: the reference log-probs
-        entropy = losses.entropy_bonus(dist.entropy(dist_params), mb.mask)
-        total = policy_loss + hp.kl_coef * kl_ref - hp.ent_coef * entropy
-        return total, {
-            "policy_loss": policy_loss,
-            "kl_ref": kl_ref,
-            "entropy": entropy,
-            "approx_kl": losses.approx_kl(log_prob, mb.old_log_prob, mb.mask),
-            "clip_fraction": losses.clip_fraction(log_prob, mb.old_log_prob, hp.clip_eps, mb.mask),
-        }
-
-    sgd = _sgd(config, agent, loss, config.num_epochs, config.num_minibatches)
-
-    def update(
-        params, opt_state, algo_state: GRPOState, batch: Batch, hp, update_step, key, constrain=None
-    ):
-        # The reference is fixed for the whole update: its log-probabilities of the taken
-        # actions take one forward pass here, not one per minibatch step.
-        tr = batch.transitions
-        _, ref_dist, _ = unroll(agent, algo_state.reference, batch.agent_carry, tr.obs, tr.reset)
-        ref_log_prob = jax.lax.stop_gradient(dist.log_prob(ref_dist, tr.action))
-        out = sgd(
-            params,
-            opt_state,
-            algo_state,
-            batch._replace(extra=ref_log_prob),
-            hp,
-            update_step,
-            key,
-            constrain,
-        )
-        reference = algo_state.reference
-        if config.reference_every:
-            refresh = (update_step + 1) % config.reference_every == 0
-            reference = jax.tree.map(lambda n, o: jnp.where(refresh, n, o), out.params, reference)
-        group_returns = batch.targets.returns[0].reshape(-1, config.group_size)
-        metrics = {**out.metrics, "group_return_std": jnp.mean(jnp.std(group_returns, axis=-1))}
-        return out._replace(algo_state=GRPOState(reference), metrics=metrics)
-
-    return Algorithm(
-        init=init,
-        start=fresh_reset(config.env_spec, config.num_envs, agent, group_size=config.group_size),
-        targets=group_targets(config.group_size, config.advantage),
-        update=update,
-    )

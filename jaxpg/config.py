@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
-from typing import Any, NamedTuple, Self
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Self
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +31,7 @@ import numpy as np
 from flax.core import FrozenDict
 
 from jaxpg.envs import Env, make_env
+from jaxpg.importing import import_path, path_of
 from jaxpg.networks import ACTIVATIONS
 
 NETWORKS = (
@@ -42,40 +43,112 @@ NETWORKS = (
 )  # the config's own agents (jaxpg.agents.make_agent)
 
 
-class HParams(NamedTuple):
-    """Hyperparameters that are traced, so a sweep over them is one compiled program.
+@jax.tree_util.register_pytree_with_keys_class
+class HParams:
+    """Traced hyperparameters: a pytree of float32 arrays, one per name, read as attributes.
 
-    Each leaf is a float32 array: a scalar for one run, or with a leading axis for a
-    ``jax.vmap`` sweep. Fields an algorithm does not use are ignored by it.
+    A config declares which of its fields are traced (``field(..., traced=True)``), and
+    :meth:`Config.hparams` gives exactly those, in declaration order: ``hp.lr``, ``hp.gamma``.
+    Each leaf is a scalar for one run, or has a leading axis for a ``jax.vmap`` sweep. Asking
+    for a name the config does not trace is an ``AttributeError`` that lists the names it has,
+    never a silent default.
+
+        hp = HParams(lr=3e-4, gamma=0.99)      # or HParams({"lr": 3e-4, "gamma": 0.99})
+        hp.lr, hp["gamma"], "clip_eps" in hp   # -> array(3e-4), array(0.99), False
     """
 
-    lr: jax.Array
-    gamma: jax.Array
-    gae_lambda: jax.Array
-    clip_eps: jax.Array
-    ent_coef: jax.Array
-    vf_coef: jax.Array
-    max_grad_norm: jax.Array
-    baseline_decay: jax.Array
-    target_kl: jax.Array  # TRPO's trust region: the largest mean KL of one policy step
-    cg_damping: jax.Array  # TRPO: the conjugate gradient solves (F + cg_damping * I) s = g
-    kl_coef: jax.Array  # GRPO: weight of the k3 KL penalty towards the reference policy
+    __slots__ = ("_values",)
+
+    def __init__(self, values: Mapping[str, Any] | None = None, /, **named: Any):
+        object.__setattr__(self, "_values", {**(values or {}), **named})
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(
+                f"hparams has no traced hyperparameter {name!r}: the config traces "
+                f"{list(self._values)} (declare it with jaxpg.field(..., traced=True))"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("HParams is immutable: use hparams._replace(name=value)")
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self):
+        return iter(self._values.values())
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def _fields(self) -> tuple[str, ...]:
+        """The names, in order (as a NamedTuple's)."""
+        return tuple(self._values)
+
+    def _asdict(self) -> dict[str, Any]:
+        return dict(self._values)
+
+    def _replace(self, **changes: Any) -> HParams:
+        """A copy with ``changes``; every name must be one this ``HParams`` holds."""
+        unknown = sorted(set(changes) - set(self._values))
+        if unknown:
+            raise ValueError(
+                f"hparams: unknown hyperparameter(s) {unknown}; traced ones are "
+                f"{list(self._values)}"
+            )
+        return HParams({**self._values, **changes})
+
+    def __repr__(self) -> str:
+        return "HParams(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
+
+    def tree_flatten_with_keys(self):
+        children = [(jax.tree_util.GetAttrKey(k), v) for k, v in self._values.items()]
+        return children, tuple(self._values)
+
+    @classmethod
+    def tree_unflatten(cls, names: tuple[str, ...], leaves: Any) -> HParams:
+        return cls(dict(zip(names, leaves)))
 
 
-def _fail(field: str, value: Any, allowed: str):
+def fail(field: str, value: Any, allowed: str) -> None:
+    """Raises the ``ValueError`` of a bad config value: ``"{field}={value!r} is invalid:
+    {allowed}"``."""
     raise ValueError(f"{field}={value!r} is invalid: {allowed}")
 
 
-def _field(default: Any = dataclasses.MISSING, help: str = "", **kw: Any) -> Any:
-    """A config field with its documentation in ``metadata["help"]`` (the CLI's flag help)."""
+_fail = fail
+
+
+def field(default: Any = dataclasses.MISSING, help: str = "", *, traced: bool = False, **kw: Any):
+    """A config field, documented: ``help`` is its ``metadata["help"]`` (the CLI's flag help).
+
+    ``traced=True`` makes it a traced hyperparameter: :meth:`Config.hparams` gives it as a
+    float32 array inside the train function, so it can be swept with ``jax.vmap`` in one
+    program (``jaxpg.run(sweep={name: [...]})``) and read as ``hp.<name>``. Untraced fields
+    are static: a new value is a new compile.
+    """
     if not help:
         raise ValueError("a config field needs a help text")
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+    metadata = {"help": help, "traced": bool(traced)}
+    return dataclasses.field(default=default, metadata=metadata, **kw)
+
+
+_field = field
 
 
 def _redeclared(name: str, default: Any) -> Any:
-    """A subclass's own default for a field of :class:`_CommonConfig`, with that field's help."""
-    return _field(default, _CommonConfig.__dataclass_fields__[name].metadata["help"])
+    """A subclass's own default for a field of :class:`Config`, with that field's help (and
+    whether it is traced)."""
+    meta = Config.__dataclass_fields__[name].metadata
+    return field(default, meta["help"], traced=meta.get("traced", False))
 
 
 def _freeze(value: Any) -> Any:
@@ -144,8 +217,23 @@ def _key(value: Any) -> Any:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class _CommonConfig:
-    """The fields every algorithm's config shares (each documented in ``metadata["help"]``).
+class Config:
+    """The base of every algorithm's config: the fields all of them share.
+
+    Each field is documented in its ``metadata["help"]``. Subclass it for an algorithm of
+    your own::
+
+        @dataclasses.dataclass(frozen=True)
+        class MyConfig(jaxpg.Config):
+            my_coef: float = jaxpg.field(0.1, "weight of my term", traced=True)
+            algorithm = "my-algo"
+
+            def __post_init__(self):
+                super().__post_init__()          # the shared fields, and the environment
+                self.check_range("my_coef", low=0.0)
+
+    Validation raises ``ValueError`` naming the field, the value and what is allowed (the
+    ``check_*`` methods do it for you; :func:`fail` for a check of your own).
 
     Configs are hashable, and equal configs hash equal: a config can be a dict key or a
     ``jax.jit`` static argument. Equality compares the fields by value, with environment params
@@ -187,13 +275,13 @@ class _CommonConfig:
         "allows it)",
     )
     # Optimisation (lr, gamma, ent_coef, vf_coef and max_grad_norm are traced HParams).
-    lr: float = _field(2.5e-4, "Adam learning rate")
+    lr: float = _field(2.5e-4, "Adam learning rate", traced=True)
     anneal_lr: bool = _field(True, "linear decay to 0 over the run")
     adam_eps: float = _field(1e-5, "Adam epsilon")
-    max_grad_norm: float = _field(0.5, "clip by global norm")
-    gamma: float = _field(0.99, "discount factor")
-    ent_coef: float = _field(0.01, "weight of the entropy bonus")
-    vf_coef: float = _field(0.5, "weight of the value loss")
+    max_grad_norm: float = _field(0.5, "clip by global norm", traced=True)
+    gamma: float = _field(0.99, "discount factor", traced=True)
+    ent_coef: float = _field(0.01, "weight of the entropy bonus", traced=True)
+    vf_coef: float = _field(0.5, "weight of the value loss", traced=True)
     normalize_advantages: bool = _field(True, "zero mean, unit std per minibatch")
     # Networks.
     hidden_sizes: tuple[int, ...] = _field((64, 64), "MLP layer sizes (actor and critic each)")
@@ -202,7 +290,14 @@ class _CommonConfig:
     network: str = _field(
         "mlp",
         '"mlp" (observations flattened), "cnn" (image observations [H, W, C]), "gru" or "lstm" '
-        '(recurrent), "transformer" (sequence tasks, jaxpg.sequence)',
+        '(recurrent), "transformer" (sequence tasks, jaxpg.sequence), or a policy of your own '
+        'as "module:attr": a flax module class or instance called as module(carry, obs, reset), '
+        "or a function (config, **network_kwargs) -> agent",
+    )
+    network_kwargs: Mapping[str, Any] = _field(
+        FrozenDict(),
+        "keyword arguments for a policy of your own given as network='module:attr' (its "
+        "flax module's fields, or its factory's keyword arguments)",
     )
     embed_dim: int = _field(64, "transformer: width of the token embeddings and blocks")
     num_layers: int = _field(2, "transformer: attention blocks")
@@ -247,12 +342,22 @@ class _CommonConfig:
         if self.embed_dim % self.num_heads:
             _fail("num_heads", self.num_heads, f"must divide embed_dim={self.embed_dim}")
         if self.network not in NETWORKS:
-            _fail("network", self.network, f"one of {list(NETWORKS)}")
+            self._check_network_path()
         if self.activation not in ACTIVATIONS:
             _fail("activation", self.activation, f"one of {sorted(ACTIVATIONS)}")
         if not isinstance(self.env_kwargs, Mapping):
             _fail("env_kwargs", self.env_kwargs, "a mapping of keyword arguments for gymnax.make")
         object.__setattr__(self, "env_kwargs", _freeze(self.env_kwargs))
+        if not isinstance(self.network_kwargs, Mapping):
+            _fail("network_kwargs", self.network_kwargs, "a mapping of keyword arguments")
+        object.__setattr__(self, "network_kwargs", _freeze(self.network_kwargs))
+        if self.network_kwargs and self.network in NETWORKS:
+            _fail(
+                "network_kwargs",
+                dict(self.network_kwargs),
+                f"empty for network={self.network!r} (its fields are the config's own); "
+                "only a policy given as network='module:attr' takes keyword arguments",
+            )
         # Builds the environment once, so a bad name fails here and not inside a trace.
         env = make_env(self.env, self.env_params, **self.env_kwargs)
         if self.keep_obs is not None:
@@ -279,6 +384,20 @@ class _CommonConfig:
                 f"'cnn' needs image observations [H, W, C]; "
                 f"{self._env.name}'s have shape {tuple(self._env.obs_shape)} (use 'mlp')",
             )
+
+    def _check_network_path(self):
+        """``network`` given as ``"module:attr"``: an importable policy of your own (a flax
+        module class or instance, or a function ``config -> agent``; :func:`jaxpg.agents.make_agent`)."""
+        allowed = (
+            f"one of {list(NETWORKS)}, or a policy of your own as 'module:attr' (a flax module "
+            "class or instance, or a function config -> agent)"
+        )
+        if not isinstance(self.network, str) or ":" not in self.network:
+            _fail("network", self.network, allowed)
+        try:
+            import_path(self.network)
+        except (ImportError, AttributeError, ValueError) as e:
+            _fail("network", self.network, f"{allowed}; importing it failed: {e}")
 
     def _coerce_ints(self, *names):
         for name in names:
@@ -327,7 +446,7 @@ class _CommonConfig:
         # which fail on array-valued env params; one set here first is kept.
         for name in ("__eq__", "__hash__"):
             if name not in cls.__dict__:
-                setattr(cls, name, getattr(_CommonConfig, name))
+                setattr(cls, name, getattr(Config, name))
 
     def _eq_key(self) -> tuple:
         """The fields as one hashable tuple (see :func:`_key`); an ``env`` that is not a
@@ -368,17 +487,24 @@ class _CommonConfig:
     def has_critic(self) -> bool:
         return True
 
+    @classmethod
+    def traced_fields(cls) -> tuple[str, ...]:
+        """The names of the traced hyperparameters (fields declared ``traced=True``), in
+        declaration order: what :meth:`hparams` holds and what a sweep may vary."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("traced"))
+
     def hparams(self, **overrides: jax.typing.ArrayLike) -> HParams:
-        """The traced hyperparameters, from this config's values (and ``overrides``)."""
-        unknown = set(overrides) - set(HParams._fields)
+        """The traced hyperparameters, from this config's values (and ``overrides``): exactly
+        the fields declared ``traced=True``; any other name is a ``ValueError``."""
+        names = self.traced_fields()
+        unknown = sorted(set(overrides) - set(names))
         if unknown:
             raise ValueError(
-                f"hparams: unknown hyperparameter(s) {sorted(unknown)}; traced ones are "
-                f"{list(HParams._fields)}"
+                f"hparams: unknown hyperparameter(s) {unknown}; {type(self).__name__}'s traced "
+                f"ones are {list(names)}"
             )
-        values = {name: getattr(self, name, 0.0) for name in HParams._fields}
-        values.update(overrides)
-        return HParams(**{k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
+        values = {name: overrides.get(name, getattr(self, name)) for name in names}
+        return HParams({k: jnp.asarray(v, jnp.float32) for k, v in values.items()})
 
     def replace(self, **changes: Any) -> Self:
         """A copy with ``changes`` applied (and validated)."""
@@ -389,6 +515,9 @@ class _CommonConfig:
         its class name, ``env_params`` as a dict of its fields (arrays as lists; None: the
         environment's defaults), which :func:`jaxpg.runs.config_from_dict` rebuilds."""
         out = {"algorithm": self.algorithm}
+        path = path_of(type(self))
+        if path is not None and not path.startswith("jaxpg."):
+            out["config_class"] = path  # an algorithm of your own: its module registers it
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "env" and not isinstance(value, str):
@@ -440,287 +569,55 @@ class _CommonConfig:
                 f"{self.num_envs} * {self.num_steps} = {self.batch_size}",
             )
 
+    def _check_divides_batch(self, name):
+        """``name`` (already a positive int) divides the batch ``num_envs * num_steps``."""
+        if self.batch_size % getattr(self, name):
+            _fail(
+                name,
+                getattr(self, name),
+                f"must divide the batch num_envs * num_steps = {self.batch_size}",
+            )
+
+    # The checks, public for a config of your own (each raises the ValueError that names the
+    # field, the value and what is allowed).
+    check_range = _check_range
+    check_positive_ints = _check_positive_ints
+    check_bools = _check_bools
+    check_int_tuple = _check_int_tuple
+    coerce_ints = _coerce_ints
+    check_batch_fits_budget = _check_batch_fits_budget
+    check_divides_batch = _check_divides_batch
+
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-@dataclasses.dataclass(frozen=True)
-class PPOConfig(_CommonConfig):
-    """PPO (Schulman et al., 2017): GAE advantages and the clipped-ratio surrogate.
+# -- sweeps: the traced hyperparameters of many settings ----------------------------------------
 
-    Defaults are the usual CartPole-scale ones (as in CleanRL and PureJaxRL).
-    """
 
-    num_epochs: int = _field(4, "passes over each batch")
-    num_minibatches: int = _field(4, "minibatches per epoch; must divide num_envs * num_steps")
-    gae_lambda: float = _field(0.95, "GAE lambda")
-    clip_eps: float = _field(0.2, "PPO ratio clip (and value clip)")
-    clip_value_loss: bool = _field(True, "PPO2's clipped value loss, with clip_eps")
-    mode: str = _field(
-        "intermediate",
-        '"intermediate" (GAE on fixed-length rollouts) or "trajectory": R(tau) - b on every '
-        "step of whole episodes",
-    )
-    baseline: str = _field(
-        "value", 'trajectory mode: "value" (a learned V(s_0)), "moving_average" or "none"'
-    )
-    baseline_decay: float = _field(
-        0.9, "moving-average baseline: b <- decay * b + (1 - decay) * mean(R)"
-    )
-
-    algorithm = "ppo"
-
-    def __post_init__(self):
-        if self.mode not in REINFORCE_MODES:
-            _fail("mode", self.mode, f"one of {list(REINFORCE_MODES)}")
-        if self.baseline not in REINFORCE_BASELINES:
-            _fail("baseline", self.baseline, f"one of {list(REINFORCE_BASELINES)}")
-        if self.mode == "intermediate" and self.baseline != "value":
-            _fail(
-                "baseline",
-                self.baseline,
-                "'value' in intermediate mode (GAE needs the critic); "
-                "the others only with mode='trajectory'",
+def check_sweep_names(config: Config, names: Iterable[str]) -> None:
+    """A ``ValueError`` for a name that is not one of ``config``'s traced hyperparameters
+    (saying whether it is a static field, which cannot be swept in one program)."""
+    sweepable = config.traced_fields()
+    for name in names:
+        if name in sweepable:
+            continue
+        if hasattr(config, name):
+            raise ValueError(
+                f"sweep: {name!r} is a static config field (it changes shapes or program "
+                f"structure), so it cannot be swept in one program; build one config per value. "
+                f"Sweepable: {list(sweepable)}"
             )
-        super().__post_init__()
-        self._resolve_episode_steps(self.mode == "trajectory", "in trajectory mode")
-        if self.mode == "trajectory":
-            self._check_whole_episodes()
-        self._check_range("baseline_decay", low=0.0, high=1.0)
-        self._coerce_ints("num_epochs", "num_minibatches")
-        self._check_positive_ints("num_epochs", "num_minibatches")
-        self._check_bools("clip_value_loss")
-        self._check_range("gae_lambda", low=0.0, high=1.0)
-        self._check_range("clip_eps", low=0.0, low_open=True)
-        if self.batch_size % self.num_minibatches:
-            _fail(
-                "num_minibatches",
-                self.num_minibatches,
-                f"must divide the batch num_envs * num_steps = {self.batch_size}",
-            )
-        self._check_batch_fits_budget()
-
-    @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
-    @property
-    def has_critic(self) -> bool:
-        return self.baseline == "value"
+        raise ValueError(f"sweep: unknown hyperparameter {name!r}; sweepable: {list(sweepable)}")
 
 
-@dataclasses.dataclass(frozen=True)
-class A2CConfig(_CommonConfig):
-    """A2C (Mnih et al., 2016; the synchronous form): GAE advantages and the vanilla
-    policy-gradient loss, one gradient step on the whole batch per update.
-
-    The defaults solve CartPole-v1 (the learning test): 16 envs x 32 steps, lr 1e-3 annealed,
-    reward scaling, 1M steps. Without reward scaling the critic's large value errors dominate
-    the clipped global gradient norm and A2C's single step per batch often collapses.
-    """
-
-    total_timesteps: int = _redeclared("total_timesteps", 1_000_000)
-    num_envs: int = _redeclared("num_envs", 16)
-    num_steps: int = _field(32, "rollout length per environment per update")
-    lr: float = _redeclared("lr", 1e-3)
-    normalize_rewards: bool = _redeclared("normalize_rewards", True)
-    gae_lambda: float = _field(0.95, "GAE lambda")
-
-    algorithm = "a2c"
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._resolve_episode_steps(
-            False, "for whole-episode rollouts: PPO and REINFORCE with mode='trajectory', GRPO"
-        )
-        self._check_range("gae_lambda", low=0.0, high=1.0)
-        self._check_batch_fits_budget()
-
-
-@dataclasses.dataclass(frozen=True)
-class TRPOConfig(_CommonConfig):
-    """TRPO (Schulman et al., 2015): GAE advantages and the surrogate ``E[ratio * A]`` under a
-    trust region ``mean KL(pi_old || pi) <= target_kl``, by a natural-gradient step (conjugate
-    gradient on Fisher-vector products) and a backtracking line search; the critic is fitted
-    apart with Adam.
-
-    The trust-region defaults are Stable-Baselines3-contrib's; the batch shape solves
-    CartPole-v1 within 200k steps (the learning test). The actor and the critic must not share
-    parameters: the policy step moves the actor, Adam moves the critic.
-    """
-
-    total_timesteps: int = _redeclared("total_timesteps", 200_000)
-    num_envs: int = _redeclared("num_envs", 8)
-    num_steps: int | None = _redeclared("num_steps", 128)
-    lr: float = _field(1e-3, "the critic's Adam learning rate")
-    anneal_lr: bool = _field(False, "linear decay of the critic's learning rate to 0 over the run")
-    ent_coef: float = _field(0.0, "unused: TRPO's surrogate has no entropy bonus")
-    gae_lambda: float = _field(0.95, "GAE lambda")
-    target_kl: float = _field(0.01, "the trust region: the largest mean KL of one policy step")
-    cg_iters: int = _field(15, "conjugate-gradient iterations")
-    cg_damping: float = _field(0.1, "the conjugate gradient solves (F + cg_damping * I) s = g")
-    line_search_shrink: float = _field(0.8, "each backtracking step multiplies the step by this")
-    line_search_steps: int = _field(10, "shrinks tried after the full step before giving up")
-    critic_epochs: int = _field(10, "passes of Adam over each batch for the critic")
-    critic_minibatches: int = _field(4, "minibatches per critic epoch; must divide the batch")
-
-    algorithm = "trpo"
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._resolve_episode_steps(
-            False, "for whole-episode rollouts: PPO and REINFORCE with mode='trajectory', GRPO"
-        )
-        self._coerce_ints("cg_iters", "line_search_steps", "critic_epochs", "critic_minibatches")
-        self._check_positive_ints(
-            "cg_iters", "line_search_steps", "critic_epochs", "critic_minibatches"
-        )
-        self._check_range("gae_lambda", low=0.0, high=1.0)
-        self._check_range("target_kl", low=0.0, low_open=True)
-        self._check_range("cg_damping", low=0.0)
-        shrink = self.line_search_shrink
-        if not (
-            isinstance(shrink, (int, float)) and not isinstance(shrink, bool) and 0.0 < shrink < 1.0
-        ):
-            _fail("line_search_shrink", shrink, "a number in (0, 1)")
-        if self.shared_network:
-            _fail(
-                "shared_network",
-                True,
-                "False for TRPO: the policy step and the critic's Adam "
-                "must move separate parameters",
-            )
-        if self.batch_size % self.critic_minibatches:
-            _fail(
-                "critic_minibatches",
-                self.critic_minibatches,
-                f"must divide the batch num_envs * num_steps = {self.batch_size}",
-            )
-        self._check_batch_fits_budget()
-
-
-REINFORCE_BASELINES = ("none", "moving_average", "value")
-REINFORCE_MODES = ("intermediate", "trajectory")
-
-
-@dataclasses.dataclass(frozen=True)
-class ReinforceConfig(_CommonConfig):
-    """REINFORCE (Williams, 1992): ``A_t = G_t - b_t``, one gradient step per batch.
-
-    ``mode="intermediate"`` uses fixed-length rollouts with per-step returns-to-go;
-    ``mode="trajectory"`` rolls out whole episodes (``num_steps=None`` means the environment's
-    ``max_steps_in_episode``) and gives every step of an episode the advantage ``R(tau) - b``.
-    The defaults are the CartPole config that the learning test uses.
-    """
-
-    num_envs: int = _redeclared("num_envs", 16)
-    num_steps: int | None = _field(
-        256, "rollout length; None in trajectory mode: the episode limit"
-    )
-    lr: float = _redeclared("lr", 3e-3)
-    anneal_lr: bool = _redeclared("anneal_lr", False)
-    ent_coef: float = _redeclared("ent_coef", 0.0)
-    baseline: str = _field("value", '"none", "moving_average" or "value" (a learned critic)')
-    baseline_decay: float = _field(
-        0.9, "moving-average baseline: b <- decay * b + (1 - decay) * mean(G)"
-    )
-    mode: str = _field(
-        "intermediate",
-        '"intermediate" (returns-to-go on fixed-length rollouts) or "trajectory" (R(tau) - b on '
-        "whole episodes)",
-    )
-
-    algorithm = "reinforce"
-
-    def __post_init__(self):
-        if self.baseline not in REINFORCE_BASELINES:
-            _fail("baseline", self.baseline, f"one of {list(REINFORCE_BASELINES)}")
-        if self.mode not in REINFORCE_MODES:
-            _fail("mode", self.mode, f"one of {list(REINFORCE_MODES)}")
-        super().__post_init__()
-        self._check_range("baseline_decay", low=0.0, high=1.0)
-        self._resolve_episode_steps(self.mode == "trajectory", "in trajectory mode")
-        if self.mode == "trajectory":
-            self._check_whole_episodes()
-        self._check_batch_fits_budget()
-
-    @property
-    def has_critic(self) -> bool:
-        return self.baseline == "value"
-
-
-@dataclasses.dataclass(frozen=True)
-class GRPOConfig(_CommonConfig):
-    """GRPO (Shao et al., 2024) and its relatives for environments: group-relative advantages,
-    no critic. Each update resets ``num_groups`` groups of ``group_size`` environments, every
-    group from one shared key (its members start in the same state), rolls out whole episodes,
-    and gives every step of member i's first episode the advantage of its return ``R_i``
-    relative to its group (``advantage``: ``"std"`` GRPO, ``"mean"`` Dr. GRPO,
-    ``"leave_one_out"`` RLOO); the loss is PPO's clipped surrogate plus ``kl_coef`` times the k3
-    KL estimate towards a reference policy.
-
-    The defaults solve CartPole-v1 (the learning test): 4 groups of 8, whole 500-step episodes.
-    """
-
-    num_envs: int | None = _field(None, "num_groups * group_size (None: computed from them)")
-    num_steps: int | None = _field(None, "rollout length; None: the environment's episode limit")
-    lr: float = _redeclared("lr", 3e-3)
-    anneal_lr: bool = _redeclared("anneal_lr", False)
-    ent_coef: float = _redeclared("ent_coef", 0.0)
-    normalize_advantages: bool = _field(False, "the group advantage is already relative")
-    num_groups: int = _field(4, "groups per update, each from one shared reset")
-    group_size: int = _field(8, "tries per group (>= 2)")
-    advantage: str = _field("std", '"std" (GRPO), "mean" (Dr. GRPO) or "leave_one_out" (RLOO)')
-    num_epochs: int = _field(4, "passes over each batch")
-    num_minibatches: int = _field(4, "minibatches per epoch; must divide num_envs * num_steps")
-    clip_eps: float = _field(0.2, "PPO ratio clip")
-    kl_coef: float = _field(0.0, "weight of the k3 KL penalty towards the reference policy")
-    reference_every: int = _field(
-        0, "copy the policy into the reference every this many updates (0: the initial policy)"
-    )
-
-    algorithm = "grpo"
-
-    def __post_init__(self):
-        from jaxpg.advantages import GROUP_ADVANTAGES
-
-        self._coerce_ints("num_groups", "group_size", "reference_every")
-        self._check_positive_ints("num_groups", "group_size")
-        if self.group_size < 2:
-            _fail("group_size", self.group_size, "at least 2: a group needs others to compare with")
-        groups_envs = self.num_groups * self.group_size
-        if self.num_envs is None:
-            object.__setattr__(self, "num_envs", groups_envs)
-        elif self.num_envs != groups_envs:
-            _fail(
-                "num_envs",
-                self.num_envs,
-                f"num_groups * group_size = {self.num_groups} * "
-                f"{self.group_size} = {groups_envs} (or None)",
-            )
-        if self.advantage not in GROUP_ADVANTAGES:
-            _fail("advantage", self.advantage, f"one of {list(GROUP_ADVANTAGES)}")
-        if not _is_int(self.reference_every) or self.reference_every < 0:
-            _fail("reference_every", self.reference_every, "a non-negative integer (0: never)")
-        super().__post_init__()
-        self._resolve_episode_steps(True, "")
-        self._check_whole_episodes()
-        self._coerce_ints("num_epochs", "num_minibatches")
-        self._check_positive_ints("num_epochs", "num_minibatches")
-        self._check_range("clip_eps", low=0.0, low_open=True)
-        self._check_range("kl_coef", low=0.0)
-        if self.batch_size % self.num_minibatches:
-            _fail(
-                "num_minibatches",
-                self.num_minibatches,
-                f"must divide the batch num_envs * num_steps = {self.batch_size}",
-            )
-        self._check_batch_fits_budget()
-
-    @property
-    def has_critic(self) -> bool:
-        return False
-
-
-Config = PPOConfig | A2CConfig | TRPOConfig | ReinforceConfig | GRPOConfig
+def stack_hparams(config: Config, settings: Sequence[dict]) -> HParams:
+    """One :class:`HParams` with leading axis ``len(settings)``; unspecified fields come from
+    ``config``."""
+    if not settings:
+        raise ValueError("sweep: no settings to sweep over")
+    for s in settings:
+        check_sweep_names(config, s)
+    rows = [config.hparams(**s) for s in settings]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)

@@ -15,6 +15,8 @@ dtype (``Env.obs_dtype``): integer tokens stay integers, and the agent decides h
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import gymnax
@@ -144,35 +146,81 @@ def _fmt(x: np.ndarray | None) -> str:
     return values[0] if len(set(values)) == 1 else "[" + ", ".join(values) + "]"
 
 
-def registered_envs() -> list[str]:
-    """The names ``make_env`` accepts: gymnax's registry, then jaxpg's sequence tasks."""
-    from jaxpg.sequence import TASKS
+class EnvFamily(NamedTuple):
+    """A family of environments named ``"PREFIX:NAME"`` (jaxpg's sequence tasks, an env suite)."""
 
-    return list(gymnax.registered_envs) + [f"seq:{name}" for name in TASKS]
+    make: Callable[..., gx_env.Environment]  # (full name, **env_kwargs) -> a gymnax Environment
+    names: Callable[[], Sequence[str]]  # the full names it knows, for listings
+
+
+# The built-in families by import path: the module registers its family when imported, so
+# listing or building one imports that module only then.
+_BUILTIN_FAMILIES = {"seq": "jaxpg.sequence"}
+_FAMILIES: dict[str, EnvFamily] = {}
+
+
+def register_env_family(
+    prefix: str,
+    make: Callable[..., gx_env.Environment],
+    names: Callable[[], Sequence[str]] = tuple,
+) -> None:
+    """Makes ``make_env("PREFIX:NAME", **env_kwargs)`` build ``make("PREFIX:NAME", **env_kwargs)``.
+
+    Args:
+      prefix: the family's prefix, without the colon (``"seq"``).
+      make: ``(name, **env_kwargs) -> Environment``: a gymnax-style environment for ``name``
+        (the whole name, prefix included); a ``ValueError`` for a name it does not know.
+      names: ``() -> names`` for :func:`registered_envs` and ``jaxpg envs``.
+    """
+    if not prefix or ":" in prefix:
+        raise ValueError(f"prefix={prefix!r} is invalid: a non-empty name without ':'")
+    _FAMILIES[prefix] = EnvFamily(make, names)
+
+
+def _family(prefix: str) -> EnvFamily | None:
+    if prefix not in _FAMILIES and prefix in _BUILTIN_FAMILIES:
+        importlib.import_module(_BUILTIN_FAMILIES[prefix])
+    return _FAMILIES.get(prefix)
+
+
+def env_families() -> tuple[str, ...]:
+    """The registered prefixes, built-in ones first."""
+    return tuple(_BUILTIN_FAMILIES) + tuple(p for p in _FAMILIES if p not in _BUILTIN_FAMILIES)
+
+
+def registered_envs() -> list[str]:
+    """The names ``make_env`` accepts: gymnax's registry, then every family's names."""
+    names = list(gymnax.registered_envs)
+    for prefix in env_families():
+        names += list(_family(prefix).names())
+    return names
 
 
 def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_kwargs: Any) -> Env:
-    """Builds an :class:`Env` from a gymnax registry name or an ``Environment`` instance.
+    """Builds an :class:`Env` from a registry name or an ``Environment`` instance.
 
     Args:
-      env: a registry name such as ``"CartPole-v1"``, a gymnax ``Environment`` instance (a user's
-        own environment works like a built-in one), or an existing :class:`Env` (returned as is).
+      env: a gymnax registry name such as ``"CartPole-v1"``, a family's ``"PREFIX:NAME"``
+        (``"seq:reverse"``; :func:`register_env_family`), a gymnax ``Environment`` instance (a
+        user's own environment works like a built-in one), or an existing :class:`Env`
+        (returned as is).
       env_params: the environment's params; defaults to ``env.default_params``.
-      **env_kwargs: passed through to ``gymnax.make`` for a registry name.
+      **env_kwargs: passed through to ``gymnax.make`` (or the family's ``make``) for a name.
     """
     if isinstance(env, Env):
         return env
-    if isinstance(env, str) and env.startswith("seq:"):  # a built-in sequence task
-        from jaxpg.sequence import make_task, task_env
-
-        env = task_env(make_task(env, **env_kwargs))
-        env_kwargs = {}
+    if isinstance(env, str) and ":" in env:
+        family = _family(env.partition(":")[0])
+        if family is not None:
+            env = family.make(env, **env_kwargs)
+            env_kwargs = {}
     if isinstance(env, str):
         if env not in gymnax.registered_envs:
             raise ValueError(
                 f"env: unknown environment {env!r}. Registered gymnax environments: "
                 + ", ".join(gymnax.registered_envs)
-                + "; sequence tasks: seq:copy, seq:reverse, seq:sort, seq:add"
+                + "; families: "
+                + ", ".join(f"{p}:NAME" for p in env_families())
             )
         instance, default_params = gymnax.make(env, **env_kwargs)
         name = env
@@ -227,8 +275,6 @@ _DOWNLOADS = {"MNISTBandit-bsuite": "downloads MNIST when built"}
 def env_table() -> list[tuple[str, str, str, str]]:
     """``(name, observation space, action space, note)`` for every registered environment
     (``jaxpg envs``); the note says why one is not supported, or that it downloads data."""
-    import gymnax
-
     rows = []
     for name in registered_envs():
         if name in _DOWNLOADS:

@@ -110,8 +110,6 @@ def flag_name(name: str) -> str:
 def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag per field of the config dataclass ``cls``: the parser from the field's type, the
     help from its ``metadata["help"]``, the default from the field."""
-    from jaxpg.config import HParams
-
     hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(
         f"{cls.__name__} fields",
@@ -123,7 +121,7 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         parse, metavar, kind = _field_parser(f.name, hint)
         notes = [kind]
-        if f.name in HParams._fields:
+        if f.metadata.get("traced"):
             notes.append("traced, sweepable")
         text = _CLI_HELP.get(f.name, f.metadata.get("help", ""))
         if text:

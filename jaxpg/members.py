@@ -83,7 +83,7 @@ class Members:
         import jax
         import jax.numpy as jnp
 
-        from jaxpg.sweep import stack_hparams
+        from jaxpg.config import stack_hparams
 
         keys = jnp.stack([jax.random.key(s) for s in self.seeds] * self.num_settings)
         if self.settings:

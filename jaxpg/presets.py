@@ -5,7 +5,11 @@ Each preset is a plain config; override any field with ``config.replace(...)``.
 
 from __future__ import annotations
 
-from jaxpg.config import A2CConfig, GRPOConfig, PPOConfig, ReinforceConfig, TRPOConfig
+from jaxpg.a2c import A2CConfig
+from jaxpg.grpo import GRPOConfig
+from jaxpg.ppo import PPOConfig
+from jaxpg.reinforce import ReinforceConfig
+from jaxpg.trpo import TRPOConfig
 
 
 def ppo_cartpole() -> PPOConfig:

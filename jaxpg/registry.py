@@ -1,8 +1,10 @@
 """The one table of algorithms: name -> (config class, builder ``(config, agent) -> Algorithm``).
 
 The CLI's subcommands, the run directory's ``config.json``, checkpoints and the benchmarks all
-read it, so adding an algorithm touches this table only (or one :func:`register` call, for an
-algorithm of your own)::
+read it. A built-in algorithm is one module holding its config and its builder (``jaxpg/ppo.py``,
+...) plus one line of ``_BUILTIN`` below; an algorithm of your own is one :func:`register` call
+in your module (``jaxpg train --import my_module`` or the ``jaxpg.algorithms`` entry-point group
+imports it for the command line)::
 
     jaxpg.registry.register("my-a2c", MyA2CConfig, make_my_a2c)
 
@@ -12,9 +14,10 @@ CLI needs them before ``jax.distributed.initialize``).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from jaxpg.importing import import_path
 
 if TYPE_CHECKING:  # annotations only: listing the names must import nothing heavy
     from jaxpg.agents import Agent
@@ -22,11 +25,11 @@ if TYPE_CHECKING:  # annotations only: listing the names must import nothing hea
     from jaxpg.config import Config
 
 _BUILTIN = {
-    "ppo": ("jaxpg.config:PPOConfig", "jaxpg.algorithms:make_ppo"),
-    "a2c": ("jaxpg.config:A2CConfig", "jaxpg.algorithms:make_a2c"),
-    "trpo": ("jaxpg.config:TRPOConfig", "jaxpg.algorithms:make_trpo"),
-    "reinforce": ("jaxpg.config:ReinforceConfig", "jaxpg.algorithms:make_reinforce"),
-    "grpo": ("jaxpg.config:GRPOConfig", "jaxpg.algorithms:make_grpo"),
+    "ppo": ("jaxpg.ppo:PPOConfig", "jaxpg.ppo:make_ppo"),
+    "a2c": ("jaxpg.a2c:A2CConfig", "jaxpg.a2c:make_a2c"),
+    "trpo": ("jaxpg.trpo:TRPOConfig", "jaxpg.trpo:make_trpo"),
+    "reinforce": ("jaxpg.reinforce:ReinforceConfig", "jaxpg.reinforce:make_reinforce"),
+    "grpo": ("jaxpg.grpo:GRPOConfig", "jaxpg.grpo:make_grpo"),
 }
 _REGISTERED: dict[str, Entry] = {}
 
@@ -34,11 +37,6 @@ _REGISTERED: dict[str, Entry] = {}
 class Entry(NamedTuple):
     config_class: type
     build: Callable[[Any, Any], Any]  # (config, agent) -> Algorithm
-
-
-def _load(path: str):
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def names() -> tuple[str, ...]:
@@ -63,8 +61,12 @@ def lookup(name: str) -> Entry:
         return _REGISTERED[name]
     if name in _BUILTIN:
         config_path, build_path = _BUILTIN[name]
-        return Entry(_load(config_path), _load(build_path))
+        return Entry(import_path(config_path), import_path(build_path))
     raise ValueError(f"algorithm={name!r} is invalid: one of {list(names())}")
+
+
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def config_class(name: str) -> type:
@@ -79,8 +81,8 @@ def for_config(config: Config) -> Entry:
     entry = lookup(name)
     if not isinstance(config, entry.config_class):
         raise ValueError(
-            f"config: a {type(config).__name__} says algorithm={name!r}, whose config class is "
-            f"{entry.config_class.__name__}"
+            f"config: a {_qualified(type(config))} says algorithm={name!r}, whose registered "
+            f"config class is {_qualified(entry.config_class)} (was {name!r} registered twice?)"
         )
     return entry
 

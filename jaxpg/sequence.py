@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,9 +43,7 @@ from flax import struct
 from gymnax.environments import environment as gx_env
 from gymnax.environments import spaces as gx_spaces
 
-if TYPE_CHECKING:  # annotations only: the policy is imported where it is used
-    from jaxpg.config import Config
-    from jaxpg.policy import PolicyParams
+from jaxpg.envs import register_env_family
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,31 +315,8 @@ def completion_stats(task: SequenceTask, obs: jax.Array) -> dict[str, jax.Array]
     return out
 
 
-def evaluate_task(
-    config: Config,
-    params: PolicyParams,
-    key: jax.Array,
-    num_prompts: int = 256,
-    *,
-    deterministic: bool = False,
-) -> dict[str, jax.Array]:
-    """Generates one completion for each of ``num_prompts`` fresh prompts with the policy
-    ``params`` (sampled tokens, or the most likely with ``deterministic``); returns the mean
-    ``reward`` and the ``exact_match`` rate. Jittable and vmappable over ``params``."""
-    from jaxpg.evaluate import play_start, play_step
-    from jaxpg.policy import make_policy
+def _make_env(name: str, **kwargs: Any) -> SequenceEnv:
+    return task_env(make_task(name, **kwargs))
 
-    env = config.env_spec
-    task = getattr(env.env, "task", None)
-    if task is None:
-        raise ValueError(f"evaluate_task: {env.name} is not a sequence task")
-    policy = make_policy(config)
-    reset_key, key = jax.random.split(key)
 
-    def step(state, k):
-        state, out = play_step(env, policy, params, state, k, deterministic)
-        return state, out.final_obs
-
-    init = play_start(env, policy, reset_key, num_prompts)
-    _, finals = jax.lax.scan(step, init, jax.random.split(key, task.completion_length))
-    return completion_stats(task, finals[-1])
+register_env_family("seq", _make_env, lambda: [f"seq:{name}" for name in TASKS])

@@ -19,35 +19,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpg.config import Config, HParams
+from jaxpg.agents import AgentLike
+from jaxpg.config import Config, HParams, check_sweep_names, stack_hparams
 from jaxpg.metrics import final_return
 from jaxpg.train import TrainResult, make_train
-
-SWEEPABLE = HParams._fields
-
-
-def _check_names(config, names) -> None:
-    for name in names:
-        if name in SWEEPABLE:
-            continue
-        if hasattr(config, name):
-            raise ValueError(
-                f"sweep: {name!r} is a static config field (it changes shapes or program "
-                f"structure), so it cannot be swept in one program; build one config per value. "
-                f"Sweepable: {list(SWEEPABLE)}"
-            )
-        raise ValueError(f"sweep: unknown hyperparameter {name!r}; sweepable: {list(SWEEPABLE)}")
-
-
-def stack_hparams(config: Config, settings: Sequence[dict]) -> HParams:
-    """One :class:`HParams` with leading axis ``len(settings)``; unspecified fields come from
-    ``config``."""
-    if not settings:
-        raise ValueError("sweep: no settings to sweep over")
-    for s in settings:
-        _check_names(config, s)
-    rows = [config.hparams(**s) for s in settings]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
 
 
 def grid(config: Config, **values: Sequence[float]) -> tuple[HParams, list[dict]]:
@@ -55,7 +30,7 @@ def grid(config: Config, **values: Sequence[float]) -> tuple[HParams, list[dict]
 
     Returns the batched :class:`HParams` and the list of settings, one dict per member.
     """
-    _check_names(config, values)
+    check_sweep_names(config, values)
     for name, vals in values.items():
         if np.ndim(vals) != 1 or len(vals) == 0:
             raise ValueError(f"sweep: {name} needs a non-empty list of values, got {vals!r}")
@@ -70,7 +45,7 @@ def random_search(
 ) -> tuple[HParams, list[dict]]:
     """``num`` settings drawn uniformly from ``ranges``: ``name=(low, high)`` or
     ``name=(low, high, "log")`` for a log-uniform draw (learning rates)."""
-    _check_names(config, ranges)
+    check_sweep_names(config, ranges)
     draws = {}
     for i, (name, spec) in enumerate(ranges.items()):
         if len(spec) not in (2, 3) or (len(spec) == 3 and spec[2] not in ("log", "linear")):
@@ -102,14 +77,16 @@ def parse_sweep_spec(specs: Sequence[str]) -> dict[str, list[float]]:
     return values
 
 
-def make_sweep(config: Config) -> Callable[[jax.Array, HParams], TrainResult]:
+def make_sweep(
+    config: Config, *, agent: AgentLike | None = None
+) -> Callable[[jax.Array, HParams], TrainResult]:
     """``sweep(keys [S], hparams [K]) -> TrainResult`` with leading axes ``[K, S]``.
 
     Every setting trains with the same seeds, so member ``(k, s)`` equals
     ``make_train(config)(keys[s], hparams[k])``. Jit it once; other values of the same shape
     reuse the compiled program.
     """
-    train = make_train(config)
+    train = make_train(config, agent=agent)
     over_seeds = jax.vmap(train, in_axes=(0, None))
     over_settings = jax.vmap(over_seeds, in_axes=(None, 0))
 
@@ -119,11 +96,12 @@ def make_sweep(config: Config) -> Callable[[jax.Array, HParams], TrainResult]:
                 f"sweep: hparams must be jaxpg.HParams (from grid or random_search), got "
                 f"{type(hparams).__name__}"
             )
-        sizes = {np.shape(leaf)[:1] for leaf in hparams}
+        leaves = jax.tree.leaves(hparams)
+        sizes = {np.shape(leaf)[:1] for leaf in leaves}
         if len(sizes) != 1 or () in sizes:
             raise ValueError(
                 f"sweep: every hyperparameter needs the same leading axis of settings, got "
-                f"shapes {[np.shape(leaf) for leaf in hparams]}; build them with grid or "
+                f"shapes {[np.shape(leaf) for leaf in leaves]}; build them with grid or "
                 "random_search"
             )
         typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)

@@ -13,7 +13,10 @@ import pytest
 from flax.core import FrozenDict
 
 from jaxpg import registry, runs
-from jaxpg.config import A2CConfig, PPOConfig, ReinforceConfig, _CommonConfig, _freeze, _plain
+from jaxpg.a2c import A2CConfig
+from jaxpg.config import Config, _freeze, _plain
+from jaxpg.ppo import PPOConfig
+from jaxpg.reinforce import ReinforceConfig
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +42,7 @@ def test_every_field_has_help_metadata(name):
 
 def test_a_subclass_redeclaration_has_its_own_help():
     fields = {f.name: f for f in dataclasses.fields(ReinforceConfig)}
-    common = {f.name: f for f in dataclasses.fields(_CommonConfig)}
+    common = {f.name: f for f in dataclasses.fields(Config)}
     assert fields["mode"].metadata["help"]
     assert fields["lr"].default == 3e-3 and common["lr"].default == 2.5e-4
     assert fields["lr"].metadata["help"] == "Adam learning rate"
@@ -53,7 +56,7 @@ def test_default_configs_hash_and_equal_ones_hash_equal(name):
     cls = registry.config_class(name)
     a, b = cls(), cls()
     assert a is not b and a == b and hash(a) == hash(b)
-    assert cls.__eq__ is _CommonConfig.__eq__ and cls.__hash__ is _CommonConfig.__hash__
+    assert cls.__eq__ is Config.__eq__ and cls.__hash__ is Config.__hash__
     assert {a: 1}[b] == 1
 
 
@@ -183,7 +186,7 @@ def test_a_users_plain_dataclass_subclass_keeps_the_value_equality():
 
         algorithm = "my-a2c"
 
-    assert MyConfig.__eq__ is _CommonConfig.__eq__
+    assert MyConfig.__eq__ is Config.__eq__
     a = MyConfig(env="Acrobot-v1", env_params=_acrobot_params([-1.0, 0.0, 1.0]))
     b = MyConfig(env="Acrobot-v1", env_params=_acrobot_params([-1.0, 0.0, 1.0]))
     assert a == b and hash(a) == hash(b)
@@ -200,3 +203,24 @@ def test_to_dict_records_env_params_as_their_fields():
     assert recorded["available_torque"] == [-1.0, 0.0, 1.0]
     assert recorded["max_steps_in_episode"] == 500
     assert set(recorded) == {f.name for f in dataclasses.fields(config.env_params)}
+
+
+def test_a_name_registered_twice_names_both_config_classes(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+
+    def config_class():
+        @dataclasses.dataclass(frozen=True)
+        class TwiceConfig(A2CConfig):
+            algorithm = "twice"
+
+        return TwiceConfig
+
+    first, second = config_class(), config_class()
+    registry.register("twice", first, lambda config, agent: None)
+    assert registry.for_config(first()).config_class is first
+    registry.register("twice", second, lambda config, agent: None)  # replaces the first
+    with pytest.raises(ValueError, match="registered twice") as error:
+        registry.for_config(first())
+    assert str(error.value).count("TwiceConfig") == 2 and "test_config:" in str(error.value)
+    with pytest.raises(ValueError, match=r"TwiceConfig.algorithm must be 'other'"):
+        registry.register("other", second, lambda config, agent: None)

@@ -10,7 +10,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from jaxpg import evaluate as ev
-from jaxpg.config import PPOConfig
+from jaxpg.ppo import PPOConfig
 from jaxpg.train import init_state, policy_params
 
 pytestmark = pytest.mark.timeout(180)

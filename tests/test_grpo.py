@@ -10,8 +10,8 @@ from trees import assert_trees_equal
 
 import jaxpg
 from jaxpg.advantages import group_advantages
-from jaxpg.algorithms import group_targets
 from jaxpg.distributions import CATEGORICAL, DIAG_GAUSSIAN
+from jaxpg.grpo import group_targets
 from jaxpg.losses import kl_k3
 from jaxpg.rollout import env_carry_init
 

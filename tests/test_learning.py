@@ -89,7 +89,7 @@ def test_recurrent_ppo_on_memory_chain():
 
 
 def exact_match(config, num_seeds=1):
-    from jaxpg.sequence import evaluate_task
+    from jaxpg.evaluate import evaluate_task
 
     keys = jax.random.split(jax.random.key(0), num_seeds)
     result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)

@@ -9,12 +9,12 @@ import pytest
 
 import jaxpg
 from jaxpg.agents import make_agent
+from jaxpg.evaluate import evaluate_task
 from jaxpg.networks import CausalEncoder, CausalTransformer
 from jaxpg.sequence import (
     SequenceTask,
     add_task,
     copy_task,
-    evaluate_task,
     make_task,
     reverse_task,
     sort_task,

@@ -1,0 +1,152 @@
+"""Many processes: joining a multi-host JAX job, and who does what in it.
+
+Many hosts: call :func:`initialize_distributed` first, before any other JAX call, in every
+process. The mesh then spans every device of every process, and every process runs the same
+program with the same key; each one steps the environments on its own devices. Only process 0
+should write files (:func:`is_main_process`), and host-local randomness (an evaluation rollout
+that one process runs alone) takes :func:`process_key`.
+
+This module imports nothing heavy (JAX itself, not gymnax), so the CLI can join the job
+before anything starts a backend; :mod:`jaxpg.distributed` re-exports it with the sharded
+programs of :mod:`jaxpg.sharding`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+# -- topology ----------------------------------------------------------------------------------
+
+
+class Topology(NamedTuple):
+    """Where this process sits: ``process_index`` of ``process_count``, with its devices."""
+
+    process_index: int
+    process_count: int
+    local_device_count: int
+    global_device_count: int
+    platform: str  # "cpu", "gpu" or "tpu"
+
+
+def topology() -> Topology:
+    """This process's view of the (possibly multi-host) machine."""
+    return Topology(
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        local_device_count=jax.local_device_count(),
+        global_device_count=jax.device_count(),
+        platform=jax.default_backend(),
+    )
+
+
+def _distributed_is_initialized() -> bool:
+    is_initialized = getattr(jax.distributed, "is_initialized", None)
+    if is_initialized is not None:
+        return bool(is_initialized())
+    return _INITIALIZED[0]
+
+
+_INITIALIZED = [False]  # fallback flag for jax versions without jax.distributed.is_initialized
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    local_device_ids: int | Sequence[int] | None = None,
+) -> Topology:
+    """Joins this process to a multi-host JAX job (``jax.distributed.initialize``).
+
+    Call it once per process, before any other JAX computation. On a Cloud TPU pod slice (and
+    under Slurm or Open MPI) every argument is optional: JAX detects the cluster. Elsewhere
+    (GPU hosts, or several CPU processes) give all three: the ``host:port`` of process 0, the
+    number of processes and this process's id. Calling it again is a no-op.
+
+    Returns the :class:`Topology` after joining: ``jax.devices()`` now lists every process's
+    devices, and :func:`make_mesh` spans them all.
+    """
+    if _distributed_is_initialized():
+        return topology()
+    for name, value in (("num_processes", num_processes), ("process_id", process_id)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 0):
+            raise ValueError(f"initialize_distributed: {name}={value!r} must be a non-negative int")
+    if num_processes is not None and process_id is not None and process_id >= num_processes:
+        raise ValueError(
+            f"initialize_distributed: process_id={process_id} must be < num_processes={num_processes}"
+        )
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+            local_device_ids=local_device_ids,
+        )
+    except RuntimeError as err:
+        if "before" in str(err):
+            raise RuntimeError(
+                "initialize_distributed must run before any other JAX computation in this "
+                "process. Importing gymnax (and so jaxpg.config, jaxpg.envs or jaxpg.train) "
+                "already computes with JAX: call it first, before those imports"
+            ) from err
+        raise
+    except ValueError as err:
+        raise ValueError(
+            f"initialize_distributed: {err}. Outside a Cloud TPU pod, Slurm or Open MPI, pass "
+            "coordinator_address='host0:1234', num_processes and process_id"
+        ) from err
+    _INITIALIZED[0] = True
+    return topology()
+
+
+def is_main_process(process_index: int | None = None) -> bool:
+    """True in process 0, the one process that should write files: logs, tables, plots.
+
+    Checkpoints of sharded state are different: orbax's save of arrays that span processes is
+    collective (every process calls it, orbax picks the writer), and guarding it with this would
+    hang the others. The run loop (:mod:`jaxpg.runner`) instead gathers the members' state in
+    every process and saves it from process 0 alone (orbax ``active_processes={0}``)."""
+    index = jax.process_index() if process_index is None else process_index
+    return index == 0
+
+
+def main_process_only(fn: Callable) -> Callable:
+    """Decorates a function that writes files so it runs only in process 0 (others get None)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if is_main_process():
+            return fn(*args, **kwargs)
+        return None
+
+    return wrapper
+
+
+def process_key(key: jax.Array, process_index: int | None = None) -> jax.Array:
+    """A key for randomness that one process draws alone (``fold_in(key, process_index)``).
+
+    Training itself takes the same key in every process: it is one global program, and the
+    sharding decides which environments each process steps. Keys for host-local work (an
+    evaluation each process runs on its own devices) must differ between processes, or every
+    process repeats the same episodes.
+    """
+    index = jax.process_index() if process_index is None else process_index
+    return jax.random.fold_in(key, index)
+
+
+def global_seed(seed: int) -> int:
+    """``seed`` as process 0 has it, in every process, so a seed drawn at random (from the
+    clock, say) cannot differ between processes. A no-op with one process."""
+    if jax.process_count() == 1:
+        return int(seed)
+    from jax.experimental import multihost_utils
+
+    # As two uint32 words: without jax_enable_x64 an int64 would be cut to 32 bits.
+    seed = int(seed) % 2**64
+    words = np.asarray([seed >> 32, seed & 0xFFFFFFFF], np.uint32)
+    hi, lo = np.asarray(multihost_utils.broadcast_one_to_all(words)).tolist()
+    return (hi << 32) | lo
