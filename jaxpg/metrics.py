@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -53,13 +54,30 @@ def metrics_rows(
     members: Members,
     sps: float,
     time: float,
+    batch_size: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Flat columns, one row per (update, member), from one chunk's ``metrics[name][M, n]``.
 
-    Members are in :class:`jaxpg.members.Members` order (setting-major). ``update`` is 1-based (the number of updates done), so ``env_steps`` is
-    ``update * batch_size``. Columns: ``setting`` and the swept values (sweeps only), ``seed``,
-    ``update``, ``env_steps``, every trainer metric, ``sps`` (env steps per second of the whole
-    run, over this chunk) and ``time`` (seconds of training so far).
+    Members are in :class:`jaxpg.members.Members` order (setting-major). ``update`` is 1-based
+    (the number of updates done), so ``env_steps`` is ``update * batch_size``, written as that
+    exact integer (int64): the trainer's ``env_steps`` metric is float32, rounded past 2^24
+    steps. Columns: ``setting`` and the swept values (sweeps only), ``seed``, ``update``,
+    ``env_steps``, every trainer metric, ``sps`` (env steps per second of the whole run, over
+    this chunk) and ``time`` (seconds of training so far).
+
+    Args:
+      metrics: the chunk's metrics, ``[M, n]`` each (``M`` members, ``n`` updates).
+      first_update: the number of updates done before the chunk.
+      members: the run's members, ``M`` of them.
+      sps: env steps per second over the chunk.
+      time: seconds of training so far.
+      batch_size: env steps per update and member (``num_envs * num_steps``). Without it, it
+        is read back from the trainer's float32 ``env_steps`` (exact for batches under 2^23
+        steps, and checked against every row); if that fails, ``env_steps`` is the metric's
+        own value, as the trainer gave it.
+
+    Returns:
+      The columns, equal-length arrays by name.
     """
     any_metric = np.asarray(next(iter(metrics.values())))
     num_members, n = any_metric.shape[:2]
@@ -74,9 +92,16 @@ def metrics_rows(
             values = np.asarray([s[name] for s in settings], np.float64)
             cols[name] = values[members.setting_index(member)]
     cols["seed"] = members.seed(member)
-    cols["update"] = np.repeat(np.arange(first_update + 1, first_update + n + 1), num_members)
+    updates = np.arange(first_update + 1, first_update + n + 1, dtype=np.int64)
+    cols["update"] = np.repeat(updates, num_members)
+    if batch_size is None and "env_steps" in metrics:
+        batch_size = _batch_size_of(np.asarray(metrics["env_steps"]), updates)
+    if batch_size is not None:
+        cols["env_steps"] = cols["update"] * np.int64(operator.index(batch_size))
     names = [k for k in METRIC_ORDER if k in metrics] + sorted(set(metrics) - set(METRIC_ORDER))
     for name in names:
+        if name == "env_steps" and batch_size is not None:
+            continue
         value = np.asarray(metrics[name])
         flat = value.T.reshape(-1)  # [M, n] -> [n, M] -> update-major rows
         if value.dtype == bool or np.issubdtype(value.dtype, np.integer):
@@ -86,6 +111,41 @@ def metrics_rows(
     cols["sps"] = np.full(n * num_members, round(float(sps), 1), np.float64)
     cols["time"] = np.full(n * num_members, round(float(time), 3), np.float64)
     return cols
+
+
+def _batch_size_of(env_steps: np.ndarray, updates: np.ndarray) -> int | None:
+    """The batch size that the trainer's ``env_steps[M, n]`` was computed from, or None.
+
+    The trainer gives ``float32(update) * float32(batch_size)`` (or an integer product): the
+    first update's value, divided by the update, is the batch size to within half a step for a
+    batch under 2^23; it is then checked by recomputing every row as the trainer does.
+
+    Args:
+      env_steps: the trainer's metric, ``[M, n]``.
+      updates: the 1-based update of each of the ``n`` columns, int64.
+
+    Returns:
+      The batch size, or None where the values are not such products of one batch size.
+    """
+    if env_steps.ndim != 2 or env_steps.shape[1] != len(updates) or not env_steps.size:
+        return None
+    if not (
+        np.issubdtype(env_steps.dtype, np.integer) or np.issubdtype(env_steps.dtype, np.floating)
+    ):
+        return None
+    first = env_steps[:, 0].astype(np.float64) / float(updates[0])
+    if not np.all(np.isfinite(first)):
+        return None
+    guess = np.rint(first)
+    if np.any(guess != guess[0]) or not 1 <= guess[0] < 2**23:
+        return None
+    batch_size = int(guess[0])
+    if np.issubdtype(env_steps.dtype, np.integer):
+        want = (updates * batch_size).astype(env_steps.dtype)  # wraps as the trainer's would
+    else:
+        dtype = env_steps.dtype.type
+        want = updates.astype(dtype) * dtype(batch_size)  # IEEE: as the trainer computes it
+    return batch_size if np.array_equal(env_steps, np.broadcast_to(want, env_steps.shape)) else None
 
 
 def concat_tables(tables: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -137,12 +197,20 @@ def read_metrics_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for i, name in enumerate(names):
         values = [r[i] for r in rows]
         if name in INT_COLUMNS:
-            table[name] = np.asarray([int(float(v)) for v in values], np.int64)
+            table[name] = np.asarray([_int(v) for v in values], np.int64)
         else:
             table[name] = np.asarray(
                 [float(v) for v in values], np.float64 if name in wide else np.float32
             )
     return table
+
+
+def _int(text: str) -> int:
+    """An integer cell: parsed as an integer (exact at any size), else as a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return int(float(text))
 
 
 def select_rows(table: Mapping[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
