@@ -29,14 +29,18 @@ Build one with :func:`make_agent` (the config's MLP actor-critic), :func:`agent_
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.core import FrozenDict
 
+from jaxpg.importing import import_path, path_of
 from jaxpg.networks import ActorCritic, CausalTransformer, RecurrentActorCritic
 
 if TYPE_CHECKING:  # annotations only: importing the config module imports gymnax
@@ -219,8 +223,11 @@ def make_agent(config: Config) -> Agent:
     """The agent a config describes: the actor-critic of its ``network`` (``"mlp"``; ``"cnn"``:
     ``conv_channels`` convolutions first; ``"gru"``/``"lstm"``: a recurrent core of
     ``recurrent_size`` units), ``hidden_sizes``, ``activation`` and ``shared_network``, with a
-    critic when ``config.has_critic``."""
+    critic when ``config.has_critic``; or a policy of your own named ``"module:attr"``
+    (:func:`agent_from_path`)."""
     env = config.env_spec
+    if ":" in config.network:
+        return agent_from_path(config.network, config, config.network_kwargs)
     if config.network == "transformer":
         task = env.env.task
         return transformer_agent(
@@ -292,6 +299,56 @@ def agent_from_module(module: nn.Module, *, env: Env) -> Agent:
         return module.apply(params, carry, obs, reset)
 
     return agent_from_functions(init, apply, initial_carry, env=env)
+
+
+def agent_from_path(path: str, config: Config, kwargs: Mapping[str, Any] = FrozenDict()) -> Agent:
+    """The policy at import path ``"module:attr"``, as an :class:`Agent` for ``config``.
+
+    ``attr`` is a flax linen module class (built as ``attr(**kwargs)``), a module instance
+    (``kwargs`` replace its fields), or a function ``attr(config, **kwargs)`` returning anything
+    :func:`as_agent` takes (an :class:`Agent`, a module, an ``(init, apply)`` pair).
+    """
+    obj = import_path(path)
+    kwargs = dict(kwargs)
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+        built = obj(**kwargs)
+    elif isinstance(obj, nn.Module):
+        built = obj.clone(**kwargs) if kwargs else obj
+    elif callable(obj):
+        built = obj(config, **kwargs)
+    else:
+        raise ValueError(
+            f"network={path!r} is invalid: a flax module class or instance, or a function "
+            f"(config, **network_kwargs) -> agent; got a {type(obj).__name__}"
+        )
+    if built is None:
+        raise ValueError(f"network={path!r}: the function returned None, not an agent")
+    return as_agent(built, config)
+
+
+def agent_spec(agent: Any) -> dict[str, Any] | None:
+    """``{"network": "module:attr", "network_kwargs": {...}}``, the config fields that name
+    ``agent`` so a run directory can rebuild it (:func:`agent_from_path`), or ``None`` when it
+    has no import path: a module-level flax module class or function, or an instance of a
+    module-level module class whose fields are plain JSON values."""
+    if isinstance(agent, nn.Module):
+        path = path_of(type(agent))
+        if path is None:
+            return None
+        fields = {
+            f.name: getattr(agent, f.name)
+            for f in dataclasses.fields(agent)
+            if f.name not in ("parent", "name") and f.init
+        }
+        try:
+            json.dumps(fields)
+        except (TypeError, ValueError):
+            return None
+        return {"network": path, "network_kwargs": fields}
+    if isinstance(agent, type) or callable(agent) and not isinstance(agent, (Agent, tuple)):
+        path = path_of(agent)
+        return None if path is None else {"network": path, "network_kwargs": {}}
+    return None
 
 
 def as_agent(agent: AgentLike | None, config: Config) -> Agent:

@@ -22,17 +22,31 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
-if TYPE_CHECKING:  # annotations only: jaxpg.train (and gymnax) are imported when needed
-    from jaxpg.config import Config
-    from jaxpg.train import TrainState
+from jaxpg.agents import AgentLike, as_agent
+from jaxpg.config import Config, HParams, env_params_dict
+from jaxpg.envs import make_env
+from jaxpg.files import jsonable
+from jaxpg.normalization import RunningMeanStd
+from jaxpg.train import TrainState, init_state
 
-CHECKPOINT_FORMAT = 2  # 2: TrainState.algo_state and the agent's carry (jaxpg 0.2)
+# 3: the traced hyperparameters are the config's own (HParams holds exactly its traced fields),
+# and running statistics are two-part float32 sums (RunningMeanStd's ``*_lo`` leaves);
+# 2: TrainState.algo_state and the agent's carry, with the eleven hyperparameters of jaxpg 0.2's
+# closed HParams and one-part statistics (still read: the config's own hyperparameters are
+# taken from them, and the ``lo`` parts start at zero).
+CHECKPOINT_FORMAT = 3
+READABLE_FORMATS = (2, 3)
+FORMAT_2_HPARAMS = (
+    "lr", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm",
+    "baseline_decay", "target_kl", "cg_damping", "kl_coef",
+)  # fmt: skip
 
 # Config fields that must match for a checkpoint's state to mean the same thing under a config:
 # they fix the environment, the state's shapes, or what the network computes.
@@ -46,6 +60,7 @@ COMPATIBILITY_FIELDS = (
     "activation",
     "shared_network",
     "network",
+    "network_kwargs",
     "conv_channels",
     "recurrent_size",
     "embed_dim",
@@ -289,15 +304,14 @@ def _resolve(directory: str | os.PathLike, step: int | None) -> tuple[Path, int]
 def check_compatible(meta: Mapping[str, Any], config: Config, where: str = "checkpoint") -> None:
     """Raises :class:`CheckpointError` if ``meta['config']`` differs from ``config`` in a field
     that fixes the environment, the state's shapes or the network."""
-    from jaxpg.files import jsonable
-
     saved = meta.get("config", {})
     current = jsonable(config.to_dict())  # as the saved one went through JSON
     diffs = []
     for name in COMPATIBILITY_FIELDS:
         if name not in saved and name not in current:
             continue
-        a, b = saved.get(name), current.get(name)
+        missing = {} if name == "network_kwargs" else None  # not recorded before format 3
+        a, b = saved.get(name, missing), current.get(name, missing)
         if name == "env_params":
             same = a == b or _env_params_entry(a, config) == _env_params_entry(b, config)
         else:
@@ -320,10 +334,6 @@ def _env_params_entry(recorded, config):
     """A recorded ``env_params`` (``config.to_dict()``'s) in one form for comparing: its fields.
     None (the environment's defaults) becomes the default params' fields; a repr string (what
     older checkpoints recorded) stands for ``config``'s params if it is their repr."""
-    from jaxpg.config import env_params_dict
-    from jaxpg.envs import make_env
-    from jaxpg.files import jsonable
-
     if recorded is None:
         recorded = env_params_dict(make_env(config.env, None, **config.env_kwargs).params)
     elif isinstance(recorded, str) and config.env_params is not None:
@@ -333,18 +343,61 @@ def _env_params_entry(recorded, config):
 
 
 def abstract_state(
-    config: Config, batch_shape: tuple[int, ...] = (), key_impl: str | None = None
+    config: Config,
+    batch_shape: tuple[int, ...] = (),
+    key_impl: str | None = None,
+    *,
+    agent: AgentLike | None = None,
 ) -> TrainState:
-    """The ``TrainState`` structure (shapes and dtypes only) for ``config`` and ``batch_shape``."""
-    from jaxpg.train import init_state
+    """The ``TrainState`` structure (shapes and dtypes only) for ``config`` (and ``agent``, a
+    policy of your own) and ``batch_shape``."""
+    agent = as_agent(agent, config)
 
     def build():
         key = jax.random.key(0, impl=key_impl)
         keys = jax.random.split(key, int(np.prod(batch_shape, dtype=int)))
-        state = jax.vmap(lambda k: init_state(config, k))(keys)
+        state = jax.vmap(lambda k: init_state(config, k, agent=agent))(keys)
         return jax.tree.map(lambda x: x.reshape(*batch_shape, *x.shape[1:]), state)
 
     return jax.eval_shape(build)
+
+
+class _Format2Stats(struct.PyTreeNode):
+    """A format-2 :class:`~jaxpg.normalization.RunningMeanStd`: one float32 part each."""
+
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+
+def _is_stats(x) -> bool:
+    return isinstance(x, (RunningMeanStd, _Format2Stats))
+
+
+def _format_2_target(target: TrainState) -> TrainState:
+    """``target`` as a format-2 checkpoint holds it: the eleven hyperparameters of then, and
+    running statistics without the ``lo`` parts."""
+    like = jax.tree.leaves(target.hparams)[0]
+    target = jax.tree.map(
+        lambda x: _Format2Stats(x.mean, x.var, x.count) if isinstance(x, RunningMeanStd) else x,
+        target,
+        is_leaf=_is_stats,
+    )
+    return target.replace(hparams=HParams({name: like for name in FORMAT_2_HPARAMS}))
+
+
+def _from_format_2(state: TrainState, config: Config) -> TrainState:
+    """A restored format-2 state in today's form: the config's traced hyperparameters, and
+    running statistics whose ``lo`` parts are zero (a format-2 sum was float32 alone)."""
+
+    def stats(x):
+        if not isinstance(x, _Format2Stats):
+            return x
+        zero = jnp.zeros_like
+        return RunningMeanStd(x.mean, x.var, x.count, zero(x.mean), zero(x.var), zero(x.count))
+
+    state = jax.tree.map(stats, state, is_leaf=_is_stats)
+    return state.replace(hparams=HParams({k: state.hparams[k] for k in config.traced_fields()}))
 
 
 def _flat_shapes(tree) -> dict[str, tuple]:
@@ -399,12 +452,18 @@ def _check_shapes(manager, step: int, target, where: str) -> None:
 
 
 def restore_checkpoint(
-    directory: str | os.PathLike, config: Config, *, step: int | None = None
+    directory: str | os.PathLike,
+    config: Config,
+    *,
+    step: int | None = None,
+    agent: AgentLike | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Restores ``(state, metadata)`` from the latest (or the given) checkpoint in ``directory``.
 
     ``directory`` is a checkpoints folder or one checkpoint's folder. The state comes back with
-    the structure and types that ``init_state(config, ...)`` builds, batched as it was saved.
+    the structure and types that ``init_state(config, ..., agent=agent)`` builds, batched as it
+    was saved (``agent``: a policy of your own given as an object; one the config names as
+    ``network="module:attr"`` needs nothing here).
     Raises :class:`CheckpointError` (and changes nothing on disk) when there is no checkpoint,
     when it cannot be read, or when it belongs to another environment, algorithm or network.
     """
@@ -413,13 +472,19 @@ def restore_checkpoint(
     path = directory / str(step)
     where = f"checkpoint {path}"
     meta = read_checkpoint_metadata(path)
-    if meta.get("format") != CHECKPOINT_FORMAT or "config" not in meta:
-        raise CheckpointError(f"{where} has unknown metadata (format {meta.get('format')!r})")
+    fmt = meta.get("format")
+    if fmt not in READABLE_FORMATS or "config" not in meta:
+        raise CheckpointError(
+            f"{where} is in checkpoint format {fmt!r}, which this jaxpg cannot read (it reads "
+            f"formats {list(READABLE_FORMATS)}; format 1 was jaxpg 0.1's, before the agent's "
+            "carry and the algorithm state)"
+        )
     check_compatible(meta, config, where)
     batch_shape = tuple(meta.get("batch_shape", ()))
     key_impl = meta.get("key_impl", "threefry2x32")
-    target = abstract_state(config, batch_shape, key_impl)
-    target_on_disk = jax.eval_shape(_key_data, target)
+    target = abstract_state(config, batch_shape, key_impl, agent=agent)
+    on_disk = _format_2_target(target) if fmt == 2 else target
+    target_on_disk = jax.eval_shape(_key_data, on_disk)
     try:
         with (
             _quiet_absl(),
@@ -444,6 +509,9 @@ def restore_checkpoint(
         raise CheckpointError(
             f"{where} cannot be read, it may be corrupt ({type(e).__name__}: {message})"
         ) from e
-    state = _wrap_keys(restored["state"], target, key_impl)
+    state = restored["state"]
+    if fmt == 2:
+        state = _from_format_2(state, config)
+    state = _wrap_keys(state, target, key_impl)
     state = jax.tree.map(jnp.asarray, state)
     return state, meta

@@ -55,6 +55,17 @@ def build_parser() -> _Parser:
         description="Vectorized policy-gradient RL on gymnax environments, in JAX.",
         epilog="Start with: jaxpg train   (PPO on CartPole-v1, then jaxpg eval RUN_DIR)",
     )
+    parser.add_argument(
+        "--import",
+        dest="import_modules",
+        action="append",
+        metavar="MODULE",
+        default=[],
+        help="import MODULE first (a module name or a .py file; it may stand anywhere on the "
+        "command line): your own algorithms (jaxpg.register_algorithm), policies "
+        "(--network MODULE:ATTR) and environment families become names; installed packages "
+        f"can register theirs as '{ENTRY_POINT_GROUP}' entry points",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     names = registry.names()
     train = sub.add_parser(
@@ -85,15 +96,19 @@ def build_parser() -> _Parser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jaxpg`` console script; returns the exit status."""
     original = list(sys.argv[1:] if argv is None else argv)
-    argv, explicit_algo = normalize_argv(original)
     try:
+        rest, modules = take_imports(original)
+        argv, explicit_algo = normalize_argv(rest)
         # jax.distributed.initialize() must come before anything initialises a JAX backend,
         # and building the parser imports gymnax, which does.
         if argv[:1] == ["train"] and "--distributed" in argv:
             setup_distributed(argv)
+        modules = import_user_modules(modules)
+        argv, explicit_algo = normalize_argv(rest)  # the imported algorithms are names now
         parser = build_parser()
         args, unknown = parser.parse_known_args(argv)
         args.command_line = "jaxpg " + " ".join(original)
+        args.imports = modules
         if unknown:
             first = unknown[0]
             hint = suggest(all_flags(parser, args), first) if first.startswith("-") else ""
@@ -114,13 +129,73 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 
 
+ENTRY_POINT_GROUP = "jaxpg.algorithms"  # installed packages' algorithms (module entry points)
+
+
+def take_imports(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(argv without them, modules)``: every ``--import MODULE`` (or ``--import=MODULE``),
+    wherever it stands. ``MODULE`` is a module name (``my_algo``, ``pkg.algo``) or a ``.py``
+    file."""
+    rest, modules = [], []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--import":
+            module = next(tokens, None)
+            if module is None or module.startswith("-"):
+                raise UsageError(
+                    "jaxpg: error: --import needs a MODULE (a module name or a .py file)"
+                )
+            modules.append(module)
+        elif token.startswith("--import="):
+            modules.append(token.partition("=")[2])
+        else:
+            rest.append(token)
+    return rest, modules
+
+
+def import_user_modules(modules: Sequence[str]) -> list[str]:
+    """Imports the ``--import`` modules (a module of your own registers its algorithms, env
+    families or policies when imported) and every installed ``jaxpg.algorithms`` entry point;
+    returns the modules' names, which the run directory records so that ``--resume`` and
+    ``jaxpg eval`` import them again. The working directory is importable, as with ``python
+    -m``; a ``.py`` file's folder is added to the path."""
+    import importlib
+    import importlib.metadata
+    import os
+
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    names = []
+    for module in modules:
+        name = module
+        if module.endswith(".py"):
+            folder, _, file = os.path.abspath(module).rpartition(os.sep)
+            if folder not in sys.path:
+                sys.path.insert(0, folder)
+            name = file[: -len(".py")]
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - whatever the user's module raises, in one line
+            raise UsageError(
+                f"jaxpg: error: --import {module}: {type(e).__name__}: {' '.join(str(e).split())}"
+            ) from None
+        names.append(name)
+    for entry in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not break the CLI
+            _say(f"jaxpg: warning: entry point {entry.name} ({entry.value}) failed: {e}",
+                 file=sys.stderr)  # fmt: skip
+    return names
+
+
 def setup_distributed(argv: Sequence[str]) -> None:
     """The ``--distributed`` hook: joins the multi-process job, with ``--coordinator``,
     ``--num-processes`` and ``--process-id`` from ``argv`` if given (on a TPU pod, Slurm or
     Open MPI, JAX finds them itself). It must come before any JAX computation, so :func:`main`
     calls it before building the parser (which imports gymnax)."""
-    from jaxpg.distributed import initialize_distributed
     from jaxpg.flags import distributed_options
+    from jaxpg.processes import initialize_distributed
 
     try:
         initialize_distributed(**distributed_options(argv))
@@ -228,6 +303,7 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
             "env": given.get("env", config.env if isinstance(config.env, str) else "CartPole-v1"),
             "sweep": run_given.get("sweep") or None,
             "command": args.command_line,
+            "imports": args.imports,
         }
         try:
             result = runner.run(

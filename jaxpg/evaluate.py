@@ -16,16 +16,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpg import runs, sequence
+from jaxpg.agents import AgentLike
+from jaxpg.checkpoint import restore_checkpoint
+from jaxpg.config import Config
+from jaxpg.members import Members
 from jaxpg.policy import PolicyParams, make_policy
-
-if TYPE_CHECKING:  # annotations only: importing the config module imports gymnax
-    from jaxpg.config import Config
+from jaxpg.train import policy_params
 
 # The environments gymnax's Visualizer can draw (gymnax/visualize/visualizer.py).
 RENDERABLE_ENVS = (
@@ -105,6 +108,7 @@ def evaluate(
     *,
     deterministic: bool = False,
     max_steps: int | None = None,
+    agent: AgentLike | None = None,
 ) -> EvalResult:
     """Runs ``num_episodes`` fresh episodes of the policy ``params`` at once.
 
@@ -116,6 +120,8 @@ def evaluate(
       deterministic: act with the distribution's mode instead of sampling.
       max_steps: step bound; default: the environment's ``max_steps_in_episode`` (its own time
         limit, after which gymnax truncates, so every episode finishes).
+      agent: the policy of your own that was trained, given as an object (one the config names
+        as ``network="module:attr"`` needs nothing here).
 
     Jittable (``num_episodes``, ``deterministic`` and ``max_steps`` are static) and vmappable over
     ``params`` (for many seeds). Returns an :class:`EvalResult`.
@@ -123,7 +129,8 @@ def evaluate(
     if not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
         raise ValueError(f"num_episodes={num_episodes!r} is invalid: a positive integer")
     limit = _max_steps(config, max_steps)
-    return _evaluate(config, params, key, int(num_episodes), bool(deterministic), limit)
+    policy = make_policy(config, agent)
+    return _evaluate(config, policy, params, key, int(num_episodes), bool(deterministic), limit)
 
 
 class PlayState(NamedTuple):
@@ -154,7 +161,7 @@ def play_step(
     """One step of ``policy`` in its environments: the action (sampled with the first half of
     ``key``, or the mode), then the environments' step (the second half). Returns the next
     :class:`PlayState` and the step's :class:`jaxpg.envs.StepResult`. Every evaluation loop
-    (:func:`evaluate`, :func:`episode_states`, :func:`jaxpg.sequence.evaluate_task`) is this
+    (:func:`evaluate`, :func:`episode_states`, :func:`evaluate_task`) is this
     step in a ``scan`` or ``while_loop``."""
     act_key, env_key = jax.random.split(key)
     agent_carry, action = policy.step(
@@ -164,9 +171,8 @@ def play_step(
     return PlayState(out.env_state, out.obs, agent_carry, jnp.zeros_like(state.first)), out
 
 
-def _evaluate(config, params, key, num_episodes, deterministic, limit):
+def _evaluate(config, policy, params, key, num_episodes, deterministic, limit):
     env = config.env_spec
-    policy = make_policy(config)
     reset_key, key = jax.random.split(key)
     zeros = jnp.zeros((num_episodes,), jnp.float32)
     done = jnp.zeros((num_episodes,), jnp.bool_)
@@ -197,15 +203,17 @@ def make_evaluate(
     *,
     deterministic: bool = False,
     max_steps: int | None = None,
+    agent: AgentLike | None = None,
 ) -> Callable[[PolicyParams, jax.Array], EvalResult]:
     """``evaluate(params, key) -> EvalResult`` with the static arguments bound, ready to jit or
-    vmap over params (many seeds)."""
+    vmap over params (many seeds); the arguments are :func:`evaluate`'s."""
     if not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
         raise ValueError(f"num_episodes={num_episodes!r} is invalid: a positive integer")
     limit = _max_steps(config, max_steps)
+    policy = make_policy(config, agent)
 
     def evaluate_fn(params: PolicyParams, key: jax.Array) -> EvalResult:
-        return _evaluate(config, params, key, int(num_episodes), bool(deterministic), limit)
+        return _evaluate(config, policy, params, key, int(num_episodes), bool(deterministic), limit)
 
     return evaluate_fn
 
@@ -217,12 +225,13 @@ def episode_states(
     *,
     deterministic: bool = False,
     max_steps: int | None = None,
+    agent: AgentLike | None = None,
 ) -> tuple[list[Any], list[float]]:
     """One episode's environment states, for rendering: ``(states, rewards)`` as lists, the
     first state being the reset one, up to the end of the first episode."""
     env = config.env_spec
     limit = _max_steps(config, max_steps)
-    policy = make_policy(config)
+    policy = make_policy(config, agent)
 
     @jax.jit
     def run(key):
@@ -254,6 +263,7 @@ def render_gif(
     *,
     deterministic: bool = False,
     max_steps: int | None = None,
+    agent: AgentLike | None = None,
 ) -> int:
     """Renders one episode of the policy to ``path`` (a .gif); returns the number of frames.
 
@@ -274,7 +284,7 @@ def render_gif(
     from jaxpg.files import atomic_path
 
     frames, rewards = episode_states(
-        config, params, key, deterministic=deterministic, max_steps=max_steps
+        config, params, key, deterministic=deterministic, max_steps=max_steps, agent=agent
     )
     cumulative = np.cumsum(rewards)
     with atomic_path(path) as tmp:
@@ -348,27 +358,33 @@ def evaluate_run(
     step: int | None = None,
     max_steps: int | None = None,
     render: str | os.PathLike | None = None,
+    agent: AgentLike | None = None,
 ) -> RunEvaluation:
     """Evaluates every member of a run directory's checkpoint (the latest, or ``step``) on
     ``episodes`` fresh episodes each (:func:`make_evaluate`, vmapped over the members), and
     optionally writes the first member's episode as a GIF (:func:`render_gif`).
 
-    Raises ``FileNotFoundError``/``ValueError`` for a directory that is not a run or a bad
-    argument, :class:`jaxpg.checkpoint.CheckpointError` for a missing or unreadable checkpoint,
-    :class:`RenderError` when rendering fails.
-    """
-    from jaxpg import runs
-    from jaxpg.checkpoint import restore_checkpoint
-    from jaxpg.members import Members
-    from jaxpg.train import policy_params
+    ``agent``: the policy, for a run whose policy was given to :func:`jaxpg.run` as an object
+    without an import path (otherwise the run directory names it).
 
+    Raises ``FileNotFoundError``/``ValueError`` for a directory that is not a run (or whose
+    modules cannot be imported) or a bad argument, :class:`jaxpg.checkpoint.CheckpointError`
+    for a missing or unreadable checkpoint, :class:`RenderError` when rendering fails.
+    """
     config, run = runs.read_config(run_dir)
+    if run.get("agent") == runs.UNRECORDED_AGENT and agent is None:
+        raise ValueError(
+            f"{run_dir}'s policy was {runs.UNRECORDED_AGENT}: pass it again (agent=...)"
+        )
     if render is not None:
         problem = render_problem(config.env_spec.name)
         if problem:
             raise ValueError(f"render: {problem}")
-    evaluate = make_evaluate(config, episodes, deterministic=deterministic, max_steps=max_steps)
-    state, meta = restore_checkpoint(Path(run_dir) / runs.CHECKPOINT_DIR, config, step=step)
+    evaluate = make_evaluate(
+        config, episodes, deterministic=deterministic, max_steps=max_steps, agent=agent
+    )
+    ckpt_dir = Path(run_dir) / runs.CHECKPOINT_DIR
+    state, meta = restore_checkpoint(ckpt_dir, config, step=step, agent=agent)
     params = policy_params(config, state)
     batch_shape = tuple(meta.get("batch_shape", ()))
     key = jax.random.key(seed)
@@ -387,6 +403,7 @@ def evaluate_run(
             render,
             deterministic=deterministic,
             max_steps=max_steps,
+            agent=agent,
         )
     return RunEvaluation(
         config,
@@ -396,3 +413,35 @@ def evaluate_run(
         np.asarray(result.finished).reshape(-1, episodes),
         frames,
     )
+
+
+# -- sequence tasks ------------------------------------------------------------------------------
+
+
+def evaluate_task(
+    config: Config,
+    params: PolicyParams,
+    key: jax.Array,
+    num_prompts: int = 256,
+    *,
+    deterministic: bool = False,
+    agent: AgentLike | None = None,
+) -> dict[str, jax.Array]:
+    """Generates one completion for each of ``num_prompts`` fresh prompts with the policy
+    ``params`` (sampled tokens, or the most likely with ``deterministic``); returns the mean
+    ``reward`` and the ``exact_match`` rate (:func:`jaxpg.sequence.completion_stats`). Jittable and vmappable over
+    ``params``."""
+    env = config.env_spec
+    task = getattr(env.env, "task", None)
+    if task is None:
+        raise ValueError(f"evaluate_task: {env.name} is not a sequence task")
+    policy = make_policy(config, agent)
+    reset_key, key = jax.random.split(key)
+
+    def step(state, k):
+        state, out = play_step(env, policy, params, state, k, deterministic)
+        return state, out.final_obs
+
+    init = play_start(env, policy, reset_key, num_prompts)
+    _, finals = jax.lax.scan(step, init, jax.random.split(key, task.completion_length))
+    return sequence.completion_stats(task, finals[-1])

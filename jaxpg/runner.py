@@ -38,10 +38,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxpg import metrics as metrics_lib
 from jaxpg import runs
+from jaxpg import sweep as sweep_lib
+from jaxpg.agents import AgentLike, agent_spec, as_agent
 from jaxpg.callbacks import (
     Callback,
     Checkpoints,
@@ -52,8 +57,12 @@ from jaxpg.callbacks import (
     RunContext,
     RunResult,
 )
+from jaxpg.checkpoint import CheckpointError, checkpoint_steps, restore_checkpoint
 from jaxpg.files import atomic_write_json
 from jaxpg.members import Members
+from jaxpg.plotting import plot_run_table
+from jaxpg.sharding import spread_members, to_host
+from jaxpg.train import init_state, make_train_chunk
 
 __all__ = [
     "Callback",
@@ -64,6 +73,7 @@ __all__ = [
     "ProgressBar",
     "RunContext",
     "RunArgumentError",
+    "RunOptions",
     "RunResult",
     "choose_chunk",
     "resume",
@@ -71,6 +81,62 @@ __all__ = [
 ]
 
 TARGET_CHUNK_S = 1.0  # aim for a progress update about every second
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How :func:`run` and :func:`resume` run: one value, checked when built.
+
+    Attributes:
+      callbacks: your own :class:`Callback` objects, called after the built-in ones.
+      progress: show a tqdm progress bar.
+      checkpoint_every: with a run directory, checkpoint at the first chunk end at or after
+        each multiple of this many updates (0: only at the end).
+      keep_checkpoints: keep the newest this many checkpoints.
+      chunk_updates: updates per compiled chunk (default: :func:`choose_chunk`, ~1 s each).
+      stop_after: stop once this many updates are done (with a checkpoint); resume later.
+      plot: with a run directory, write the learning-curve PNGs at the end.
+      spread: spread the members over every device of every process (``len(members)`` must
+        divide by the device count); after :func:`jaxpg.distributed.initialize_distributed`,
+        every process calls :func:`run` alike and process 0 writes the files.
+      verbose: print what the run does (compile time, final return) to stdout.
+    """
+
+    callbacks: Sequence[Callback] = ()
+    progress: bool = True
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 3
+    chunk_updates: int | None = None
+    stop_after: int | None = None
+    plot: bool = True
+    spread: bool = False
+    verbose: bool = True
+
+    def __post_init__(self):
+        for name in ("chunk_updates", "stop_after"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise RunArgumentError(f"{name}={value!r} is invalid: a positive integer or None")
+        try:
+            Checkpoints(self.checkpoint_every, self.keep_checkpoints)
+        except ValueError as e:
+            raise RunArgumentError(str(e)) from None
+        object.__setattr__(self, "callbacks", tuple(self.callbacks))
+
+
+def _options(options: RunOptions | None, kwargs: Mapping[str, Any]) -> RunOptions:
+    if options is not None and kwargs:
+        raise RunArgumentError(f"give options= or the keywords {sorted(kwargs)}, not both")
+    if options is not None:
+        return options
+    try:
+        return RunOptions(**kwargs)
+    except TypeError:
+        names = [f.name for f in dataclasses.fields(RunOptions)]
+        unknown = sorted(set(kwargs) - set(names))
+        raise RunArgumentError(
+            f"unknown run option(s) {unknown}; the options are {names}"
+        ) from None
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -82,45 +148,38 @@ def run(
     seeds: int | Sequence[int] = 1,
     sweep: Mapping[str, Sequence[float]] | Sequence[Mapping[str, float]] | None = None,
     run_dir: str | Path | None = None,
-    callbacks: Sequence[Callback] = (),
-    progress: bool = True,
-    checkpoint_every: int = 0,
-    keep_checkpoints: int = 3,
-    chunk_updates: int | None = None,
-    stop_after: int | None = None,
-    plot: bool = True,
-    spread: bool = False,
+    agent: AgentLike | None = None,
     run_info: Mapping[str, Any] | None = None,
-    verbose: bool = True,
+    options: RunOptions | None = None,
+    **option_kwargs: Any,
 ) -> RunResult:
     """Trains ``config`` for every (setting, seed) member; returns a :class:`RunResult`.
 
     Args:
-      config: a config of any registered algorithm.
+      config: a config of any registered algorithm (jaxpg's or your own).
       seeds: the number of seeds (0, 1, ...) or the seeds themselves.
       sweep: traced hyperparameters to sweep: ``{"lr": [1e-4, 3e-4]}`` (the grid of all
         values, :func:`jaxpg.sweep.grid`) or a list of settings ``[{"lr": 1e-4}, ...]``.
       run_dir: where to write the run directory (config, metrics, summary, plots,
         checkpoints); ``None`` writes nothing (and cannot be resumed). It must not hold a
         run already: :func:`resume` continues one.
-      callbacks: your own :class:`Callback` objects, called after the built-in ones.
-      progress: show a tqdm progress bar.
-      checkpoint_every: with ``run_dir``, checkpoint at the first chunk end at or after each
-        multiple of this many updates (0: only at the end).
-      keep_checkpoints: keep the newest this many checkpoints.
-      chunk_updates: updates per compiled chunk (default: :func:`choose_chunk`, ~1 s each).
-      stop_after: stop once this many updates are done (with a checkpoint); resume later.
-      plot: with ``run_dir``, write the learning-curve PNGs at the end.
-      spread: spread the members over every device of every process (``len(members)`` must
-        divide by the device count); after :func:`jaxpg.distributed.initialize_distributed`,
-        every process calls :func:`run` alike and process 0 writes the files.
+      agent: a policy of your own (anything :func:`jaxpg.make_train` takes). One with an
+        import path (a module-level flax module class, an instance of one with plain fields,
+        a function ``config -> agent``) is recorded in the config as ``network="module:attr"``
+        (and ``network_kwargs``), so :func:`resume` and ``jaxpg eval`` rebuild it; any other
+        must be given to :func:`resume` again.
       run_info: extra facts for ``config.json``'s ``"run"`` record (the CLI's command line).
-      verbose: print what the run does (compile time, final return) to stdout.
+      options: a :class:`RunOptions`, or its fields as keywords (``progress=False,
+        checkpoint_every=50, stop_after=100, chunk_updates=10, callbacks=[...], plot=False,
+        spread=False, verbose=True, keep_checkpoints=3``).
+      **option_kwargs: the fields of :class:`RunOptions`.
     """
+    options = _options(options, option_kwargs)
     try:
         members = Members.of(seeds, sweep_settings(config, sweep))
     except ValueError as e:
         raise RunArgumentError(str(e)) from None
+    config, agent, recorded = _record_agent(config, agent)
     if run_dir is not None:
         run_dir = Path(run_dir)
         if _from_process_0((run_dir / runs.CONFIG_FILE).exists()):
@@ -129,24 +188,24 @@ def run(
                 f"jaxpg.resume (jaxpg train --resume {run_dir}), or give another run_dir"
             )
     info = {"env": config.env if isinstance(config.env, str) else None, **members.to_dict()}
+    if not recorded:
+        info["agent"] = runs.UNRECORDED_AGENT
     info.update(run_info or {})
-    return _train(
-        config,
-        members,
-        run_dir=run_dir,
-        state=None,
-        start=0,
-        info=info,
-        callbacks=callbacks,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints,
-        chunk_updates=chunk_updates,
-        stop_after=stop_after,
-        plot=plot,
-        spread=spread,
-        verbose=verbose,
-    )
+    return _train(config, members, agent, run_dir, None, 0, info, options)
+
+
+def _record_agent(config: Any, agent: AgentLike | None) -> tuple[Any, AgentLike | None, bool]:
+    """``(config, agent, recorded)``: an ``agent`` with an import path moves into the config
+    (``network``, ``network_kwargs``), so the run directory names it."""
+    if agent is None:
+        return config, None, True
+    spec = agent_spec(agent)
+    if spec is None:
+        return config, agent, False
+    try:
+        return config.replace(**spec), None, True
+    except ValueError as e:
+        raise RunArgumentError(f"agent: {e}") from None
 
 
 def resume(
@@ -154,30 +213,37 @@ def resume(
     *,
     total_timesteps: int | None = None,
     step: int | None = None,
-    callbacks: Sequence[Callback] = (),
-    progress: bool = True,
-    checkpoint_every: int = 0,
-    keep_checkpoints: int = 3,
-    chunk_updates: int | None = None,
-    stop_after: int | None = None,
-    plot: bool = True,
-    spread: bool = False,
-    verbose: bool = True,
+    agent: AgentLike | None = None,
+    options: RunOptions | None = None,
+    **option_kwargs: Any,
 ) -> RunResult:
     """Continues the run in ``run_dir`` from its latest checkpoint (or ``step``).
 
-    The config, seeds and sweep settings come from the run directory; ``total_timesteps`` may
-    extend the run. The result equals an uninterrupted run's, bit for bit (the chunk program
-    is the same function of the restored state). Raises ``ValueError`` for a directory that
-    is not a run, :class:`RunArgumentError` for one that cannot be resumed as asked, and
+    The config, seeds and sweep settings come from the run directory (which imports the
+    modules it names: a config class of your own, a policy given as ``"module:attr"``, the
+    CLI's ``--import``); ``total_timesteps`` may extend the run. The result equals an
+    uninterrupted run's, bit for bit (the chunk program is the same function of the restored
+    state). Raises ``ValueError`` for a directory that is not a run (or whose modules cannot
+    be imported), :class:`RunArgumentError` for one that cannot be resumed as asked, and
     :class:`jaxpg.checkpoint.CheckpointError` for a missing, unreadable or incompatible
-    checkpoint, all before anything is written. The other arguments are
-    :func:`run`'s.
-    """
-    from jaxpg.checkpoint import CheckpointError, checkpoint_steps, restore_checkpoint
+    checkpoint, all before anything is written.
 
+    Args:
+      run_dir: the run directory.
+      total_timesteps: a new budget (to extend the run).
+      step: the checkpoint to resume from (default: the latest).
+      agent: the policy, for a run whose policy was given as an object without an import path
+        (``config.json`` says so); otherwise the run's own.
+      options: a :class:`RunOptions`, or its fields as keywords.
+      **option_kwargs: the fields of :class:`RunOptions`.
+    """
+    options = _options(options, option_kwargs)
     run_dir = Path(run_dir)
     config, info = runs.read_config(run_dir)
+    if info.get("agent") == runs.UNRECORDED_AGENT and agent is None:
+        raise RunArgumentError(
+            f"{run_dir}'s policy was {runs.UNRECORDED_AGENT}: pass it again, resume(..., agent=...)"
+        )
     if total_timesteps is not None:
         try:
             config = config.replace(total_timesteps=total_timesteps)
@@ -185,7 +251,7 @@ def resume(
             raise RunArgumentError(str(e)) from None
     members = Members.from_dict(info)
     ckpt_dir = run_dir / runs.CHECKPOINT_DIR
-    state, meta = restore_checkpoint(ckpt_dir, config, step=step)
+    state, meta = restore_checkpoint(ckpt_dir, config, step=step, agent=agent)
     if tuple(meta.get("batch_shape", ())) != (len(members),):
         raise CheckpointError(
             f"{ckpt_dir}: the checkpoint holds {meta.get('batch_shape')} members, the run's "
@@ -203,28 +269,12 @@ def resume(
         *info.get("resumes", []),
         {"from_update": start, "time": time.strftime("%Y-%m-%dT%H:%M:%S")},
     ]
-    if verbose:
+    if options.verbose:
         _say(
             f"resuming {run_dir} from update {start} of {config.num_updates} "
             f"({start * config.batch_size:,} env steps)"
         )
-    return _train(
-        config,
-        members,
-        run_dir=run_dir,
-        state=state,
-        start=start,
-        info=info,
-        callbacks=callbacks,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
-        keep_checkpoints=keep_checkpoints,
-        chunk_updates=chunk_updates,
-        stop_after=stop_after,
-        plot=plot,
-        spread=spread,
-        verbose=verbose,
-    )
+    return _train(config, members, agent, run_dir, state, start, info, options)
 
 
 class RunArgumentError(ValueError):
@@ -235,175 +285,196 @@ class RunArgumentError(ValueError):
 def _train(
     config: Any,
     members: Members,
-    *,
+    agent: AgentLike | None,
     run_dir: Path | None,
     state: Any,
     start: int,
     info: Mapping[str, Any],
-    callbacks: Sequence[Callback],
-    progress: bool,
-    checkpoint_every: int,
-    keep_checkpoints: int,
-    chunk_updates: int | None,
-    stop_after: int | None,
-    plot: bool,
-    spread: bool,
-    verbose: bool,
+    options: RunOptions,
 ) -> RunResult:
-    import jax
+    """The run: check, build the callbacks, compile, loop over the chunks, finish."""
+    say = _say if options.verbose else (lambda *a, **k: None)
+    _check_spread(options.spread, members)
+    end = config.num_updates if options.stop_after is None else min(config.num_updates, options.stop_after)  # fmt: skip
+    remaining = max(0, end - start)
+    checkpoints, everyone = _callbacks(run_dir, options)
+    tables = _previous_rows(run_dir, start)
+    ctx = RunContext(config, members, run_dir, start, end, 0, jax.process_index() == 0, start, tables)  # fmt: skip
+    if remaining == 0:
+        return _nothing_to_train(ctx, state, checkpoints, options, say)
 
-    say = _say if verbose else (lambda *a, **k: None)
-    for name, value in (("chunk_updates", chunk_updates), ("stop_after", stop_after)):
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise RunArgumentError(f"{name}={value!r} is invalid: a positive integer or None")
+    t0 = time.perf_counter()
+    if state is None:
+        keys, hparams = members.inputs(config)
+        init = _program(_init_fn(config, agent), options.spread)
+        state = init.lower(keys, hparams).compile()(keys, hparams)
+    plan = _plan(ctx, remaining, options)
+    say(_describe(ctx, remaining))
+    if run_dir is not None and ctx.is_main:
+        runs.write_config(run_dir, config, info)
+    programs = {
+        length: _program(_chunk_fn(config, length, agent), options.spread).lower(state).compile()
+        for length in set(plan)
+    }
+    compile_time = time.perf_counter() - t0
+    if len(set(plan)) > 1:
+        say(
+            f"note: chunks of {plan[0]} do not divide {remaining} updates; the last chunk of "
+            f"{plan[-1]} updates needed a second program (a chunk_updates that divides it "
+            "avoids that)"
+        )
+    say(f"compiled in {compile_time:.1f} s")
+
+    try:
+        for cb in everyone:
+            cb.on_start(ctx)
+        ctx.t_start = time.perf_counter()
+        try:
+            state, status, message = _loop(ctx, state, programs, plan, everyone, checkpoints, options)  # fmt: skip
+        except KeyboardInterrupt:
+            status, message = "interrupted", f"interrupted at update {ctx.done}"
+        train_time = time.perf_counter() - ctx.t_start
+        result = _finish(ctx, state, status, message, checkpoints, everyone, options,
+                         train_time, compile_time)  # fmt: skip
+    finally:
+        for cb in everyone:
+            cb.close()
+    trained = (ctx.done - start) * config.batch_size * len(members)
+    say(
+        f"trained {trained:,} env steps in {train_time:.1f} s "
+        f"({result.summary['env_steps_per_s']:,.0f} steps/s); compiled in {compile_time:.1f} s"
+    )
+    return result
+
+
+def _check_spread(spread: bool, members: Members) -> None:
     if spread and len(members) % jax.device_count():
         raise RunArgumentError(
             f"spread: {len(members)} members ({members.num_settings} settings x "
             f"{members.num_seeds} seeds) must be divisible by the device count "
             f"{jax.device_count()}, so that every device trains whole members"
         )
-    is_main = jax.process_index() == 0
-    num_updates, batch = config.num_updates, config.batch_size
-    end = num_updates if stop_after is None else min(num_updates, stop_after)
-    remaining = max(0, end - start)
 
-    # Built-in callbacks, checked before anything is compiled or written.
-    builtins: list[Callback] = [ProgressBar()] if progress else []
+
+def _callbacks(run_dir: Path | None, options: RunOptions) -> tuple[Checkpoints | None, list]:
+    """The built-in callbacks (progress; with a run directory, checkpoints and the metrics
+    file), then the user's."""
+    builtins: list[Callback] = [ProgressBar()] if options.progress else []
     checkpoints = None
     if run_dir is not None:
         metrics_file = MetricsFile()
-        try:
-            checkpoints = Checkpoints(checkpoint_every, keep_checkpoints, metrics_file)
-        except ValueError as e:
-            raise RunArgumentError(str(e)) from None
+        checkpoints = Checkpoints(options.checkpoint_every, options.keep_checkpoints, metrics_file)
         builtins += [checkpoints, metrics_file]
-    everyone = [*builtins, *callbacks]
+    return checkpoints, [*builtins, *options.callbacks]
 
-    tables: list[dict] = []
-    if start and run_dir is not None and (run_dir / runs.METRICS_FILE).exists():
-        previous = metrics_lib.read_metrics_csv(run_dir / runs.METRICS_FILE)
-        if metrics_lib.table_len(previous):
-            tables.append(metrics_lib.select_rows(previous, previous["update"] <= start))
-    ctx = RunContext(config, members, run_dir, start, end, 0, is_main, start, tables)
-    if remaining == 0:
-        where = " (stop_after)" if stop_after is not None and start < num_updates else ""
-        say(f"nothing to train: the run is at update {start} of {num_updates}{where}")
-        status = "complete" if start >= num_updates else "stopped"
-        summary = _summary(ctx, status, None, {}, 0.0, 0.0, checkpoints)
-        return RunResult(state, status, None, start, summary, ctx.metrics_table(), members, run_dir)
 
-    compile_time = 0.0
-    if state is None:
-        t0 = time.perf_counter()
-        keys, hparams = members.inputs(config)
-        state = _program(_init_fn(config), spread).lower(keys, hparams).compile()(keys, hparams)
-        compile_time += time.perf_counter() - t0
+def _previous_rows(run_dir: Path | None, start: int) -> list[dict]:
+    """A resumed run's metrics rows up to its checkpoint."""
+    if not start or run_dir is None or not (run_dir / runs.METRICS_FILE).exists():
+        return []
+    previous = metrics_lib.read_metrics_csv(run_dir / runs.METRICS_FILE)
+    if not metrics_lib.table_len(previous):
+        return []
+    return [metrics_lib.select_rows(previous, previous["update"] <= start)]
 
-    if chunk_updates is None:
-        per_update = estimate_update_seconds(config, len(members), jax.default_backend())
+
+def _nothing_to_train(ctx, state, checkpoints, options, say) -> RunResult:
+    num_updates = ctx.num_updates
+    stopped = options.stop_after is not None and ctx.start < num_updates
+    say(f"nothing to train: the run is at update {ctx.start} of {num_updates}"
+        + (" (stop_after)" if stopped else ""))  # fmt: skip
+    status = "complete" if ctx.start >= num_updates else "stopped"
+    summary = _summary(ctx, status, None, {}, 0.0, 0.0, checkpoints)
+    return RunResult(state, status, None, ctx.start, summary, ctx.metrics_table(), ctx.members,
+                     ctx.run_dir)  # fmt: skip
+
+
+def _plan(ctx: RunContext, remaining: int, options: RunOptions) -> list[int]:
+    """The chunk lengths: ``n`` (about a second each, dividing ``remaining``), and a shorter
+    last one when ``n`` does not divide it."""
+    if options.chunk_updates is None:
+        members = len(ctx.members)
+        per_update = estimate_update_seconds(ctx.config, members, jax.default_backend())
         n = choose_chunk(remaining, round(TARGET_CHUNK_S / per_update))
     else:
-        n = chunk_updates
+        n = options.chunk_updates
     ctx.chunk_updates = n
     num_full, rest = divmod(remaining, n)
-    plan = [n] * num_full + ([rest] if rest else [])
+    return [n] * num_full + ([rest] if rest else [])
+
+
+def _describe(ctx: RunContext, remaining: int) -> str:
+    members = ctx.members
     what = (
         f"{members.num_settings} settings x {members.num_seeds} seeds"
         if members.settings
         else f"{members.num_seeds} seed{'s' if members.num_seeds > 1 else ''}"
     )
-    where = f" -> {run_dir}" if run_dir is not None else ""
-    say(
-        f"{config.env_spec.name} {config.algorithm}: {remaining} updates x {batch} env steps, "
-        f"{what}, chunks of {n} updates{where}"
+    where = f" -> {ctx.run_dir}" if ctx.run_dir is not None else ""
+    config = ctx.config
+    return (
+        f"{config.env_spec.name} {config.algorithm}: {remaining} updates x "
+        f"{config.batch_size} env steps, {what}, chunks of {ctx.chunk_updates} updates{where}"
     )
-    if run_dir is not None and is_main:
-        runs.write_config(run_dir, config, info)
 
-    t0 = time.perf_counter()
-    programs = {
-        length: _program(_chunk_fn(config, length), spread).lower(state).compile()
-        for length in set(plan)
-    }
-    compile_time += time.perf_counter() - t0
-    if rest and num_full:
-        say(
-            f"note: chunks of {n} do not divide {remaining} updates; the last chunk of {rest} "
-            "updates needed a second program (a chunk_updates that divides it avoids that)"
-        )
-    say(f"compiled in {compile_time:.1f} s")
 
-    status, message = "complete", None
-    read = _reader(spread)
-    try:
-        for cb in everyone:
-            cb.on_start(ctx)
-        ctx.t_start = t_prev = time.perf_counter()
+def _loop(ctx, state, programs, plan, everyone, checkpoints, options):
+    """Runs the chunks; returns ``(last good state, status, message)``. The next chunk is
+    dispatched before the host reads the previous one's metrics."""
+    read = _reader(options.spread)
+    members, batch = ctx.members, ctx.batch_size
+    t_prev = ctx.t_start
+    pending = programs[plan[0]](state)
+    for i, length in enumerate(plan):
+        state_next, chunk_metrics, finite = pending
+        # Queue the next chunk before reading this one's metrics: the device keeps
+        # busy while the host does the bookkeeping below.
+        pending = programs[plan[i + 1]](state_next) if i + 1 < len(plan) else None
+        chunk_metrics, finite = read(chunk_metrics), np.asarray(read(finite))
+        now = time.perf_counter()
+        sps = len(members) * length * batch / max(now - t_prev, 1e-9)
+        t_prev = now
+        rows = metrics_lib.metrics_rows(
+            chunk_metrics, first_update=ctx.done, members=members, sps=sps,
+            time=now - ctx.t_start, batch_size=batch,
+        )  # fmt: skip
+        ctx.tables.append(rows)
+        bad = np.asarray(chunk_metrics["nonfinite"], bool)
+        if bad.any() or not finite.all():
+            last = checkpoints.path(ctx) if checkpoints else None
+            return state, "nonfinite", _nonfinite_message(bad, finite, ctx.done, members, last)
+        chunk = Chunk(ctx.done, length, chunk_metrics, state_next, sps)
+        state, ctx.done = state_next, ctx.done + length
+        reasons = [r for r in (cb.on_chunk(ctx, chunk) for cb in everyone) if r]
+        # Every process must leave the loop together (its collectives would hang
+        # the others): a stop anywhere stops all.
+        if _any_process(bool(reasons)):
+            if checkpoints is not None and checkpoints.failed:
+                return state, "checkpoint_failed", checkpoints.failed
+            return state, "stopped", reasons[0] if reasons else "stopped by another process"
+    return state, "complete", None
+
+
+def _finish(ctx, state, status, message, checkpoints, everyone, options, train_time,
+            compile_time) -> RunResult:  # fmt: skip
+    """The final checkpoint, the summary, the callbacks' ``on_end``, the files and plots."""
+    if status == "complete" and ctx.done < ctx.num_updates:
+        status = "stopped"
+    if checkpoints is not None and status not in ("nonfinite", "checkpoint_failed"):
         try:
-            pending = programs[plan[0]](state)
-            for i, length in enumerate(plan):
-                state_next, chunk_metrics, finite = pending
-                # Queue the next chunk before reading this one's metrics: the device keeps
-                # busy while the host does the bookkeeping below.
-                pending = programs[plan[i + 1]](state_next) if i + 1 < len(plan) else None
-                chunk_metrics, finite = read(chunk_metrics), np.asarray(read(finite))
-                now = time.perf_counter()
-                sps = len(members) * length * batch / max(now - t_prev, 1e-9)
-                t_prev = now
-                rows = metrics_lib.metrics_rows(
-                    chunk_metrics, first_update=ctx.done, members=members, sps=sps,
-                    time=now - ctx.t_start,
-                )  # fmt: skip
-                tables.append(rows)
-                bad = np.asarray(chunk_metrics["nonfinite"], bool)
-                if bad.any() or not finite.all():
-                    status = "nonfinite"
-                    last = checkpoints.path(ctx) if checkpoints else None
-                    message = _nonfinite_message(bad, finite, ctx.done, members, last)
-                    pending = None
-                    break
-                chunk = Chunk(ctx.done, length, chunk_metrics, state_next, sps)
-                state, ctx.done = state_next, ctx.done + length
-                reasons = [r for r in (cb.on_chunk(ctx, chunk) for cb in everyone) if r]
-                # Every process must leave the loop together (its collectives would hang
-                # the others): a stop anywhere stops all.
-                if _any_process(bool(reasons)):
-                    status = "stopped"
-                    message = reasons[0] if reasons else "stopped by another process"
-                    if checkpoints is not None and checkpoints.failed:
-                        status, message = "checkpoint_failed", checkpoints.failed
-                    break
-        except KeyboardInterrupt:
-            status, message = "interrupted", f"interrupted at update {ctx.done}"
-        train_time = time.perf_counter() - ctx.t_start
-
-        if status == "complete" and ctx.done < num_updates:
-            status = "stopped"
-        if checkpoints is not None and status not in ("nonfinite", "checkpoint_failed"):
-            try:
-                checkpoints.save(ctx, state, ctx.done)
-            except Exception as e:  # noqa: BLE001 - report it, keep the metrics
-                status, message = "checkpoint_failed", f"checkpoint failed: {e}"
-        summary = _summary(ctx, status, message, {"chunk_updates": n}, train_time, compile_time,
-                           checkpoints)  # fmt: skip
-        table = ctx.metrics_table()
-        result = RunResult(state, status, message, ctx.done, summary, table, members, run_dir)
-        for cb in everyone:
-            cb.on_end(ctx, result)  # the metrics file first: plots may fail, rows must not
-        if run_dir is not None and is_main:
-            atomic_write_json(run_dir / runs.SUMMARY_FILE, summary)
-            if plot and metrics_lib.table_len(table):
-                from jaxpg.plotting import plot_run_table
-
-                plot_run_table(run_dir, table, config, members)
-    finally:
-        for cb in everyone:
-            cb.close()
-    trained = (ctx.done - start) * batch * len(members)
-    say(
-        f"trained {trained:,} env steps in {train_time:.1f} s "
-        f"({summary['env_steps_per_s']:,.0f} steps/s); compiled in {compile_time:.1f} s"
-    )
+            checkpoints.save(ctx, state, ctx.done)
+        except Exception as e:  # noqa: BLE001 - report it, keep the metrics
+            status, message = "checkpoint_failed", f"checkpoint failed: {e}"
+    extra = {"chunk_updates": ctx.chunk_updates}
+    summary = _summary(ctx, status, message, extra, train_time, compile_time, checkpoints)
+    table = ctx.metrics_table()
+    result = RunResult(state, status, message, ctx.done, summary, table, ctx.members, ctx.run_dir)
+    for cb in everyone:
+        cb.on_end(ctx, result)  # the metrics file first: plots may fail, rows must not
+    if ctx.run_dir is not None and ctx.is_main:
+        atomic_write_json(ctx.run_dir / runs.SUMMARY_FILE, summary)
+        if options.plot and metrics_lib.table_len(table):
+            plot_run_table(ctx.run_dir, table, ctx.config, ctx.members)
     return result
 
 
@@ -443,23 +514,15 @@ def _summary(
 
 def _from_process_0(flag: bool) -> bool:
     """Process 0's ``flag`` in every process (a collective), so all processes decide alike."""
-    import jax
-
     if jax.process_count() == 1:
         return flag
-    from jax.experimental import multihost_utils
-
     return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def _any_process(flag: bool) -> bool:
     """``flag`` or-ed over every process of a multi-process job (a collective)."""
-    import jax
-
     if jax.process_count() == 1:
         return flag
-    from jax.experimental import multihost_utils
-
     return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
 
 
@@ -499,8 +562,6 @@ def choose_chunk(num_updates: int, target: int) -> int:
 def sweep_settings(config: Any, sweep: Any) -> list[dict] | None:
     """:func:`run`'s ``sweep`` argument as a list of settings, each checked against the config
     (a ``ValueError`` names a bad name or value)."""
-    from jaxpg import sweep as sweep_lib
-
     if not sweep:
         return None
     if isinstance(sweep, Mapping):
@@ -514,22 +575,13 @@ def sweep_settings(config: Any, sweep: Any) -> list[dict] | None:
     return settings
 
 
-def _init_fn(config: Any) -> Callable:
-    import jax
-
-    from jaxpg.train import init_state
-
-    return jax.vmap(functools.partial(init_state, config))
+def _init_fn(config: Any, agent: AgentLike | None = None) -> Callable:
+    return jax.vmap(functools.partial(init_state, config, agent=as_agent(agent, config)))
 
 
-def _chunk_fn(config: Any, n: int) -> Callable:
+def _chunk_fn(config: Any, n: int, agent: AgentLike | None = None) -> Callable:
     """``state[M] -> (state, metrics[M, n], params_finite[M])``: ``n`` updates of every member."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxpg.train import make_train_chunk
-
-    chunk = make_train_chunk(config, n)
+    chunk = make_train_chunk(config, n, agent=agent)
 
     def one(state):
         state, metrics = chunk(state)
@@ -541,21 +593,13 @@ def _chunk_fn(config: Any, n: int) -> Callable:
 
 
 def _program(fn: Callable, spread: bool) -> Any:
-    import jax
-
     if spread:
-        from jaxpg.sharding import spread_members
-
         return spread_members(fn)  # with jit's lower(...).compile()
     return jax.jit(fn)
 
 
 def _reader(spread: bool) -> Callable:
-    import jax
-
     if spread:
-        from jaxpg.distributed import to_host
-
         return to_host
     return jax.device_get
 

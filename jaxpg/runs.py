@@ -16,6 +16,7 @@ a file.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import importlib
 import os
@@ -24,6 +25,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import gymnax
+
+from jaxpg import registry
+from jaxpg.envs import env_families
 from jaxpg.files import atomic_write_json, read_json
 
 if TYPE_CHECKING:  # annotations only: importing the config module imports gymnax
@@ -35,6 +40,9 @@ SUMMARY_FILE = "summary.json"
 CURVE_FILE = "learning_curve.png"
 SWEEP_FILE = "sweep.png"
 CHECKPOINT_DIR = "checkpoints"
+# config.json's run.agent when the policy was given as an object without an import path (the
+# run cannot rebuild it: resume and eval need it again).
+UNRECORDED_AGENT = "given to jaxpg.run as an object without an import path"
 
 
 # -- run directory -----------------------------------------------------------------------
@@ -89,6 +97,8 @@ def read_config(run_dir: str | os.PathLike) -> tuple[Config, dict[str, Any]]:
         config_dict, run = dict(data["config"]), data.get("run", {})
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path} is not a valid jaxpg config file ({e})") from None
+    for module in run.get("imports") or ():
+        import_recorded(module, "--import")
     if run.get("env_params_overrides") and "env_params_overrides" not in config_dict:
         # Older run directories kept the CLI's --env-params overrides here.
         config_dict["env_params_overrides"] = run["env_params_overrides"]
@@ -107,12 +117,12 @@ def config_from_dict(d: Mapping[str, Any], env: str | None = None) -> Config:
     ``env_params`` is not a dict), and params set from Python only by their repr, which cannot
     be rebuilt (a ``ValueError``).
     """
-    import dataclasses
-
-    from jaxpg import registry
-
     d = dict(d)
     algorithm = d.pop("algorithm", None)
+    class_path = d.pop("config_class", None)
+    if algorithm not in registry.names() and class_path:
+        # An algorithm of your own: importing its config's module registers it.
+        import_recorded(class_path.partition(":")[0], f"algorithm {algorithm!r}")
     if algorithm not in registry.names():
         raise ValueError(
             f"config: unknown algorithm {algorithm!r}; expected one of {list(registry.names())}"
@@ -139,15 +149,26 @@ def config_from_dict(d: Mapping[str, Any], env: str | None = None) -> Config:
     return cls(**fields)
 
 
+def import_recorded(module: str, what: str) -> None:
+    """Imports ``module``, which a run directory names (a user's algorithm, policy or the CLI's
+    ``--import``); a ``ValueError`` says in one line what could not be imported and why."""
+    try:
+        importlib.import_module(module)
+    except Exception as e:  # noqa: BLE001 - any failure of the user's module, in one line
+        message = " ".join(str(e).split())[:200]
+        raise ValueError(
+            f"this run needs module {module!r} ({what}), which cannot be imported: "
+            f"{type(e).__name__}: {message}"
+        ) from None
+
+
 def resolve_env(spec: Any) -> Any:
     """A registry name stays a string; ``module:Class`` or ``module.Class`` is imported and
     instantiated with no arguments (a user's own gymnax ``Environment``)."""
     if not isinstance(spec, str):
         return spec
-    import gymnax
-
-    if spec in gymnax.registered_envs or spec.startswith("seq:"):  # seq:NAME: a sequence task
-        return spec
+    if spec in gymnax.registered_envs or spec.partition(":")[0] in env_families():
+        return spec  # a gymnax name, or a family's PREFIX:NAME (seq:reverse)
     if ":" in spec:
         module, _, name = spec.partition(":")
     elif "." in spec:
@@ -177,8 +198,6 @@ def env_params_with(env: Any, overrides: Mapping[str, Any], env_kwargs: Mapping[
 
 
 def _replace_fields(params: Any, overrides: Mapping[str, Any], where: str):
-    import dataclasses
-
     known = (
         {f.name for f in dataclasses.fields(params)} if dataclasses.is_dataclass(params) else set()
     )

@@ -31,21 +31,26 @@ Seeds and sweep members can be spread across devices instead, whole agents per d
 from __future__ import annotations
 
 import functools
-import inspect
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-# The trainer is imported inside the functions that use it: importing gymnax initialises
-# JAX's backend (its modules build arrays), after which jax.distributed.initialize refuses
-# to run. ``import jaxpg.distributed`` therefore stays light until training is built.
-if TYPE_CHECKING:
-    from jaxpg.config import Config, HParams
-    from jaxpg.train import TrainResult, TrainState
+from jaxpg.agents import AgentLike, as_agent
+from jaxpg.config import Config, HParams
+from jaxpg.train import (
+    TrainResult,
+    TrainState,
+    _coerce_hparams,
+    init_state,
+    make_train,
+    make_update,
+    policy_params,
+    run_updates,
+)
 
 DATA_AXIS = "data"
 
@@ -162,24 +167,27 @@ def _state_spec_tree(state: TrainState, mesh: Mesh) -> TrainState:
     return tree.replace(env=tree.env.replace(**env_changes))
 
 
-def state_shardings(config: Config, mesh: Mesh | None = None) -> TrainState:
+def state_shardings(
+    config: Config, mesh: Mesh | None = None, *, agent: AgentLike | None = None
+) -> TrainState:
     """The :class:`NamedSharding` of every leaf of ``config``'s :class:`TrainState`: the
     per-environment leaves sharded over the mesh, everything else replicated. What a
     checkpoint restore needs to put a state back on the devices."""
-    from jaxpg.train import init_state
-
     mesh = _mesh_or_default(mesh)
     _check_fits(config, mesh)
-    shapes = jax.eval_shape(functools.partial(init_state, config), jax.random.key(0))
+    init = functools.partial(init_state, config, agent=as_agent(agent, config))
+    shapes = jax.eval_shape(init, jax.random.key(0))
     return _state_spec_tree(shapes, mesh)
 
 
-def shard_state(config: Config, state: TrainState, mesh: Mesh | None = None) -> TrainState:
+def shard_state(
+    config: Config, state: TrainState, mesh: Mesh | None = None, *, agent: AgentLike | None = None
+) -> TrainState:
     """``state`` placed on the mesh's devices: environments sharded, the rest replicated.
 
     (One process. With many, build the state with :func:`make_sharded_init`, or restore a
     checkpoint straight into :func:`state_shardings`.)"""
-    return jax.device_put(state, state_shardings(config, mesh))
+    return jax.device_put(state, state_shardings(config, mesh, agent=agent))
 
 
 def _constrain_state(state: TrainState, mesh: Mesh) -> TrainState:
@@ -192,23 +200,17 @@ def _replicate(tree, mesh: Mesh):
     )
 
 
-def _sharded_update(config, mesh: Mesh):
+def _sharded_update(config, mesh: Mesh, agent: Any):
     """``make_update(config)`` with the environments kept sharded between updates and, in the
     optimisation phase, each minibatch's rows split over the devices: every device computes
     the gradient of its rows and the compiler all-reduces them into the global mean."""
-    from jaxpg.train import make_update
 
     def constrain_minibatches(tree, row_axis: int = 1):
         # [num_minibatches, B, ...] (row_axis 1), or sequences [num_minibatches, T, n, ...] (2).
         rows = NamedSharding(mesh, PartitionSpec(*([None] * row_axis), _axis(mesh)))
         return jax.lax.with_sharding_constraint(tree, jax.tree.map(lambda _: rows, tree))
 
-    if "constrain_minibatches" in inspect.signature(make_update).parameters:
-        update_fn = make_update(config, constrain_minibatches=constrain_minibatches)
-    else:
-        # A core without the hook: still exact, but the compiler then gathers each minibatch
-        # and every device computes the whole gradient (only the rollout is data-parallel).
-        update_fn = make_update(config)
+    update_fn = make_update(config, constrain_minibatches=constrain_minibatches, agent=agent)
 
     def sharded_update(state):
         state, metrics = update_fn(_constrain_state(state, mesh))
@@ -221,8 +223,6 @@ def _host_inputs(config, key: jax.Array, hparams: HParams | None = None):
     """Key and hparams as NumPy: values that every process holds identically, which ``jit``
     over a multi-host mesh takes as replicated inputs (a jax.Array on one local device it
     would refuse)."""
-    from jaxpg.train import _coerce_hparams
-
     key = jnp.asarray(key)
     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         key_data, impl = np.asarray(jax.random.key_data(key)), jax.random.key_impl(key)
@@ -258,7 +258,9 @@ def _with_aot(fn, jitted, config, mesh, prepare=None):
     return fn
 
 
-def make_sharded_train(config: Config, mesh: Mesh | None = None) -> Callable[..., TrainResult]:
+def make_sharded_train(
+    config: Config, mesh: Mesh | None = None, *, agent: AgentLike | None = None
+) -> Callable[..., TrainResult]:
     """The data-parallel ``train(key, hparams=None) -> TrainResult``, already jitted.
 
     Same arguments and result as ``jax.jit(make_train(config))``, and the same numbers up to
@@ -271,14 +273,15 @@ def make_sharded_train(config: Config, mesh: Mesh | None = None) -> Callable[...
     same arguments, so compilation and training can be timed apart; other keys and
     hyperparameter values reuse the compiled program.
     """
-    from jaxpg.train import TrainResult, init_state, policy_params, run_updates
-
     mesh = _mesh_or_default(mesh)
     _check_fits(config, mesh)
-    sharded_update = _sharded_update(config, mesh)
+    agent = as_agent(agent, config)
+    sharded_update = _sharded_update(config, mesh, agent)
 
     def _train(key_data, hp: HParams, *, impl=None):
-        state = _constrain_state(init_state(config, _wrap_key(key_data, impl), hp), mesh)
+        state = _constrain_state(
+            init_state(config, _wrap_key(key_data, impl), hp, agent=agent), mesh
+        )
         state, metrics = run_updates(state, config.num_updates, update_fn=sharded_update)
         params = _replicate(policy_params(config, state), mesh)
         return TrainResult(params, _replicate(metrics, mesh), state)
@@ -292,15 +295,18 @@ def make_sharded_train(config: Config, mesh: Mesh | None = None) -> Callable[...
     return _with_aot(train, _train, config, mesh)
 
 
-def make_sharded_init(config: Config, mesh: Mesh | None = None) -> Callable[..., TrainState]:
+def make_sharded_init(
+    config: Config, mesh: Mesh | None = None, *, agent: AgentLike | None = None
+) -> Callable[..., TrainState]:
     """``init(key, hparams=None) -> TrainState``, jitted, created directly in its sharding."""
-    from jaxpg.train import init_state
-
     mesh = _mesh_or_default(mesh)
     _check_fits(config, mesh)
+    agent = as_agent(agent, config)
 
     def _init(key_data, hp, *, impl=None):
-        return _constrain_state(init_state(config, _wrap_key(key_data, impl), hp), mesh)
+        return _constrain_state(
+            init_state(config, _wrap_key(key_data, impl), hp, agent=agent), mesh
+        )
 
     _init = jax.jit(_init, static_argnames="impl")
 
@@ -312,16 +318,15 @@ def make_sharded_init(config: Config, mesh: Mesh | None = None) -> Callable[...,
 
 
 def make_sharded_train_chunk(
-    config: Config, num_updates: int, mesh: Mesh | None = None
+    config: Config, num_updates: int, mesh: Mesh | None = None, *, agent: AgentLike | None = None
 ) -> Callable[[TrainState], tuple[TrainState, dict[str, jax.Array]]]:
     """``chunk(state) -> (state, metrics)``, jitted: ``num_updates`` data-parallel updates, for a
     host loop with progress, logging and checkpoints between chunks (start from
     :func:`make_sharded_init`). Chunks compose exactly, as ``jaxpg.make_train_chunk``'s do."""
-    from jaxpg.train import run_updates
-
     mesh = _mesh_or_default(mesh)
     _check_fits(config, mesh)
-    sharded_update = _sharded_update(config, mesh)
+    agent = as_agent(agent, config)
+    sharded_update = _sharded_update(config, mesh, agent)
 
     @jax.jit
     def chunk(state: TrainState):
@@ -337,8 +342,6 @@ def make_sharded_train_chunk(
 
 def _sweep_host_inputs(config, mesh: Mesh, keys, hparams=None):
     """Checks a ``keys [S]`` x ``hparams [K]`` sweep against the mesh; returns host inputs."""
-    from jaxpg.train import _coerce_hparams
-
     if hparams is None:
         hparams = jax.tree.map(lambda x: x[None], config.hparams())
     hp = _coerce_hparams(config, hparams)
@@ -362,7 +365,9 @@ def _constrain_members(tree, sharding: NamedSharding):
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 
 
-def make_sharded_sweep(config: Config, mesh: Mesh | None = None) -> Callable[..., TrainResult]:
+def make_sharded_sweep(
+    config: Config, mesh: Mesh | None = None, *, agent: AgentLike | None = None
+) -> Callable[..., TrainResult]:
     """``sweep(keys [S], hparams [K] = None) -> TrainResult`` with leading axes ``[K, S]``,
     jitted, with the ``K * S`` runs spread over the devices: each device trains whole agents,
     and nothing is communicated. ``K * S`` must divide by the device count.
@@ -371,15 +376,13 @@ def make_sharded_sweep(config: Config, mesh: Mesh | None = None) -> Callable[...
     :func:`jaxpg.sweep.make_sweep`. ``hparams=None`` trains the config's values (``K = 1``):
     many seeds of one agent. ``sweep.compile(keys, hparams=None)`` compiles ahead of time.
     """
-    from jaxpg.train import make_train
-
     mesh = _mesh_or_default(mesh)
     members = NamedSharding(mesh, PartitionSpec(_axis(mesh)))
-    train = make_train(config)
+    train = make_train(config, agent=agent)
 
     def _sweep(key_data, hp: HParams, *, impl=None):
         keys = _wrap_key(key_data, impl)
-        num_seeds, num_settings = keys.shape[0], hp.lr.shape[0]
+        num_seeds, num_settings = keys.shape[0], jax.tree.leaves(hp)[0].shape[0]
         # Member m = k * S + s, so the flat axis reshapes back to [K, S].
         flat_keys = keys[jnp.tile(jnp.arange(num_seeds), num_settings)]
         flat_hp = jax.tree.map(lambda x: jnp.repeat(x, num_seeds, axis=0), hp)

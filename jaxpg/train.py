@@ -3,13 +3,15 @@
 ``make_train(config, algorithm=None, agent=None)`` returns a pure ``train(key, hparams=None) ->
 TrainResult``. Inside it a ``lax.scan`` over updates runs, for each update:
 
-1. ``algorithm.start``: where the rollout begins (the environments go on, or reset);
-2. :func:`jaxpg.rollout.rollout` (a scan over ``num_steps``; one forward pass of the agent per
+1. :func:`collect`: ``algorithm.start`` (the environments go on, or reset), then
+   :func:`jaxpg.rollout.rollout` (a scan over ``num_steps``; one forward pass of the agent per
    step, and ``V(final_obs)`` for the bootstrap);
-3. ``algorithm.targets``: the advantages and the critic's targets;
-4. ``algorithm.update``: how the parameters move (epochs of minibatches, one full-batch step,
-   a trust-region step, ...);
-5. per-update metrics, reduced to means inside the jit.
+2. :func:`learn`: ``algorithm.targets`` (the advantages and the critic's targets), then
+   ``algorithm.update`` (how the parameters move: epochs of minibatches, one full-batch step,
+   a trust-region step, ...), and the per-update metrics, reduced inside the jit.
+
+:func:`make_collect` and :func:`make_learn` give the two halves alone (the benchmarks time them
+apart).
 
 The trainer never looks at which algorithm it runs: the :class:`jaxpg.Algorithm` owns everything
 algorithm-specific, and its state is one opaque pytree in :class:`TrainState`. The agent
@@ -36,7 +38,14 @@ from jaxpg.config import Config, HParams
 from jaxpg.distributions import action_dist
 from jaxpg.policy import PolicyParams
 from jaxpg.registry import make_algorithm
-from jaxpg.rollout import EnvCarry, RolloutOptions, env_carry_init, episode_stats, rollout
+from jaxpg.rollout import (
+    EnvCarry,
+    RolloutOptions,
+    Transition,
+    env_carry_init,
+    episode_stats,
+    rollout,
+)
 from jaxpg.updates import Batch
 
 # What the ``algorithm`` arguments accept: an Algorithm, or a builder ``(config, agent) ->
@@ -73,6 +82,11 @@ def _coerce_hparams(config: Config, hparams: HParams | None) -> HParams:
     if not isinstance(hparams, HParams):
         raise ValueError(
             f"hparams: expected jaxpg.HParams (see config.hparams()), got {type(hparams).__name__}"
+        )
+    if hparams._fields != config.traced_fields():
+        raise ValueError(
+            f"hparams: {list(hparams._fields)} are not {type(config).__name__}'s traced "
+            f"hyperparameters {list(config.traced_fields())} (build them with config.hparams())"
         )
     return jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), hparams)
 
@@ -140,6 +154,82 @@ def env_steps(update_step: jax.Array, batch_size: int) -> jax.Array:
     return update_step.astype(jnp.float32) * jnp.float32(batch_size)
 
 
+class Collected(NamedTuple):
+    """What :func:`collect` gives :func:`learn`: one update's batch of experience."""
+
+    env: EnvCarry  # where the environments (and the agent's carry) are after the rollout
+    transitions: Transition  # time-major [num_steps, num_envs]
+    start_carry: Any  # the agent's carry at the rollout's start (a recurrent replay starts here)
+    key: jax.Array  # the train state's next key
+    update_key: jax.Array  # the key of the algorithm's update (minibatch shuffles)
+
+
+def collect(state: TrainState, *, config: Config, agent: Agent, algorithm: Algorithm) -> Collected:
+    """The first half of an update: ``algorithm.start``, then one rollout with the current
+    parameters (:func:`jaxpg.rollout.rollout`)."""
+    env = config.env_spec
+    key, reset_key, rollout_key, update_key = jax.random.split(state.key, 4)
+    carry = algorithm.start(reset_key, state.env)
+    start_carry = carry.agent_carry
+    carry, transitions = rollout(
+        rollout_key,
+        state.params,
+        carry,
+        state.hparams.gamma,
+        env=env,
+        agent=agent,
+        dist=action_dist(env.discrete),
+        num_steps=config.num_steps,
+        options=rollout_options(config),
+    )
+    return Collected(carry, transitions, start_carry, key, update_key)
+
+
+def learn(
+    state: TrainState,
+    collected: Collected,
+    *,
+    config: Config,
+    agent: Agent,
+    algorithm: Algorithm,
+    constrain_minibatches: Callable[[Any, int], Any] | None = None,
+) -> tuple[TrainState, dict]:
+    """The second half of an update: ``algorithm.targets`` and ``algorithm.update`` on the
+    collected batch, then the per-update metrics (reduced inside the jit)."""
+    hp = state.hparams
+    transitions = collected.transitions
+    targets, algo_state = algorithm.targets(transitions, hp, state.algo_state)
+    extra = {} if constrain_minibatches is None else {"constrain": constrain_minibatches}
+    out = algorithm.update(
+        state.params,
+        state.opt_state,
+        algo_state,
+        Batch(transitions, targets, collected.start_carry),
+        hp,
+        state.update_step,
+        collected.update_key,
+        **extra,
+    )
+    update_step = state.update_step + 1
+    metrics = {**episode_stats(transitions), **out.metrics}
+    if agent.has_critic:
+        metrics["explained_variance"] = losses.explained_variance(
+            transitions.value, targets.returns, targets.value_mask
+        )
+    metrics["env_steps"] = env_steps(update_step, config.batch_size)
+    metrics["nonfinite"] = jnp.logical_not(out.finite)
+    new_state = state.replace(
+        params=out.params,
+        opt_state=out.opt_state,
+        env=collected.env,
+        algo_state=out.algo_state,
+        key=collected.key,
+        update_step=update_step,
+        nonfinite_updates=state.nonfinite_updates + jnp.logical_not(out.finite).astype(jnp.int32),
+    )
+    return new_state, metrics
+
+
 def update(
     state: TrainState,
     *,
@@ -148,59 +238,10 @@ def update(
     algorithm: Algorithm,
     constrain_minibatches: Callable[[Any, int], Any] | None = None,
 ) -> tuple[TrainState, dict]:
-    """One update: start, rollout, targets, the algorithm's update, metrics."""
-    env = config.env_spec
-    hp = state.hparams
-    key, reset_key, rollout_key, opt_key = jax.random.split(state.key, 4)
-
-    carry = algorithm.start(reset_key, state.env)
-    start_carry = carry.agent_carry
-    carry, transitions = rollout(
-        rollout_key,
-        state.params,
-        carry,
-        hp.gamma,
-        env=env,
-        agent=agent,
-        dist=action_dist(env.discrete),
-        num_steps=config.num_steps,
-        options=rollout_options(config),
-    )
-    targets, algo_state = algorithm.targets(transitions, hp, state.algo_state)
-    extra = {} if constrain_minibatches is None else {"constrain": constrain_minibatches}
-    out = algorithm.update(
-        state.params,
-        state.opt_state,
-        algo_state,
-        Batch(transitions, targets, start_carry),
-        hp,
-        state.update_step,
-        opt_key,
-        **extra,
-    )
-    update_step = state.update_step + 1
-    nan = jnp.asarray(jnp.nan, jnp.float32)
-    metrics = {
-        **episode_stats(transitions),
-        **out.metrics,
-        "explained_variance": losses.explained_variance(
-            transitions.value, targets.returns, targets.value_mask
-        )
-        if agent.has_critic
-        else nan,
-        "env_steps": env_steps(update_step, config.batch_size),
-        "nonfinite": jnp.logical_not(out.finite),
-    }
-    new_state = state.replace(
-        params=out.params,
-        opt_state=out.opt_state,
-        env=carry,
-        algo_state=out.algo_state,
-        key=key,
-        update_step=update_step,
-        nonfinite_updates=state.nonfinite_updates + jnp.logical_not(out.finite).astype(jnp.int32),
-    )
-    return new_state, metrics
+    """One update: :func:`collect` a batch, then :func:`learn` from it."""
+    parts = {"config": config, "agent": agent, "algorithm": algorithm}
+    collected = collect(state, **parts)
+    return learn(state, collected, constrain_minibatches=constrain_minibatches, **parts)
 
 
 def make_update(
@@ -218,6 +259,34 @@ def make_update(
     agent, algorithm = _parts(config, algorithm, agent)
     return functools.partial(
         update,
+        config=config,
+        agent=agent,
+        algorithm=algorithm,
+        constrain_minibatches=constrain_minibatches,
+    )
+
+
+def make_collect(
+    config: Config, *, algorithm: AlgorithmLike | None = None, agent: AgentLike | None = None
+) -> Callable[[TrainState], Collected]:
+    """``collect(state) -> Collected``: the first half of ``config``'s update (:func:`collect`),
+    for a program that times or inspects the rollout alone."""
+    agent, algorithm = _parts(config, algorithm, agent)
+    return functools.partial(collect, config=config, agent=agent, algorithm=algorithm)
+
+
+def make_learn(
+    config: Config,
+    constrain_minibatches: Callable[[Any, int], Any] | None = None,
+    *,
+    algorithm: AlgorithmLike | None = None,
+    agent: AgentLike | None = None,
+) -> Callable[[TrainState, Collected], tuple[TrainState, dict]]:
+    """``learn(state, collected) -> (state, metrics)``: the second half of ``config``'s update
+    (:func:`learn`); ``learn(state, make_collect(config)(state))`` is one update."""
+    agent, algorithm = _parts(config, algorithm, agent)
+    return functools.partial(
+        learn,
         config=config,
         agent=agent,
         algorithm=algorithm,

@@ -12,7 +12,8 @@ import pytest
 from file_snapshots import snapshot
 
 from jaxpg import checkpoint as ckpt
-from jaxpg.config import PPOConfig, ReinforceConfig
+from jaxpg.ppo import PPOConfig
+from jaxpg.reinforce import ReinforceConfig
 from jaxpg.train import TrainState, init_state
 
 pytestmark = pytest.mark.timeout(120)
@@ -240,3 +241,49 @@ def test_env_params_recorded_by_repr_in_an_older_checkpoint():
         )
     with pytest.raises(ckpt.CheckpointError, match="env_params: saved 'EnvParams"):
         ckpt.check_compatible(old, CONFIG)
+
+
+# A format-2 checkpoint written by jaxpg 73ef3c8 (before format 3: the eleven closed
+# hyperparameters and one-part running statistics), with that jaxpg's restored leaves
+# (restored.npz) and its state after one more update from it (next_update.npz).
+FORMAT_2 = os.path.join(os.path.dirname(__file__), "data", "checkpoint_format2")
+FORMAT_2_CONFIG = PPOConfig(
+    env="CartPole-v1", num_envs=4, num_steps=8, total_timesteps=64, hidden_sizes=(8,),
+    normalize_obs=True, normalize_rewards=True, num_minibatches=2, num_epochs=1,
+)  # fmt: skip
+
+
+def _named_leaves(state) -> dict[str, np.ndarray]:
+    out = {}
+    for path, x in jax.tree_util.tree_leaves_with_path(state):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        out[jax.tree_util.keystr(path)] = np.asarray(x)
+    return out
+
+
+def _assert_matches_format_2(state, reference_file):
+    ours = _named_leaves(state)
+    reference = dict(np.load(os.path.join(FORMAT_2, reference_file)))
+    lo = {k for k in ours if k.endswith("_lo")}
+    parts = ("mean", "var", "count")
+    assert lo == {f".env.{s}_stats.{p}_lo" for s in ("obs", "reward") for p in parts}
+    # The new leaves: the traced hyperparameters are the config's, the lo parts are new.
+    hparams = {k for k in ours if k.startswith(".hparams.")}
+    assert hparams == {f".hparams.{n}" for n in FORMAT_2_CONFIG.traced_fields()}
+    assert set(ours) - lo <= set(reference)
+    for name in sorted(set(ours) - lo):
+        np.testing.assert_allclose(ours[name], reference[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    return ours
+
+
+def test_a_format_2_checkpoint_restores_and_trains_on():
+    from jaxpg.train import make_train_chunk
+
+    state, meta = ckpt.restore_checkpoint(FORMAT_2, FORMAT_2_CONFIG)
+    assert meta["format"] == 2 and meta["step"] == 2
+    ours = _assert_matches_format_2(state, "restored.npz")
+    assert all(not ours[k].any() for k in ours if k.endswith("_lo"))  # a one-part sum: lo = 0
+    state, _ = jax.jit(make_train_chunk(FORMAT_2_CONFIG, 1))(state)
+    # Short runs merge with the plain float32 formula: the same update as jaxpg then.
+    _assert_matches_format_2(state, "next_update.npz")

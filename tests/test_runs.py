@@ -10,8 +10,9 @@ import pytest
 
 import jaxpg
 from jaxpg import files, metrics, plotting, runs
-from jaxpg.config import PPOConfig, ReinforceConfig
 from jaxpg.members import Members
+from jaxpg.ppo import PPOConfig
+from jaxpg.reinforce import ReinforceConfig
 
 pytestmark = pytest.mark.timeout(120)
 
