@@ -1,16 +1,16 @@
 """jaxpg-side programs for the benchmarks: the whole trainer, the rollout alone, the update alone,
 and an evaluation of a trained policy.
 
-The rollout-only and update-only programs are built from the same pieces that
-:func:`jaxpg.train.update` uses (``rollout`` with its ``V(final_obs)`` pass, the algorithm's
-``targets`` and ``update``), each scanned ``num_updates`` times inside one jitted program, so their
+The rollout-only and update-only programs are the trainer's own two halves
+(:func:`jaxpg.make_collect` and :func:`jaxpg.make_learn`, which :func:`jaxpg.train.update`
+composes), each scanned ``num_updates`` times inside one jitted program, so their
 env-steps-per-second figures are comparable with the whole program's:
 
-* rollout only: ``num_updates`` rollouts of ``num_steps`` steps with fixed parameters. Every
-  field of each batch is reduced to a sum and returned, so XLA cannot drop the forward pass's
-  value and log-probability as dead code;
-* update only: ``num_updates`` times, on one fixed batch: advantages and the epochs of
-  minibatch gradient steps.
+* rollout only: ``num_updates`` collections (the algorithm's ``start``, then a rollout of
+  ``num_steps`` steps) with fixed parameters. Every field of each batch is reduced to a sum and
+  returned, so XLA cannot drop the forward pass's value and log-probability as dead code;
+* update only: ``num_updates`` times, on one fixed batch: the algorithm's targets and update
+  (the epochs of minibatch steps, a fresh shuffle each time) and the per-update metrics.
 
 Their sum is close to, but not exactly, the whole program (which also materialises each batch
 between the two phases).
@@ -26,12 +26,6 @@ import jax.numpy as jnp
 
 import jaxpg
 from jaxpg import registry
-from jaxpg import train as train_lib
-from jaxpg.agents import make_agent
-from jaxpg.distributions import action_dist
-from jaxpg.registry import make_algorithm
-from jaxpg.rollout import rollout
-from jaxpg.updates import Batch
 
 
 def make_config(algo: str, env: str, **overrides):
@@ -78,84 +72,41 @@ def seeds_program(config):
 
 
 def rollout_program(config, num_updates: int):
-    """``state -> per-update sums of every batch field``: rollouts alone, fixed params."""
-    env = config.env_spec
-    agent = make_agent(config)
-    dist = action_dist(env.discrete)
-    options = train_lib.rollout_options(config)
+    """``state -> per-update sums of every batch field``: collections alone, fixed params."""
+    collect = jaxpg.make_collect(config)
 
     def run(state):
-        def one(carry_and_key, _):
-            carry, key = carry_and_key
-            key, sub = jax.random.split(key)
-            carry, batch = rollout(
-                sub,
-                state.params,
-                carry,
-                state.hparams.gamma,
-                env=env,
-                agent=agent,
-                dist=dist,
-                num_steps=config.num_steps,
-                options=options,
-            )
-            sums = jax.tree.map(lambda x: jnp.sum(x.astype(jnp.float32)), batch)
-            return (carry, key), sums
+        def one(state, _):
+            collected = collect(state)
+            sums = jax.tree.map(lambda x: jnp.sum(x.astype(jnp.float32)), collected.transitions)
+            return state.replace(env=collected.env, key=collected.key), sums
 
-        _, sums = jax.lax.scan(one, (state.env, state.key), None, length=num_updates)
+        _, sums = jax.lax.scan(one, state, None, length=num_updates)
         return sums
 
     return run
 
 
 def one_batch(config, state):
-    """One rollout's batch from ``state`` (to feed the update-only program)."""
-    env = config.env_spec
-
-    def run(state):
-        _, batch = rollout(
-            state.key,
-            state.params,
-            state.env,
-            state.hparams.gamma,
-            env=env,
-            agent=make_agent(config),
-            dist=action_dist(env.discrete),
-            num_steps=config.num_steps,
-            options=train_lib.rollout_options(config),
-        )
-        return batch
-
-    return jax.jit(run)(state)
+    """One collected batch from ``state`` (to feed the update-only program)."""
+    return jax.jit(jaxpg.make_collect(config))(state)
 
 
 def update_program(config, num_updates: int):
-    """``(state, batch) -> (params, metrics)``: the update alone, ``num_updates`` times on one
-    fixed batch (the algorithm's targets, then its update: the epochs of minibatch steps), as
-    in :func:`jaxpg.train.update`."""
-    algorithm = make_algorithm(config, make_agent(config))
+    """``(state, collected) -> (params, metrics)``: the update alone, ``num_updates`` times on
+    one fixed batch, as in :func:`jaxpg.train.update` (a fresh update key each time)."""
+    learn = jaxpg.make_learn(config)
 
-    def run(state, batch):
-        hp = state.hparams
-
+    def run(state, collected):
         def one(carry, _):
-            params, opt_state, key, step = carry
-            key, opt_key = jax.random.split(key)
-            targets, algo_state = algorithm.targets(batch, hp, state.algo_state)
-            out = algorithm.update(
-                params,
-                opt_state,
-                algo_state,
-                Batch(batch, targets, state.env.agent_carry),
-                hp,
-                step,
-                opt_key,
-            )
-            return (out.params, out.opt_state, key, step + 1), out.metrics
+            state, key = carry
+            key, update_key = jax.random.split(key)
+            state, metrics = learn(state, collected._replace(update_key=update_key))
+            return (state, key), metrics
 
-        init = (state.params, state.opt_state, state.key, state.update_step)
-        (params, _, _, _), metrics = jax.lax.scan(one, init, None, length=num_updates)
-        return params, metrics
+        (state, _), metrics = jax.lax.scan(one, (state, collected.update_key), None,
+                                           length=num_updates)  # fmt: skip
+        return state.params, metrics
 
     return run
 

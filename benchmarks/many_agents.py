@@ -24,6 +24,7 @@ from options import add_common_args, add_set_arg, parse_set  # noqa: E402
 from report import log, mean_std, payload, publish  # noqa: E402
 from timing import time_program  # noqa: E402
 
+from jaxpg import registry  # noqa: E402
 from jaxpg.metrics import final_return  # noqa: E402
 
 FULL = dict(num_agents=[1, 2, 4, 8, 16, 32, 64, 128, 256], total_timesteps=2**17, repeats=1)
@@ -35,7 +36,7 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_common_args(p, quick_help="N = 1, 4, 16 at a small budget")
-    p.add_argument("--algo", choices=["ppo", "a2c", "trpo", "reinforce"], default="ppo")
+    p.add_argument("--algo", choices=registry.names(), default="ppo")
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--num-agents", nargs="+", type=int, help=f"default {FULL['num_agents']}")
     p.add_argument(

@@ -24,6 +24,8 @@ from options import add_common_args, add_set_arg, parse_set  # noqa: E402
 from report import fmt, log, payload, publish  # noqa: E402
 from timing import compile_program, memory_stats, time_call  # noqa: E402
 
+from jaxpg import registry  # noqa: E402
+
 FULL = dict(budgets=[2**16, 2**18, 2**20, 2**22], run=True)
 QUICK = dict(budgets=[2**12, 2**14], run=False)
 
@@ -33,7 +35,7 @@ def parse_args(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     add_common_args(p, quick_help="two small budgets, compile only", repeats=False)
-    p.add_argument("--algo", choices=["ppo", "a2c", "trpo", "reinforce"], default="ppo")
+    p.add_argument("--algo", choices=registry.names(), default="ppo")
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--budgets", nargs="+", type=int, help=f"default {FULL['budgets']}")
     p.add_argument(

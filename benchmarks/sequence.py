@@ -4,7 +4,7 @@
   over a vocabulary of 5; the presets ``reinforce_copy_transformer``'s, ``ppo_reverse_
   transformer``'s and ``grpo_reverse_transformer``'s settings), each for the same number of
   generated tokens; after every tenth of the run, the exact-match rate of 512 fresh prompts
-  (sampled tokens, ``jaxpg.sequence.evaluate_task``).
+  (sampled tokens, ``jaxpg.evaluate.evaluate_task``).
 * ``speed``: generated tokens per second (= env steps per second) of the whole PPO training
   program (generation and update, one minibatch, 4 epochs) at 1, 64 and 1024 sequences in
   parallel, for the transformer and for an MLP over the buffer; compile time apart.
@@ -70,7 +70,7 @@ def curves(args):
     import jax
 
     import jaxpg
-    from jaxpg.sequence import evaluate_task
+    from jaxpg.evaluate import evaluate_task
 
     out = []
     for name, config in method_configs(args.tokens).items():

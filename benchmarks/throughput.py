@@ -28,6 +28,8 @@ from options import add_common_args, add_set_arg, parse_set  # noqa: E402
 from report import log, payload, publish  # noqa: E402
 from timing import time_program  # noqa: E402
 
+from jaxpg import registry  # noqa: E402
+
 FULL = dict(
     algos=["ppo", "reinforce"],
     envs=["CartPole-v1", "Breakout-MinAtar"],
@@ -55,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--algos",
         nargs="+",
-        choices=["ppo", "a2c", "trpo", "reinforce"],
+        choices=registry.names(),
         help=f"default {FULL['algos']}",
     )
     p.add_argument("--envs", nargs="+", help=f"gymnax env names (default {FULL['envs']})")

@@ -2,7 +2,7 @@
 Fisher-vector products, and the line search, on one fixed CartPole batch.
 
 Three programs are timed on the same batch (compile apart, median of ``--repeats`` calls), each
-a prefix of the step that :func:`jaxpg.algorithms.make_trpo` takes:
+a prefix of the step that :func:`jaxpg.trpo.make_trpo` takes:
 
 * ``gradient``: ``g`` = the gradient of ``mean(ratio * A)``;
 * ``gradient + cg``: and ``s = (F + damping I)^-1 g`` (``cg_iters`` Fisher-vector products);
@@ -47,10 +47,10 @@ def main(argv=None):
     import jaxpg
     from jaxpg import trust_region
     from jaxpg.agents import make_agent
-    from jaxpg.algorithms import natural_gradient_step, trpo_objectives
     from jaxpg.distributions import action_dist
     from jaxpg.rollout import rollout
     from jaxpg.train import rollout_options
+    from jaxpg.trpo import natural_gradient_step, trpo_objectives
     from jaxpg.updates import Batch, as_minibatch
 
     sizes = args.num_envs[:1] if args.quick else args.num_envs
