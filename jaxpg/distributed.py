@@ -2,7 +2,14 @@
 
 Joining a multi-host job and who does what in it (:mod:`jaxpg.processes`), and the sharded
 programs (:mod:`jaxpg.sharding`), re-exported here.
+
+``import jaxpg.distributed`` imports only :mod:`jaxpg.processes`, which starts nothing: the
+sharded programs import the trainer (and gymnax, whose import computes with JAX), after which
+``jax.distributed.initialize`` refuses to run. So their names are loaded on first use, and
+:func:`initialize_distributed` can be called after ``import jaxpg.distributed``.
 """
+
+import importlib
 
 from jaxpg.processes import (  # noqa: F401
     Topology,
@@ -13,17 +20,36 @@ from jaxpg.processes import (  # noqa: F401
     process_key,
     topology,
 )
-from jaxpg.sharding import (  # noqa: F401
-    DATA_AXIS,
-    BatchLayout,
-    batch_layout,
-    make_mesh,
-    make_sharded_init,
-    make_sharded_sweep,
-    make_sharded_train,
-    make_sharded_train_chunk,
-    shard_state,
-    spread_members,
-    state_shardings,
-    to_host,
+
+_SHARDING = (
+    "DATA_AXIS",
+    "BatchLayout",
+    "batch_layout",
+    "make_mesh",
+    "make_sharded_init",
+    "make_sharded_sweep",
+    "make_sharded_train",
+    "make_sharded_train_chunk",
+    "shard_state",
+    "spread_members",
+    "state_shardings",
+    "to_host",
 )
+__all__ = [
+    "Topology",
+    "global_seed",
+    "initialize_distributed",
+    "is_main_process",
+    "main_process_only",
+    "process_key",
+    "topology",
+    *_SHARDING,
+]
+
+
+def __getattr__(name):
+    if name in _SHARDING:
+        value = getattr(importlib.import_module("jaxpg.sharding"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'jaxpg.distributed' has no attribute {name!r}")

@@ -211,13 +211,17 @@ def learn(
         **extra,
     )
     update_step = state.update_step + 1
-    metrics = {**episode_stats(transitions), **out.metrics}
-    if agent.has_critic:
-        metrics["explained_variance"] = losses.explained_variance(
+    metrics = {
+        **episode_stats(transitions),
+        **out.metrics,
+        "explained_variance": losses.explained_variance(
             transitions.value, targets.returns, targets.value_mask
         )
-    metrics["env_steps"] = env_steps(update_step, config.batch_size)
-    metrics["nonfinite"] = jnp.logical_not(out.finite)
+        if agent.has_critic
+        else jnp.asarray(jnp.nan, jnp.float32),  # the column is there for every algorithm
+        "env_steps": env_steps(update_step, config.batch_size),
+        "nonfinite": jnp.logical_not(out.finite),
+    }
     new_state = state.replace(
         params=out.params,
         opt_state=out.opt_state,

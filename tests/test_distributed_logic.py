@@ -17,6 +17,7 @@ from jax.sharding import PartitionSpec
 
 import jaxpg
 from jaxpg import distributed as dist
+from jaxpg import processes
 
 
 def tiny_ppo(**kw):
@@ -105,7 +106,7 @@ def test_only_process_zero_writes(tmp_path, monkeypatch):
 
 
 def test_initialize_distributed_checks_its_arguments(monkeypatch):
-    monkeypatch.setattr(dist, "_distributed_is_initialized", lambda: False)
+    monkeypatch.setattr(processes, "_distributed_is_initialized", lambda: False)
 
     def must_not_run(**kwargs):
         raise AssertionError("jax.distributed.initialize should not be reached")
@@ -118,13 +119,13 @@ def test_initialize_distributed_checks_its_arguments(monkeypatch):
 
 
 def test_initialize_distributed_is_a_no_op_once_joined(monkeypatch):
-    monkeypatch.setattr(dist, "_distributed_is_initialized", lambda: True)
+    monkeypatch.setattr(processes, "_distributed_is_initialized", lambda: True)
     monkeypatch.setattr(jax.distributed, "initialize", lambda **k: pytest.fail("called twice"))
     assert dist.initialize_distributed() == dist.topology()
 
 
 def test_initialize_distributed_explains_late_calls(monkeypatch):
-    monkeypatch.setattr(dist, "_distributed_is_initialized", lambda: False)
+    monkeypatch.setattr(processes, "_distributed_is_initialized", lambda: False)
 
     def too_late(**kwargs):
         raise RuntimeError(
