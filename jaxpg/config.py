@@ -109,7 +109,7 @@ class HParams:
     def __repr__(self) -> str:
         return "HParams(" + ", ".join(f"{k}={v!r}" for k, v in self._values.items()) + ")"
 
-    def tree_flatten_with_keys(self):
+    def tree_flatten_with_keys(self) -> tuple[list[tuple[Any, Any]], tuple[str, ...]]:
         children = [(jax.tree_util.GetAttrKey(k), v) for k, v in self._values.items()]
         return children, tuple(self._values)
 
@@ -127,7 +127,9 @@ def fail(field: str, value: Any, allowed: str) -> None:
 _fail = fail
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", *, traced: bool = False, **kw: Any):
+def field(
+    default: Any = dataclasses.MISSING, help: str = "", *, traced: bool = False, **kw: Any
+) -> Any:
     """A config field, documented: ``help`` is its ``metadata["help"]`` (the CLI's flag help).
 
     ``traced=True`` makes it a traced hyperparameter: :meth:`Config.hparams` gives it as a
@@ -399,31 +401,37 @@ class Config:
         except (ImportError, AttributeError, ValueError) as e:
             _fail("network", self.network, f"{allowed}; importing it failed: {e}")
 
-    def _coerce_ints(self, *names):
+    def _coerce_ints(self, *names: str) -> None:
         for name in names:
             value = getattr(self, name)
             if isinstance(value, float) and value.is_integer():
                 object.__setattr__(self, name, int(value))
 
-    def _check_int_tuple(self, name, example):
+    def _check_int_tuple(self, name: str, example: str) -> None:
         value = getattr(self, name)
         if isinstance(value, (list, tuple)) and value and all(_is_int(h) and h > 0 for h in value):
             object.__setattr__(self, name, tuple(int(h) for h in value))
         else:
             _fail(name, value, f"a non-empty tuple of positive ints, e.g. {example}")
 
-    def _check_bools(self, *names):
+    def _check_bools(self, *names: str) -> None:
         for name in names:
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 _fail(name, getattr(self, name), "True or False")
 
-    def _check_positive_ints(self, *names):
+    def _check_positive_ints(self, *names: str) -> None:
         for name in names:
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 _fail(name, value, "a positive integer")
 
-    def _check_range(self, name, low=None, high=None, low_open=False):
+    def _check_range(
+        self,
+        name: str,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+    ) -> None:
         value = getattr(self, name)
         ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
         ok = ok and math.isfinite(value)
@@ -546,7 +554,7 @@ class Config:
             )
         object.__setattr__(self, "num_steps", steps)
 
-    def _check_whole_episodes(self):
+    def _check_whole_episodes(self) -> None:
         """A one-reward-per-episode rollout must hold a whole episode: ``num_steps`` at least
         the environment's ``max_steps_in_episode`` (a shorter one cuts episodes, whose return is
         then unknown, and may never see a reward that comes only at the end)."""
@@ -560,7 +568,7 @@ class Config:
                 "return is then unknown (None: the episode limit)",
             )
 
-    def _check_batch_fits_budget(self):
+    def _check_batch_fits_budget(self) -> None:
         if self.total_timesteps < self.batch_size:
             _fail(
                 "total_timesteps",
@@ -569,7 +577,7 @@ class Config:
                 f"{self.num_envs} * {self.num_steps} = {self.batch_size}",
             )
 
-    def _check_divides_batch(self, name):
+    def _check_divides_batch(self, name: str) -> None:
         """``name`` (already a positive int) divides the batch ``num_envs * num_steps``."""
         if self.batch_size % getattr(self, name):
             _fail(
