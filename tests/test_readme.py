@@ -1,5 +1,6 @@
 """The README's code snippets, run as written."""
 
+import json
 import re
 from pathlib import Path
 
@@ -47,6 +48,37 @@ def test_run_loop_snippet_checkpoints_resumes_and_calls_back(tmp_path, capsys):
     assert "128 [" in out  # the callback printed the last chunk's returns
 
 
+def _user_module(folder: Path) -> None:
+    """The README's ``my_a2c.py``, written to ``folder`` and importable from there."""
+    import sys
+
+    (folder / "my_a2c.py").write_text(snippet("user-module"))
+    sys.modules.pop("my_a2c", None)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+
+def test_user_module_snippets_run_sweep_resume_and_evaluate(tmp_path, capsys):
+    import sys
+
+    _user_module(tmp_path)
+    run_dir = tmp_path / "run"
+    namespace = {"__name__": "readme_snippet", "RUN_DIR": run_dir}
+    try:
+        exec(compile(snippet("user-module-run"), "README.md:user-module-run", "exec"), namespace)
+    finally:
+        sys.path.remove(str(tmp_path))
+    result = namespace["result"]
+    assert result.status == "complete" and len(result.members) == 4
+    recorded = json.loads((run_dir / "config.json").read_text())["config"]
+    assert (
+        recorded["config_class"] == "my_a2c:MyConfig" and recorded["network"] == "my_a2c:MyPolicy"
+    )
+    assert [s["prox_coef"] for s in result.summary["settings"]] == [0.0, 0.5]
+    out = capsys.readouterr().out
+    assert out.count("[") >= 2  # the settings' final returns, the members' evaluation returns
+
+
 def readme_commands() -> list[str]:
     """Every ``jaxpg ...`` command the README shows: the lines of its bash blocks (with their
     continuations) and the inline ``jaxpg train ...`` examples."""
@@ -61,16 +93,23 @@ def readme_commands() -> list[str]:
     return [re.sub(r"\[[^\]]*\]", "", c).split(" && ")[0] for c in commands]
 
 
-def test_every_cli_example_in_the_readme_parses_and_builds_its_config():
+def test_every_cli_example_in_the_readme_parses_and_builds_its_config(tmp_path):
     import shlex
+    import sys
 
     from jaxpg import cli, flags, registry
 
     commands = readme_commands()
     assert len(commands) >= 15 and "jaxpg train" in commands
+    _user_module(tmp_path)  # for `jaxpg train --import my_a2c my-a2c ...`
+    imported = [m for c in commands for m in cli.take_imports(shlex.split(c))[1]]
+    try:
+        assert imported and set(cli.import_user_modules(imported)) == {"my_a2c"}
+    finally:
+        sys.path.remove(str(tmp_path))
     parser = cli.build_parser()
     for command in commands:
-        argv, _ = flags.normalize_argv(shlex.split(command)[1:])
+        argv, _ = flags.normalize_argv(cli.take_imports(shlex.split(command)[1:])[0])
         argv = [a if "<" not in a else "runs/x" for a in argv]
         if "--help" in argv or "ALGO" in argv or (argv[0] in ("eval", "plot") and len(argv) < 2):
             continue  # a mention of the command, not an example
