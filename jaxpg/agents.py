@@ -82,12 +82,12 @@ def unroll(
     where ``reset`` says; ``B`` must then be a single axis.
     """
     if reset is None:  # single steps of a feed-forward agent: one batch axis, no resets read
-        reset = jnp.zeros(obs.shape[:1], jnp.bool_)
+        reset = jnp.zeros(jax.tree.leaves(obs)[0].shape[:1], jnp.bool_)
     lead = reset.shape
     if not is_recurrent(agent):
         if len(lead) == 1:
             return agent.apply(params, carry, obs, reset)
-        flat_obs = obs.reshape((math.prod(lead),) + obs.shape[len(lead) :])
+        flat_obs = jax.tree.map(lambda x: x.reshape((math.prod(lead),) + x.shape[len(lead) :]), obs)
         carry, dist_params, value = agent.apply(params, carry, flat_obs, reset.reshape(-1))
         unflat = lambda x: x.reshape(lead + x.shape[1:])
         # Batched distribution parameters are [B, A] (logits, a mean, a per-state log std); a
@@ -219,6 +219,47 @@ def transformer_agent(
     return Agent(init, _empty_carry, apply, critic)
 
 
+def flatten_obs(obs: Any, obs_spec: Any) -> jax.Array:
+    """A pytree observation ``[*batch, ...]`` as one float32 array ``[*batch, n]``: every leaf
+    (as ``obs_spec``'s, one observation's) cast to float32, flattened and concatenated in
+    ``jax.tree.leaves`` order. An array observation is only cast."""
+    leaves, specs = jax.tree.leaves(obs), jax.tree.leaves(obs_spec)
+    batch = leaves[0].shape[: leaves[0].ndim - len(specs[0].shape)]
+    return jnp.concatenate(
+        [jnp.asarray(x, jnp.float32).reshape(batch + (-1,)) for x in leaves], axis=-1
+    )
+
+
+def _reading_flat(agent: Agent, obs_spec: Any) -> Agent:
+    """``agent`` (built for flat observations ``[B, n]``) fed pytree observations flattened."""
+
+    def apply(params, carry, obs, reset):
+        return agent.apply(params, carry, flatten_obs(obs, obs_spec), reset)
+
+    return agent._replace(apply=apply)
+
+
+# Where an action is illegal its logit is this: exp() of it is exactly 0 in float32 and the
+# log-probability stays finite (an infinite one makes 0 * log 0 a NaN in the entropy).
+ILLEGAL_LOGIT = -1e9
+
+
+def masked(agent: Agent, action_mask: Callable[[Any], jax.Array]) -> Agent:
+    """``agent`` whose logits are :data:`ILLEGAL_LOGIT` wherever ``action_mask(obs)`` is False:
+    it never samples an illegal action, and its log-probabilities, entropy and KL are those of
+    the distribution restricted to the legal actions."""
+    if getattr(agent.apply, "action_mask", None) is action_mask:
+        return agent
+
+    def apply(params, carry, obs, reset):
+        carry, logits, value = agent.apply(params, carry, obs, reset)
+        logits = jnp.where(action_mask(obs), logits, jnp.asarray(ILLEGAL_LOGIT, logits.dtype))
+        return carry, logits, value
+
+    apply.action_mask = action_mask
+    return agent._replace(apply=apply)
+
+
 def make_agent(config: Config) -> Agent:
     """The agent a config describes: the actor-critic of its ``network`` (``"mlp"``; ``"cnn"``:
     ``conv_channels`` convolutions first; ``"gru"``/``"lstm"``: a recurrent core of
@@ -228,6 +269,11 @@ def make_agent(config: Config) -> Agent:
     env = config.env_spec
     if ":" in config.network:
         return agent_from_path(config.network, config, config.network_kwargs)
+    agent = _builtin_agent(config, env)
+    return _reading_flat(agent, env.obs_spec) if env.pytree_obs else agent
+
+
+def _builtin_agent(config: Config, env: Env) -> Agent:
     if config.network == "transformer":
         task = env.env.task
         return transformer_agent(
@@ -289,7 +335,7 @@ def agent_from_module(module: nn.Module, *, env: Env) -> Agent:
     the module defines that method, else no carry (a feed-forward policy)."""
     initial_carry = getattr(module, "initial_carry", None)
     initial_carry = _empty_carry if initial_carry is None else initial_carry
-    dummy = jnp.zeros((1, *env.obs_shape), env.obs_dtype)
+    dummy = env.dummy_obs((1,))
     reset = jnp.ones((1,), jnp.bool_)
 
     def init(key):
@@ -353,7 +399,14 @@ def agent_spec(agent: Any) -> dict[str, Any] | None:
 
 def as_agent(agent: AgentLike | None, config: Config) -> Agent:
     """``agent`` as an :class:`Agent`: ``None`` (the config's MLP), an :class:`Agent`, a flax
-    linen module, or an ``(init, apply)`` pair."""
+    linen module, or an ``(init, apply)`` pair. Where the environment has a legal-action mask,
+    the agent's logits are :func:`masked` by it, whichever kind of agent it is."""
+    env = config.env_spec
+    built = _as_agent(agent, config)
+    return built if env.action_mask is None else masked(built, env.action_mask)
+
+
+def _as_agent(agent: AgentLike | None, config: Config) -> Agent:
     if agent is None:
         return make_agent(config)
     if isinstance(agent, Agent):
@@ -370,7 +423,7 @@ def as_agent(agent: AgentLike | None, config: Config) -> Agent:
 
 def _check_agent(init, apply, initial_carry, env) -> bool:
     """Traces ``init`` and one ``apply`` on dummy inputs; returns whether there is a critic."""
-    dummy = jax.ShapeDtypeStruct((2, *env.obs_shape), env.obs_dtype)
+    dummy = jax.tree.map(lambda s: jax.ShapeDtypeStruct((2, *s.shape), s.dtype), env.obs_spec)
     reset = jax.ShapeDtypeStruct((2,), jnp.bool_)
 
     def run(key, obs, reset):
@@ -381,7 +434,7 @@ def _check_agent(init, apply, initial_carry, env) -> bool:
         carry, dist_params, value = jax.eval_shape(run, jax.random.key(0), dummy, reset)
     except (TypeError, ValueError) as e:
         raise ValueError(
-            f"agent: calling init and apply(params, carry, obs [2, *{env.obs_shape}], reset [2]) "
+            f"agent: calling init and apply(params, carry, obs [2, *{env.obs_spec}], reset [2]) "
             f"failed: {e}"
         ) from e
     expected_carry = jax.eval_shape(lambda: initial_carry(2))

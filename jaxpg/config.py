@@ -311,6 +311,11 @@ class Config:
     # Environment wrappers.
     normalize_obs: bool = _field(False, "running mean/std of observations")
     normalize_rewards: bool = _field(False, "divide by the running std of the discounted return")
+    reward_scale: float = _field(
+        1.0,
+        "multiply the rewards learned from by this constant (Brax's reward_scaling); "
+        "returns are reported unscaled",
+    )
     clip_actions: bool = _field(
         True, "continuous actions: clip to the bounds (loss uses the raw sample)"
     )
@@ -337,6 +342,7 @@ class Config:
         self._check_range("gamma", low=0.0, high=1.0)
         self._check_range("ent_coef", low=0.0)
         self._check_range("vf_coef", low=0.0)
+        self._check_range("reward_scale", low=0.0, low_open=True)
         self._check_int_tuple("hidden_sizes", "(64, 64)")
         self._check_int_tuple("conv_channels", "(16,)")
         self._coerce_ints("recurrent_size", "embed_dim", "num_layers", "num_heads")
@@ -379,7 +385,14 @@ class Config:
                 f"'transformer' reads a sequence task's token buffer "
                 f"(jaxpg.sequence, e.g. env='seq:reverse'); {self._env.name} is not one",
             )
-        if self.network == "cnn" and len(self._env.obs_shape) != 3:
+        if self._env.pytree_obs and self.normalize_obs:
+            _fail(
+                "normalize_obs",
+                True,
+                f"False for {self._env.name}, whose observations are a pytree "
+                f"({type(self._env.obs_spec).__name__}); normalisation needs one array",
+            )
+        if self.network == "cnn" and (self._env.pytree_obs or len(self._env.obs_shape) != 3):
             _fail(
                 "network",
                 self.network,

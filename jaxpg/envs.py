@@ -10,12 +10,19 @@ bootstrap of a truncated episode comes from. The returned ``obs`` is where the n
 
 Observations are returned as they come, ``[num_envs, *obs_shape]`` of the environment's own
 dtype (``Env.obs_dtype``): integer tokens stay integers, and the agent decides how to embed them.
+An observation may also be a pytree (a dict, a NamedTuple: Jumanji's, a user's own), described
+by ``Env.obs_spec``; jaxpg's own networks flatten and concatenate its leaves
+(:func:`flatten_obs`). An environment with a legal-action mask defines
+``action_mask(obs) -> bool [..., num_actions]`` (read from a batch of observations), and every
+agent's logits are masked with it (:func:`jaxpg.agents.as_agent`), so no policy samples an
+illegal action, in training or in evaluation.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -50,7 +57,30 @@ class Env:
     action_dim: int  # number of actions (discrete) or size of the action vector (continuous)
     action_low: np.ndarray | None = None  # continuous bounds, shape [action_dim]
     action_high: np.ndarray | None = None
-    obs_dtype: Any = jnp.float32  # what reset and step return
+    obs_dtype: Any = jnp.float32  # what reset and step return (the first leaf's, for a pytree)
+    # One observation, without the batch axis: a jax.ShapeDtypeStruct, or a pytree of them.
+    obs_spec: Any = None
+    # obs [..., *] -> bool [..., action_dim], True where an action is legal; None: all are.
+    action_mask: Callable[[Any], jax.Array] | None = None
+
+    def __post_init__(self):
+        if self.obs_spec is None:
+            spec = jax.ShapeDtypeStruct(tuple(self.obs_shape), self.obs_dtype)
+            object.__setattr__(self, "obs_spec", spec)
+
+    @property
+    def pytree_obs(self) -> bool:
+        """Whether an observation is a pytree (dict, NamedTuple, ...) rather than one array."""
+        return not isinstance(self.obs_spec, jax.ShapeDtypeStruct)
+
+    def dummy_obs(self, batch: tuple[int, ...] = (1,)) -> Any:
+        """Zeros shaped like a batch of observations ``[*batch, ...]`` (pytree as ``obs_spec``)."""
+        return jax.tree.map(lambda s: jnp.zeros((*batch, *s.shape), s.dtype), self.obs_spec)
+
+    def batch_shape(self, obs: Any) -> tuple[int, ...]:
+        """The leading (batch) axes of ``obs``, observations of this environment."""
+        leaf, spec = jax.tree.leaves(obs)[0], jax.tree.leaves(self.obs_spec)[0]
+        return tuple(leaf.shape[: jnp.ndim(leaf) - len(spec.shape)])
 
     @property
     def max_steps_in_episode(self) -> int | None:
@@ -151,11 +181,21 @@ class EnvFamily(NamedTuple):
 
     make: Callable[..., gx_env.Environment]  # (full name, **env_kwargs) -> a gymnax Environment
     names: Callable[[], Sequence[str]]  # the full names it knows, for listings
+    # Listed by name only, with this note, instead of built one by one (an env suite: building
+    # each of its environments to list its spaces would take minutes).
+    note: str | None = None
 
 
 # The built-in families by import path: the module registers its family when imported, so
 # listing or building one imports that module only then.
-_BUILTIN_FAMILIES = {"seq": "jaxpg.sequence"}
+_BUILTIN_FAMILIES = {
+    "seq": "jaxpg.sequence",
+    "brax": "jaxpg.suites.brax",
+    "craftax": "jaxpg.suites.craftax",
+    "jumanji": "jaxpg.suites.jumanji",
+    "navix": "jaxpg.suites.navix",
+    "xminigrid": "jaxpg.suites.xminigrid",
+}
 _FAMILIES: dict[str, EnvFamily] = {}
 
 
@@ -163,6 +203,7 @@ def register_env_family(
     prefix: str,
     make: Callable[..., gx_env.Environment],
     names: Callable[[], Sequence[str]] = tuple,
+    note: str | None = None,
 ) -> None:
     """Makes ``make_env("PREFIX:NAME", **env_kwargs)`` build ``make("PREFIX:NAME", **env_kwargs)``.
 
@@ -171,10 +212,11 @@ def register_env_family(
       make: ``(name, **env_kwargs) -> Environment``: a gymnax-style environment for ``name``
         (the whole name, prefix included); a ``ValueError`` for a name it does not know.
       names: ``() -> names`` for :func:`registered_envs` and ``jaxpg envs``.
+      note: list the names with this note in ``jaxpg envs`` instead of building each one.
     """
     if not prefix or ":" in prefix:
         raise ValueError(f"prefix={prefix!r} is invalid: a non-empty name without ':'")
-    _FAMILIES[prefix] = EnvFamily(make, names)
+    _FAMILIES[prefix] = EnvFamily(make, names, note)
 
 
 def _family(prefix: str) -> EnvFamily | None:
@@ -239,18 +281,26 @@ def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_
         )
     params = default_params if env_params is None else env_params
 
-    obs_space = instance.observation_space(params)
-    if not hasattr(obs_space, "shape") or isinstance(obs_space, (gx_spaces.Dict, gx_spaces.Tuple)):
-        raise ValueError(
-            f"env: {name} has a {type(obs_space).__name__} observation space; jaxpg needs an "
-            "array observation (Box or Discrete)"
-        )
-    obs_shape = tuple(obs_space.shape)
-    obs_dtype = jax.eval_shape(instance.reset, jax.random.key(0), params)[0].dtype
+    obs_spec = jax.eval_shape(instance.reset, jax.random.key(0), params)[0]
+    obs_spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), obs_spec)
+    if isinstance(obs_spec, jax.ShapeDtypeStruct):
+        obs_shape = tuple(obs_spec.shape)
+    else:  # a pytree: jaxpg's own networks see its leaves flattened and concatenated
+        obs_shape = (sum(math.prod(x.shape) for x in jax.tree.leaves(obs_spec)),)
+    obs_dtype = jax.tree.leaves(obs_spec)[0].dtype
+    mask = getattr(instance, "action_mask", None)
+    extra = {"obs_spec": obs_spec, "action_mask": mask if callable(mask) else None}
     action_space = instance.action_space(params)
     if isinstance(action_space, gx_spaces.Discrete):
         return Env(
-            instance, params, name, obs_shape, True, int(action_space.n), obs_dtype=obs_dtype
+            instance,
+            params,
+            name,
+            obs_shape,
+            True,
+            int(action_space.n),
+            obs_dtype=obs_dtype,
+            **extra,
         )
     if isinstance(action_space, gx_spaces.Box):
         shape = tuple(action_space.shape)
@@ -261,7 +311,11 @@ def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_
             )
         low = np.broadcast_to(np.asarray(action_space.low, np.float32), shape).copy()
         high = np.broadcast_to(np.asarray(action_space.high, np.float32), shape).copy()
-        return Env(instance, params, name, obs_shape, False, shape[0], low, high, obs_dtype)
+        if extra["action_mask"] is not None:
+            raise ValueError(f"env: {name} has an action mask but a continuous action space")
+        return Env(
+            instance, params, name, obs_shape, False, shape[0], low, high, obs_dtype, **extra
+        )
     raise ValueError(
         f"env: {name} has a {type(action_space).__name__} action space; jaxpg supports "
         "Discrete and 1-D Box action spaces"
@@ -276,7 +330,11 @@ def env_table() -> list[tuple[str, str, str, str]]:
     """``(name, observation space, action space, note)`` for every registered environment
     (``jaxpg envs``); the note says why one is not supported, or that it downloads data."""
     rows = []
+    notes = {n: f.note for f in map(_family, env_families()) if f.note for n in f.names()}
     for name in registered_envs():
+        if name in notes:
+            rows.append((name, "-", "-", notes[name]))
+            continue
         if name in _DOWNLOADS:
             rows.append((name, "-", "-", _DOWNLOADS[name]))
             continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 from flax import struct
 
@@ -53,7 +54,7 @@ def make_policy(config: Config, agent: AgentLike | None = None) -> Policy:
             )
 
     def prepare(params: PolicyParams, obs):
-        obs = jnp.asarray(obs)
+        obs = jax.tree.map(jnp.asarray, obs)
         if params.obs_stats is not None:
             obs = normalize(params.obs_stats, obs)
         return obs
@@ -66,7 +67,7 @@ def make_policy(config: Config, agent: AgentLike | None = None) -> Policy:
                 "starting from policy.initial_carry(num_envs)"
             )
         obs = prepare(params, obs)
-        batch = obs.shape[: obs.ndim - len(env.obs_shape)]
+        batch = env.batch_shape(obs)
         _, dist_params, value = unroll(agent, params.network, (), obs, jnp.ones(batch, jnp.bool_))
         return dist_params, value
 

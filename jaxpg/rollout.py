@@ -110,6 +110,7 @@ class RolloutOptions(NamedTuple):
     normalize_obs: bool
     normalize_rewards: bool
     clip_actions: bool
+    reward_scale: float = 1.0  # the rewards learned from are multiplied by it
 
 
 # Above this many action-noise numbers per rollout (T * N * num_actions), the noise is drawn
@@ -168,13 +169,13 @@ def rollout(
             # policy will be asked to value. For envs that did not end they are the same.
             obs_stats = running_stats_update(obs_stats, out.final_obs)
 
-        reward = out.reward
+        reward = out.reward if options.reward_scale == 1.0 else out.reward * options.reward_scale
         discounted_return = carry.discounted_return
         reward_stats = carry.reward_stats
         if options.normalize_rewards:
-            discounted_return = discounted_return * gamma + out.reward
+            discounted_return = discounted_return * gamma + reward
             reward_stats = running_stats_update(reward_stats, discounted_return)
-            reward = scale_reward(reward_stats, out.reward)
+            reward = scale_reward(reward_stats, reward)
             discounted_return = jnp.where(done, 0.0, discounted_return)
 
         final_obs = norm_obs(obs_stats, out.final_obs)
@@ -244,7 +245,7 @@ def bootstrap_values(params: Any, agent: Agent, final_obs: jax.Array) -> jax.Arr
     This is ``next_values`` for ``gae``/``discounted_returns``: the value of the true next state,
     which for a truncated episode is V(final observation), never V(reset observation).
     """
-    reset = jnp.zeros(final_obs.shape[:2], jnp.bool_)
+    reset = jnp.zeros(jax.tree.leaves(final_obs)[0].shape[:2], jnp.bool_)
     _, _, values = unroll(agent, params, (), final_obs, reset)
     return values
 

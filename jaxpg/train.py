@@ -93,7 +93,12 @@ def _coerce_hparams(config: Config, hparams: HParams | None) -> HParams:
 
 def rollout_options(config: Config) -> RolloutOptions:
     """The rollout's static switches from ``config``."""
-    return RolloutOptions(config.normalize_obs, config.normalize_rewards, config.clip_actions)
+    return RolloutOptions(
+        config.normalize_obs,
+        config.normalize_rewards,
+        config.clip_actions,
+        float(config.reward_scale),
+    )
 
 
 def _parts(config: Config, algorithm, agent) -> tuple[Agent, Algorithm]:

@@ -219,7 +219,7 @@ def split_minibatches(
     """
     if not sequences:
         data = flatten_batch(batch)
-        size = data.obs.shape[0]
+        size = data.action.shape[0]
         if num_minibatches == 1 and not shuffle:
             return jax.tree.map(lambda x: x[None], data)
         perm = random_permutation(key, size) if shuffle else jnp.arange(size)

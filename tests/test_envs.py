@@ -315,6 +315,23 @@ def test_reward_scaling_matches_numpy_loop():
     np.testing.assert_allclose(batch.reward[:, 0], ref, rtol=1e-5)
 
 
+def test_constant_reward_scale_scales_what_is_learned_not_what_is_reported():
+    env = make_env(CountEnv(limit=4, reward=2.0))
+    _, plain = run(env, 2, 9)
+    opts = RolloutOptions(False, False, True, reward_scale=10.0)
+    _, scaled = run(env, 2, 9, options=opts)
+    np.testing.assert_array_equal(scaled.reward, 20.0 * np.ones((9, 2)))
+    np.testing.assert_array_equal(scaled.episode_return, plain.episode_return)
+    assert float(np.max(scaled.episode_return)) == 8.0  # 4 steps of the raw reward 2
+    # before the running std: the scaled discounted return is what gets normalised
+    norm = RolloutOptions(False, True, True, reward_scale=10.0)
+    _, both = run(env, 1, 9, options=norm)
+    _, unscaled = run(env, 1, 9, options=RolloutOptions(False, True, True))
+    np.testing.assert_allclose(both.reward[1:], unscaled.reward[1:], rtol=1e-3)
+    with pytest.raises(ValueError, match="reward_scale"):
+        jaxpg.PPOConfig(reward_scale=0.0)
+
+
 # -- continuous actions, image observations, vmapping ---------------------------------------
 
 

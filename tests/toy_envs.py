@@ -268,3 +268,55 @@ class DelayedRecallEnv(environment.Environment):
     @property
     def num_actions(self) -> int:
         return 2
+
+
+@struct.dataclass
+class MaskedState(environment.EnvState):
+    time: int
+    legal: jax.Array  # bool [4]
+
+
+class MaskedChoiceEnv(environment.Environment):
+    """A dict observation ``{"action_mask": bool[4], "clock": float32[1]}`` with a legal-action
+    mask drawn afresh each step (action 0 always legal, each other one with probability 1/2).
+    The reward is the chosen action's index when it is legal (an illegal one would pay 10, so a
+    policy that ever samples one shows it); episodes are cut at 8 steps by the time limit."""
+
+    limit = 8
+
+    @property
+    def default_params(self):
+        return CountParams(max_steps_in_episode=self.limit)
+
+    def _legal(self, key):
+        return jnp.concatenate([jnp.ones((1,), bool), jax.random.bernoulli(key, 0.5, (3,))])
+
+    def _obs(self, state):
+        return {
+            "action_mask": state.legal,
+            "clock": jnp.asarray(state.time, jnp.float32)[None] / self.limit,
+        }
+
+    def step_env(self, key, state, action, params):
+        reward = jnp.where(state.legal[action], action, 10).astype(jnp.float32)
+        new = MaskedState(time=state.time + 1, legal=self._legal(key))
+        return self._obs(new), new, reward, jnp.asarray(False), {}
+
+    def reset_env(self, key, params):
+        state = MaskedState(time=0, legal=self._legal(key))
+        return self._obs(state), state
+
+    def action_mask(self, obs):
+        return obs["action_mask"]
+
+    def observation_space(self, params):
+        return spaces.Dict(
+            {"action_mask": spaces.Box(0, 1, (4,), jnp.bool_), "clock": spaces.Box(0, 1, (1,))}
+        )
+
+    def action_space(self, params=None):
+        return spaces.Discrete(4)
+
+    @property
+    def name(self) -> str:
+        return "MaskedChoice"
