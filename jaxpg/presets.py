@@ -217,6 +217,76 @@ def ppo_minatar(game: str, network: str = "mlp") -> PPOConfig:
     )
 
 
+# Brax's published PPO settings for its locomotion tasks (the Brax training colab and
+# brax/training/agents/ppo: num_envs, unroll_length, batch_size, num_minibatches,
+# num_updates_per_batch, discounting, learning_rate, entropy_cost, reward_scaling, 50M steps).
+# Hopper has no published PPO settings (Brax trains it with SAC): it takes halfcheetah's with
+# gamma 0.97 and entropy 1e-2.
+BRAX_PPO = {
+    #              envs  unroll batch  minib epochs gamma  ent    reward scale
+    "ant": dict(n=4096, unroll=5, batch=2048, mb=32, epochs=4, gamma=0.97, ent=1e-2, scale=10.0),
+    "halfcheetah": dict(
+        n=2048, unroll=20, batch=512, mb=32, epochs=8, gamma=0.95, ent=1e-3, scale=1.0
+    ),
+    "hopper": dict(n=2048, unroll=20, batch=512, mb=32, epochs=8, gamma=0.97, ent=1e-2, scale=1.0),
+    "humanoid": dict(
+        n=2048, unroll=10, batch=1024, mb=32, epochs=8, gamma=0.97, ent=1e-3, scale=0.1
+    ),
+}
+
+
+def ppo_brax(task: str, backend: str = "positional") -> PPOConfig:
+    """PPO on ``brax:{task}`` with the settings Brax publishes for its own PPO (:data:`BRAX_PPO`):
+    50M env steps, lr 3e-4, GAE 0.95, clip 0.3, observation normalisation, Brax's reward
+    scaling as a constant, episodes of 1000 steps (truncated, bootstrapped), ``backend`` as
+    Brax's colab. Brax's training step collects ``batch_size * num_minibatches`` unrolls of
+    ``unroll_length`` steps from ``num_envs`` environments, one after another; jaxpg collects
+    the same steps per update as one rollout of ``num_steps = unroll_length * batch_size *
+    num_minibatches / num_envs`` steps (its GAE runs over the whole rollout, not each unroll).
+    The network is jaxpg's: actor and critic 2x256 swish (Brax: a 4x32 policy, a 5x256 value)."""
+    if task not in BRAX_PPO:
+        raise ValueError(f"task={task!r} is invalid: one of {list(BRAX_PPO)}")
+    p = BRAX_PPO[task]
+    return PPOConfig(
+        env=f"brax:{task}",
+        env_kwargs={"backend": backend, "episode_length": 1000},
+        total_timesteps=50_000_000,
+        num_envs=p["n"],
+        num_steps=p["unroll"] * p["batch"] * p["mb"] // p["n"],
+        num_minibatches=p["mb"],
+        num_epochs=p["epochs"],
+        lr=3e-4,
+        anneal_lr=False,
+        gamma=p["gamma"],
+        gae_lambda=0.95,
+        clip_eps=0.3,
+        ent_coef=p["ent"],
+        reward_scale=p["scale"],
+        normalize_obs=True,
+        hidden_sizes=(256, 256),
+        activation="swish",
+    )
+
+
+def ppo_brax_inverted_pendulum() -> PPOConfig:
+    """PPO on ``brax:inverted_pendulum`` (spring backend, the fastest on a CPU): 64 envs x 32
+    steps, 4 epochs x 4 minibatches, lr 3e-3, gamma 0.99, episodes of 1000 steps; 600k steps.
+    The CI learning test's Brax task."""
+    return PPOConfig(
+        env="brax:inverted_pendulum",
+        env_kwargs={"backend": "spring", "episode_length": 1000},
+        total_timesteps=600_000,
+        num_envs=64,
+        num_steps=32,
+        num_epochs=4,
+        num_minibatches=4,
+        lr=3e-3,
+        gamma=0.99,
+        ent_coef=0.0,
+        normalize_obs=True,
+    )
+
+
 PRESETS = {
     "ppo-cartpole-trajectory": ppo_cartpole_trajectory,
     "grpo-cartpole": grpo_cartpole,
@@ -239,4 +309,6 @@ PRESETS = {
         for game in MINATAR_GAMES
         for network, suffix in (("mlp", ""), ("cnn", "-cnn"))
     },
+    **{f"ppo-brax-{task}": (lambda task=task: ppo_brax(task)) for task in BRAX_PPO},
+    "ppo-brax-inverted-pendulum": ppo_brax_inverted_pendulum,
 }
