@@ -266,6 +266,12 @@ class Config:
         "observation components to keep (the rest hidden: jaxpg.wrappers.MaskObservation), "
         "e.g. 0,2; None: all",
     )
+    reset_pool: int = _field(
+        0,
+        "optimistic resets: draw this many fresh starts per step, shared in order by the "
+        "environments that finish (for suites whose reset is expensive: Craftax, XLand-MiniGrid); "
+        "0: every environment resets afresh",
+    )
     # Budget and batch shape.
     total_timesteps: int = _field(
         500_000, "env steps in all; num_updates = this // (num_envs * num_steps)"
@@ -377,6 +383,18 @@ class Config:
                 env = make_env(MaskObservation(env.env, self.keep_obs), env.params)
             except ValueError as e:
                 _fail("keep_obs", self.keep_obs, str(e).split(" is invalid: ")[-1])
+        self._coerce_ints("reset_pool")
+        if self.reset_pool < 0:
+            _fail("reset_pool", self.reset_pool, "an int >= 0 (0: no optimistic resets)")
+        if self.reset_pool:
+            if not env._standard_step:
+                _fail(
+                    "reset_pool",
+                    self.reset_pool,
+                    f"0 for {env.name}, which overrides gymnax's Environment.step (optimistic "
+                    "resets replace the reset inside it)",
+                )
+            env = dataclasses.replace(env, reset_pool=self.reset_pool)
         object.__setattr__(self, "_env", env)
         if self.network == "transformer" and not hasattr(self._env.env, "task"):
             _fail(

@@ -62,6 +62,10 @@ class Env:
     obs_spec: Any = None
     # obs [..., *] -> bool [..., action_dim], True where an action is legal; None: all are.
     action_mask: Callable[[Any], jax.Array] | None = None
+    # Optimistic reset: 0 resets every environment afresh on every step (the reset of those
+    # that did not finish is thrown away); K > 0 draws K fresh starts per step, shared in order
+    # by the environments that finish (see step_with_keys).
+    reset_pool: int = 0
 
     def __post_init__(self):
         if self.obs_spec is None:
@@ -128,8 +132,19 @@ class Env:
         internal ``split`` of each key replaced by the presplit pair (step key, reset key): the
         same transition for the same key pair. An env that overrides ``step`` is stepped through
         its own method with the first key of each pair.
+
+        With ``reset_pool = K`` (``0 < K < num_envs``) only ``K`` resets are computed per step
+        (optimistic resets, for suites whose reset is expensive: Craftax's world generation,
+        XLand-MiniGrid's): the ``k``-th environment that finishes takes fresh start ``k mod K``.
+        When at most ``K`` finish in a step, this is a fresh reset for each of them, drawn
+        independently; when more finish, some start from the same state.
         """
         if not self._standard_step:
+            if self.reset_pool:
+                raise ValueError(
+                    f"reset_pool={self.reset_pool}: optimistic resets need an environment that "
+                    f"keeps gymnax's Environment.step; {self.name} overrides it"
+                )
             obs, state, reward, terminated, truncated, info = jax.vmap(
                 self.env.step, in_axes=(0, 0, 0, None)
             )(keys[:, 0], env_state, action, self.params)
@@ -141,9 +156,21 @@ class Env:
             truncated = jax.vmap(self.env.is_truncated, in_axes=(0, None))(state_st, self.params)
             done = jnp.logical_or(terminated, truncated)
 
-            obs_re, state_re = jax.vmap(self.env.reset_env, in_axes=(0, None))(
-                keys[:, 1], self.params
-            )
+            num_envs = done.shape[0]
+            pool = self.reset_pool
+            if 0 < pool < num_envs:
+                # Optimistic reset: K fresh starts (from the first K reset keys); the k-th
+                # environment to finish (in index order) takes start k mod K. Where at most K
+                # finish, each gets its own start; beyond K, starts are shared.
+                obs_re, state_re = jax.vmap(self.env.reset_env, in_axes=(0, None))(
+                    keys[:pool, 1], self.params
+                )
+                slot = (jnp.cumsum(done) - 1) % pool
+                obs_re, state_re = jax.tree.map(lambda x: x[slot], (obs_re, state_re))
+            else:
+                obs_re, state_re = jax.vmap(self.env.reset_env, in_axes=(0, None))(
+                    keys[:, 1], self.params
+                )
             pick = lambda reset_leaf, step_leaf: jnp.where(
                 done.reshape(done.shape + (1,) * (step_leaf.ndim - 1)), reset_leaf, step_leaf
             )
