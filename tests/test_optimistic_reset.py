@@ -62,9 +62,7 @@ def test_finishing_envs_take_the_pool_in_order(finishing, slots):
     env = jaxpg.envs.Env(**{**base.__dict__, "reset_pool": 3})
     obs, state = base.reset(jax.random.key(0), 8)
     keys, out = _step(env, state, finishing, jax.random.key(1))
-    fresh = [
-        float(RandomStartEnv().reset_env(keys[k, 1], base.params)[0][0]) for k in range(3)
-    ]
+    fresh = [float(RandomStartEnv().reset_env(keys[k, 1], base.params)[0][0]) for k in range(3)]
     new_obs, final = np.asarray(out.obs), np.asarray(out.final_obs)
     for env_index, slot in zip(finishing, slots):
         assert new_obs[env_index, 0] == np.float32(fresh[slot]) and new_obs[env_index, 1] == 0

@@ -112,12 +112,14 @@ class SuiteEnv(gx_env.Environment):
 
     # The suites' own code is traced with implicit rank promotion allowed (Brax relies on it),
     # whatever the user's jax_numpy_rank_promotion says for theirs.
-    def reset_env(self, key, params):
+    def reset_env(self, key: jax.Array, params: SuiteParams) -> tuple[Any, SuiteState]:
         with jax.numpy_rank_promotion("allow"):
             obs, inner = self._reset(key)
         return obs, SuiteState(inner, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.bool_))
 
-    def step_env(self, key, state, action, params):
+    def step_env(
+        self, key: jax.Array, state: SuiteState, action: jax.Array, params: SuiteParams
+    ) -> tuple[Any, SuiteState, jax.Array, jax.Array, dict]:
         time = state.time + 1
         with jax.numpy_rank_promotion("allow"):
             obs, inner, reward, terminated, truncated = self._step(key, state.inner, action, time)
@@ -128,5 +130,5 @@ class SuiteEnv(gx_env.Environment):
         state = SuiteState(inner, time, truncated)
         return obs, state, jnp.asarray(reward, jnp.float32), terminated, {}
 
-    def is_truncated(self, state, params):
+    def is_truncated(self, state: SuiteState, params: SuiteParams) -> jax.Array:
         return state.truncated
