@@ -316,7 +316,9 @@ def trajectory_advantages(rewards: Array, mask: Array, baseline: Numeric) -> Arr
 GROUP_ADVANTAGES = ("std", "mean", "leave_one_out")
 
 
-def group_advantages(returns: Array, kind: str = "std", eps: float = 1e-8) -> Array:
+def group_advantages(
+    returns: Array, kind: str = "std", eps: float = 1e-8, mask: Array | None = None
+) -> Array:
     """Advantage of each member of a group of tries from one start, relative to the group.
 
         "std"            (GRPO):     A_i = (R_i - mean_j R_j) / (std_j R_j + eps)
@@ -331,6 +333,10 @@ def group_advantages(returns: Array, kind: str = "std", eps: float = 1e-8) -> Ar
         (the group is the last axis).
       kind: one of `GROUP_ADVANTAGES`.
       eps: guard against a zero std (a group whose members all did equally well gets 0).
+      mask: optional `[*groups, G]`, nonzero for the members whose outcome is known (an
+        episode cut off by the end of the rollout is not): the group's mean and std are taken
+        over these members only, each of the others gets 0, and so does every member of a
+        group with fewer than 2 known outcomes.
 
     Returns:
       `[*groups, G]` advantages.
@@ -351,11 +357,21 @@ def group_advantages(returns: Array, kind: str = "std", eps: float = 1e-8) -> Ar
             f"group_advantages: the last axis is the group and needs at least 2 members; got "
             f"shape {jnp.shape(returns)}"
         )
-    mean = jnp.mean(returns, axis=-1, keepdims=True)
+    if mask is None:
+        valid = jnp.ones_like(returns)
+    else:
+        _check_same_shape("group_advantages", returns=returns, mask=mask)
+        valid = _flag(mask).astype(jnp.float32)
+    count = jnp.sum(valid, axis=-1, keepdims=True)
+    total = jnp.sum(returns * valid, axis=-1, keepdims=True)
+    mean = total / jnp.maximum(count, 1.0)
     if kind == "mean":
-        return returns - mean
-    if kind == "leave_one_out":
-        others = (jnp.sum(returns, axis=-1, keepdims=True) - returns) / (size - 1)
-        return returns - others
-    std = jnp.std(returns, axis=-1, keepdims=True)
-    return (returns - mean) / (std + eps)
+        advantages = returns - mean
+    elif kind == "leave_one_out":
+        advantages = returns - (total - returns) / jnp.maximum(count - 1.0, 1.0)
+    else:
+        var = jnp.sum(valid * (returns - mean) ** 2, axis=-1, keepdims=True) / jnp.maximum(
+            count, 1.0
+        )
+        advantages = (returns - mean) / (jnp.sqrt(var) + eps)
+    return jnp.where((valid > 0) & (count >= 2), advantages, 0.0)

@@ -84,6 +84,7 @@ __all__ = [
     "init_with_baseline",
     "rollout_cut_mask",
     "first_episode_mask",
+    "finished_first_episode_mask",
 ]
 
 # The REINFORCE-style rollouts and baselines (PPO's and REINFORCE's ``mode`` and ``baseline``).
@@ -102,6 +103,10 @@ class Algorithm(NamedTuple):
     start: Callable[[jax.Array, EnvCarry], EnvCarry]
     targets: TargetsFn
     update: UpdateFn
+    # True where ``start`` resets every environment and ``targets`` learns from each one's
+    # first episode only (PPO's and REINFORCE's trajectory mode, GRPO): the reported episode
+    # statistics then count those first episodes (``jaxpg.rollout.episode_stats``).
+    first_episodes: bool = False
 
 
 # -- how a rollout begins ----------------------------------------------------------------------
@@ -172,6 +177,13 @@ def first_episode_mask(terminated: jax.Array, truncated: jax.Array) -> jax.Array
     return (ended_before == 0).astype(jnp.float32)
 
 
+def finished_first_episode_mask(terminated: jax.Array, truncated: jax.Array) -> jax.Array:
+    """1.0 for the steps of each environment's first episode where that episode ended inside
+    the rollout (terminated or truncated), 0.0 elsewhere: an unfinished first episode, whose
+    return is unknown, is masked out whole. ``[T, N]``."""
+    return first_episode_mask(terminated, truncated) * rollout_cut_mask(terminated, truncated)
+
+
 def reinforce_targets(baseline: str) -> TargetsFn:
     """Intermediate-reward REINFORCE: ``A_t = G_t - b_t`` with ``G_t`` the return-to-go and
     ``b`` none, a moving average of the returns (the algorithm state), or the learned ``V(s_t)``.
@@ -191,10 +203,10 @@ def reinforce_targets(baseline: str) -> TargetsFn:
         else:
             mask = rollout_cut_mask(batch.terminated, batch.truncated)
             if baseline == "moving_average":
+                b = baseline_state.value  # from before this batch: b does not depend on it
                 baseline_state = adv_lib.moving_average_baseline_update(
                     baseline_state, returns, hp.baseline_decay, mask
                 )
-                b = baseline_state.value
             else:
                 b = jnp.zeros((), returns.dtype)
         advantages = adv_lib.per_step_advantages(returns, b) * mask
@@ -206,25 +218,28 @@ def reinforce_targets(baseline: str) -> TargetsFn:
 def trajectory_targets(baseline: str) -> TargetsFn:
     """Single-trajectory reward: every step of an episode gets ``R(tau) - b``.
 
-    Only each environment's first episode of the rollout counts (steps after its end are
-    masked). With a learned value the baseline is ``V(s_0)``, trained towards ``R(tau)``.
+    Only each environment's first episode of the rollout counts, and only if it ended inside
+    the rollout (steps after its end, and an unfinished episode whole, are masked). With a
+    learned value the baseline is ``V(s_0)``, trained towards ``R(tau)``; a moving average is
+    the one from before this batch (so ``b`` does not depend on the batch it is subtracted from).
     """
 
     def targets(batch: Transition, hp: HParams, baseline_state):
-        mask = first_episode_mask(batch.terminated, batch.truncated)
+        mask = finished_first_episode_mask(batch.terminated, batch.truncated)
+        finished = mask[0]  # [N]: the first episode ended inside the rollout
         episode_return = adv_lib.episode_returns(batch.reward, mask)  # [N]
         if baseline == "value":
             b = batch.value[0]
         elif baseline == "moving_average":
-            baseline_state = adv_lib.moving_average_baseline_update(
-                baseline_state, episode_return, hp.baseline_decay
-            )
             b = baseline_state.value
+            baseline_state = adv_lib.moving_average_baseline_update(
+                baseline_state, episode_return, hp.baseline_decay, finished
+            )
         else:
             b = jnp.zeros((), episode_return.dtype)
         advantages = adv_lib.trajectory_advantages(batch.reward, mask, b)
         returns = jnp.broadcast_to(episode_return, mask.shape)
-        value_mask = jnp.zeros_like(mask).at[0].set(1.0)
+        value_mask = jnp.zeros_like(mask).at[0].set(finished)
         return Targets(advantages, returns, mask, value_mask), baseline_state
 
     return targets

@@ -265,6 +265,33 @@ def registered_envs() -> list[str]:
     return names
 
 
+def check_env_params(name: str, params: Any) -> None:
+    """Refuses environment params that cannot be right, as config fields are refused: an
+    episode limit ``max_steps_in_episode`` that is not a positive integer, and any number that is
+    not finite (NaN or infinity). Traced values (params vmapped or passed through ``jit``) are
+    not checked. Raises a ``ValueError`` naming the field, the value and what is allowed."""
+    if params is None:
+        return
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if isinstance(leaf, jax.core.Tracer) or not isinstance(
+            leaf, (int, float, np.ndarray, np.generic, jax.Array)
+        ):
+            continue
+        field = jax.tree_util.keystr(path, simple=True, separator=".")
+        value = np.asarray(leaf)
+        if field == "max_steps_in_episode":
+            whole = np.issubdtype(value.dtype, np.integer) or (
+                np.issubdtype(value.dtype, np.floating) and np.all(value == np.round(value))
+            )
+            if not (whole and np.all(value >= 1)):
+                raise ValueError(
+                    f"env_params: max_steps_in_episode={leaf!r} is invalid for {name}: the "
+                    "episode limit, a positive integer"
+                )
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            raise ValueError(f"env_params: {field}={leaf!r} is invalid for {name}: a finite number")
+
+
 def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_kwargs: Any) -> Env:
     """Builds an :class:`Env` from a registry name or an ``Environment`` instance.
 
@@ -307,6 +334,7 @@ def make_env(env: str | gx_env.Environment | Env, env_params: Any = None, **env_
             f"got {type(env).__name__}: {env!r}"
         )
     params = default_params if env_params is None else env_params
+    check_env_params(name, params)
 
     obs_spec = jax.eval_shape(instance.reset, jax.random.key(0), params)[0]
     obs_spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), obs_spec)

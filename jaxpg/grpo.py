@@ -15,7 +15,13 @@ import jax.numpy as jnp
 from jaxpg import advantages as adv_lib
 from jaxpg import losses
 from jaxpg.agents import Agent, unroll
-from jaxpg.algorithms import Algorithm, TargetsFn, first_episode_mask, fresh_reset, sgd_for
+from jaxpg.algorithms import (
+    Algorithm,
+    TargetsFn,
+    finished_first_episode_mask,
+    fresh_reset,
+    sgd_for,
+)
 from jaxpg.config import Config, HParams, _fail, _is_int, _redeclared, field
 from jaxpg.distributions import action_dist
 from jaxpg.rollout import Transition
@@ -94,12 +100,16 @@ def group_targets(group_size: int, kind: str) -> TargetsFn:
     """Every step of member i's first episode gets the advantage of its undiscounted return
     ``R_i`` relative to its group (:func:`jaxpg.advantages.group_advantages`); environments
     ``[g * group_size, (g + 1) * group_size)`` form group ``g``. Steps after the first
-    episode's end are masked out. ``returns`` holds ``R_i`` (there is no critic to train)."""
+    episode's end are masked out, and so is a first episode that did not end inside the
+    rollout (its return is unknown: it is left out of its group's statistics too).
+    ``returns`` holds ``R_i`` (there is no critic to train)."""
 
     def targets(batch: Transition, hp: HParams, algo_state):
-        mask = first_episode_mask(batch.terminated, batch.truncated)
+        mask = finished_first_episode_mask(batch.terminated, batch.truncated)
         episode_return = adv_lib.episode_returns(batch.reward, mask)  # [N]
-        relative = adv_lib.group_advantages(episode_return.reshape(-1, group_size), kind)
+        relative = adv_lib.group_advantages(
+            episode_return.reshape(-1, group_size), kind, mask=mask[0].reshape(-1, group_size)
+        )
         advantages = jnp.where(mask > 0, relative.reshape(1, -1), 0.0)
         returns = jnp.broadcast_to(episode_return, mask.shape)
         return Targets(advantages, returns, mask, jnp.zeros_like(mask)), algo_state
@@ -190,4 +200,5 @@ def make_grpo(config: GRPOConfig, agent: Agent) -> Algorithm:
         start=fresh_reset(config.env_spec, config.num_envs, agent, group_size=config.group_size),
         targets=group_targets(config.group_size, config.advantage),
         update=update,
+        first_episodes=True,
     )

@@ -103,6 +103,7 @@ def make_ppo(config: PPOConfig, agent: Agent) -> Algorithm:
             start=fresh_reset(config.env_spec, config.num_envs, agent),
             targets=trajectory_targets(config.baseline),
             update=update,
+            first_episodes=True,
         )
     return Algorithm(
         init=optimizer_init(config.adam_eps),

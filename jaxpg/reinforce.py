@@ -80,4 +80,5 @@ def make_reinforce(config: ReinforceConfig, agent: Agent) -> Algorithm:
         else continue_rollout,
         targets=(trajectory_targets if trajectory else reinforce_targets)(config.baseline),
         update=sgd_for(config, agent, make_actor_critic_loss(config, agent, vanilla_surrogate)),
+        first_episodes=trajectory,
     )

@@ -23,6 +23,7 @@ Episode facts kept per step:
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -250,15 +251,30 @@ def bootstrap_values(params: Any, agent: Agent, final_obs: jax.Array) -> jax.Arr
     return values
 
 
-def episode_stats(batch: Transition) -> dict[str, jax.Array]:
-    """Mean return and length of the episodes that ended in ``batch``; NaN where none ended."""
-    count = jnp.sum(batch.episode_done)
+def episode_stats(batch: Transition, first_only: bool = False) -> dict[str, jax.Array]:
+    """Mean return and length of the episodes that ended in ``batch`` ``[T, N]``; NaN where none
+    ended.
+
+    ``first_only``: count only each environment's first episode, the one a fresh-reset
+    algorithm learns from (trajectory mode, GRPO: every environment starts an episode at the
+    update, and an environment whose first episode ends early goes on into a second one that
+    ends inside the rollout only if it is short, so counting every episode reads low). Then
+    ``episodes_cut`` is also given: the fraction of environments whose first episode did not end
+    inside the rollout (masked out of the loss, and not counted here)."""
+    done = batch.episode_done
+    if first_only:
+        done = done & (jnp.cumsum(done, axis=0) == 1)  # the first end of each environment
+    count = jnp.sum(done)
     safe = jnp.maximum(count, 1)
     nan = jnp.asarray(jnp.nan, jnp.float32)
-    mean_return = jnp.sum(batch.episode_return) / safe
-    mean_length = jnp.sum(batch.episode_length).astype(jnp.float32) / safe
-    return {
+    mean_return = jnp.sum(jnp.where(done, batch.episode_return, 0.0)) / safe
+    mean_length = jnp.sum(jnp.where(done, batch.episode_length, 0)).astype(jnp.float32) / safe
+    stats = {
         "episode_return": jnp.where(count > 0, mean_return, nan),
         "episode_length": jnp.where(count > 0, mean_length, nan),
         "episodes": count.astype(jnp.int32),
     }
+    if first_only:
+        num_envs = math.prod(done.shape[1:])
+        stats["episodes_cut"] = 1.0 - count.astype(jnp.float32) / num_envs
+    return stats

@@ -217,7 +217,7 @@ def learn(
     )
     update_step = state.update_step + 1
     metrics = {
-        **episode_stats(transitions),
+        **episode_stats(transitions, first_only=algorithm.first_episodes),
         **out.metrics,
         "explained_variance": losses.explained_variance(
             transitions.value, targets.returns, targets.value_mask

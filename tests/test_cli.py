@@ -303,6 +303,10 @@ def run_main(argv, stream="err"):
         (["train", "--env", "NoSuchEnv-v0"], ["env", "NoSuchEnv-v0"]),
         (["train", "--env", "no_such_module:Env"], ["env", "no_such_module"]),
         (["train", "--env-params", '{"gravity_typo": 1}'], ["env_params", "gravity_typo"]),
+        (
+            ["train", "--env-params", '{"max_steps_in_episode": -5}'],
+            ["env_params", "max_steps_in_episode=-5", "positive integer"],
+        ),
         (["train", "--num-minibatches", "3"], ["num_minibatches"]),
         (["train", "--anneal-lr", "maybe"], ["--anneal-lr"]),
         (["train", "--sweep", "num_envs=4,8"], ["num_envs", "static"]),

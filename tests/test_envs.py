@@ -65,6 +65,26 @@ def test_registry_kwargs_pass_through_and_instances_work():
         make_env(CountEnv(), size=3)
 
 
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("max_steps_in_episode", -5, "positive integer"),
+        ("max_steps_in_episode", 0, "positive integer"),
+        ("max_steps_in_episode", 2.5, "positive integer"),
+        ("gravity", float("nan"), "finite"),
+        ("masspole", float("inf"), "finite"),
+    ],
+)
+def test_env_params_that_cannot_be_right_are_refused(field, value, allowed):
+    params = make_env("CartPole-v1").params.replace(**{field: value})
+    with pytest.raises(ValueError, match=rf"env_params: {field}=.*CartPole-v1.*{allowed}"):
+        make_env("CartPole-v1", params)
+    with pytest.raises(ValueError, match=field):
+        jaxpg.PPOConfig(env_params=params)
+    # a positive limit and finite numbers pass, also as a float that is whole
+    make_env("CartPole-v1", params.replace(**{field: 3.0 if "steps" in field else 1.5}))
+
+
 def test_spaces_of_builtins():
     cart = make_env("CartPole-v1")
     assert (cart.discrete, cart.action_dim, cart.obs_shape) == (True, 2, (4,))

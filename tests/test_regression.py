@@ -13,7 +13,11 @@ code generation and on the libraries' arithmetic, so:
 Regenerate the references (after a version change, from a commit whose program is unchanged)
 with ``python tests/test_regression.py --write``. The references were regenerated at
 jaxpg 73ef3c8 (whose programs equal c9c5aad's under the versions that first wrote them) when
-flax and optax releases moved the last bits.
+flax and optax releases moved the last bits, and again when issue 24 changed three programs on
+purpose: REINFORCE's moving-average baseline is the one from before the batch
+(``reinforce_ma``, ``reinforce_traj``), and the trajectory mode's episode figures count each
+environment's first episode only (``reinforce_traj_value``: the same params, another
+``episode_return``). Every other case was left bit-identical by that change.
 """
 
 import json
