@@ -111,6 +111,77 @@ def unroll(
     return carry, dist_params, value
 
 
+def parameters_read(agent: Agent, env: Any) -> tuple[set[str], set[str]]:
+    """``(policy, value)``: the paths (``jax.tree_util.keystr``) of the parameter leaves that
+    ``agent``'s distribution parameters and its value read, from the program's data flow: one
+    step on ``env``'s dummy observation, traced, not run. Nested programs (``jit``, custom
+    derivatives, ``remat``) are followed; any other nested call (a ``scan``, a ``cond``) counts
+    as reading all its inputs, so a leaf can be over-counted, never missed. For an algorithm
+    that moves the actor and the critic apart (TRPO), the two must not meet."""
+    params = jax.eval_shape(agent.init, jax.random.key(0))
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
+    paths = [jax.tree_util.keystr(p) for p, _ in leaves_with_path]
+    leaves = [leaf for _, leaf in leaves_with_path]
+    obs = env.dummy_obs((1,))
+    carry = agent.initial_carry(1)
+    reset = jnp.zeros((1,), jnp.bool_)
+
+    def outputs(*leaves):
+        _, dist_params, value = agent.apply(treedef.unflatten(leaves), carry, obs, reset)
+        return dist_params, value
+
+    closed = jax.make_jaxpr(outputs)(*leaves)
+    inputs = [frozenset([i]) for i in range(len(leaves))]
+    read = _reads(closed.jaxpr, inputs)
+    dist_shapes, _ = jax.eval_shape(outputs, *leaves)
+    num_dist = len(jax.tree.leaves(dist_shapes))  # outvars: the leaves of (dist_params, value)
+    policy = frozenset().union(*read[:num_dist])
+    value = frozenset().union(*read[num_dist:])
+    return {paths[i] for i in policy}, {paths[i] for i in value}
+
+
+def _reads(jaxpr: Any, inputs: list[frozenset[int]]) -> list[frozenset[int]]:
+    """For each output of ``jaxpr``, the input indices it reads (see :func:`parameters_read`),
+    given what each of its inputs reads."""
+    reads = dict(zip(jaxpr.invars, inputs, strict=True))
+
+    def read_by(var) -> frozenset[int]:
+        return frozenset() if hasattr(var, "val") else reads.get(var, frozenset())  # a Literal
+
+    for eqn in jaxpr.eqns:
+        ins = [read_by(v) for v in eqn.invars]
+        inner = next(
+            (
+                getattr(p, "jaxpr", p)
+                for p in eqn.params.values()
+                if hasattr(getattr(p, "jaxpr", p), "eqns")
+                and len(getattr(p, "jaxpr", p).invars) == len(eqn.invars)
+                and len(getattr(p, "jaxpr", p).outvars) == len(eqn.outvars)
+            ),
+            None,
+        )
+        if inner is not None and eqn.primitive.name in _FOLLOWED:
+            outs = _reads(inner, ins)
+        else:
+            outs = [frozenset().union(*ins)] * len(eqn.outvars)
+        for v, r in zip(eqn.outvars, outs, strict=True):
+            reads[v] = r
+    return [read_by(v) for v in jaxpr.outvars]
+
+
+# nested programs whose inputs and outputs are the equation's own, in order
+_FOLLOWED = (
+    "pjit",
+    "jit",
+    "closed_call",
+    "core_call",
+    "custom_jvp_call",
+    "custom_vjp_call",
+    "remat",
+    "checkpoint",
+)
+
+
 # -- the config's MLP actor-critic -------------------------------------------------------------
 
 
@@ -168,9 +239,11 @@ def recurrent_agent(
     hidden_sizes: Sequence[int] = (64,),
     activation: str = "tanh",
     critic: bool = True,
+    critic_apart: bool = False,
 ) -> Agent:
     """:class:`jaxpg.networks.RecurrentActorCritic` (a GRU or LSTM core between a dense encoder
-    and the heads) as an :class:`Agent` whose carry is the cell's state ``[num_envs, size]``."""
+    and the heads) as an :class:`Agent` whose carry is the cell's state ``[num_envs, size]``
+    (with ``critic_apart``, the critic's own encoder and cell: a pair of them)."""
     module = RecurrentActorCritic(
         action_dim=action_dim,
         discrete=discrete,
@@ -180,6 +253,7 @@ def recurrent_agent(
         recurrent_size=recurrent_size,
         critic=critic,
         obs_rank=len(obs_shape),
+        critic_apart=critic_apart,
     )
 
     def init(key):
@@ -294,6 +368,7 @@ def _builtin_agent(config: Config, env: Env) -> Agent:
             hidden_sizes=config.hidden_sizes,
             activation=config.activation,
             critic=config.has_critic,
+            critic_apart=config.actor_critic_apart,
         )
     return mlp_agent(
         env.obs_shape,

@@ -526,6 +526,14 @@ class Config:
     def has_critic(self) -> bool:
         return True
 
+    @property
+    def actor_critic_apart(self) -> bool:
+        """Whether the algorithm needs the actor and the critic to read disjoint parameters
+        (TRPO: its critic's Adam must not move the actor). jaxpg's recurrent network then gives
+        the critic an encoder and a cell of its own; its MLP already keeps them apart unless
+        ``shared_network``."""
+        return False
+
     @classmethod
     def traced_fields(cls) -> tuple[str, ...]:
         """The names of the traced hyperparameters (fields declared ``traced=True``), in

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -166,6 +167,9 @@ class RecurrentActorCritic(nn.Module):
     to :meth:`initial_carry` (zeros) *before* the observation is read, so no memory crosses an
     episode boundary. Initialisation is orthogonal, as :class:`ActorCritic`'s (the recurrent
     kernels too: flax's own orthogonal initialiser runs a LAPACK QR).
+
+    ``critic_apart=True`` gives the critic an encoder and a cell of its own (for TRPO, whose
+    critic must not move the actor); the carry is then the pair ``(actor, critic)``.
     """
 
     action_dim: int
@@ -177,36 +181,47 @@ class RecurrentActorCritic(nn.Module):
     critic: bool = True
     log_std_init: float = 0.0
     obs_rank: int = 1
+    critic_apart: bool = False
 
-    def initial_carry(self, num_envs: int) -> jax.Array | tuple[jax.Array, jax.Array]:
+    def initial_carry(self, num_envs: int) -> Any:
         h = jnp.zeros((num_envs, self.recurrent_size), jnp.float32)
-        return (h, h) if self.cell == "lstm" else h
+        one = (h, h) if self.cell == "lstm" else h
+        return (one, one) if self.critic and self.critic_apart else one
 
-    def _cell(self):
-        cls = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}[self.cell]
-        return cls(
-            self.recurrent_size,
-            kernel_init=orthogonal(1.0),
-            recurrent_kernel_init=orthogonal(1.0),
-            name="cell",
-        )
-
-    @nn.compact
-    def __call__(self, carry, obs, reset):
+    def _core(self, carry, obs, prefix: str):
+        """The encoder and the cell: ``(carry, features)``."""
         act = ACTIVATIONS[self.activation]
         batch = obs.shape[: obs.ndim - self.obs_rank]
         x = jnp.asarray(obs, jnp.float32).reshape(batch + (-1,))
         for i, size in enumerate(self.hidden_sizes):
-            x = act(_dense(size, math.sqrt(2.0), name=f"encoder_{i}")(x))
+            x = act(_dense(size, math.sqrt(2.0), name=f"{prefix}encoder_{i}")(x))
+        cls = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}[self.cell]
+        cell = cls(
+            self.recurrent_size,
+            kernel_init=orthogonal(1.0),
+            recurrent_kernel_init=orthogonal(1.0),
+            name=f"{prefix}cell",
+        )
+        return cell(carry, x)
+
+    @nn.compact
+    def __call__(self, carry, obs, reset):
+        act = ACTIVATIONS[self.activation]
         fresh = self.initial_carry(reset.shape[0])
         carry = jax.tree.map(lambda c, f: jnp.where(reset[:, None], f, c), carry, fresh)
-        carry, features = self._cell()(carry, x)
+        apart = self.critic and self.critic_apart
+        actor_carry, features = self._core(carry[0] if apart else carry, obs, "")
         width = self.hidden_sizes[-1]
         pi = act(_dense(width, math.sqrt(2.0), name="actor_hidden")(features))
         dist_params = _policy_head(self, pi)
         if not self.critic:
-            return carry, dist_params, None
-        v = act(_dense(width, math.sqrt(2.0), name="critic_hidden")(features))
+            return actor_carry, dist_params, None
+        if apart:
+            critic_carry, critic_features = self._core(carry[1], obs, "critic_")
+            carry = (actor_carry, critic_carry)
+        else:
+            carry, critic_features = actor_carry, features
+        v = act(_dense(width, math.sqrt(2.0), name="critic_hidden")(critic_features))
         value = _dense(1, 1.0, name="value_head")(v)[..., 0]
         return carry, dist_params, value
 

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxpg import advantages as adv_lib
 from jaxpg import losses, trust_region
-from jaxpg.agents import Agent, is_recurrent, unroll
+from jaxpg.agents import Agent, is_recurrent, parameters_read, unroll
 from jaxpg.algorithms import Algorithm, continue_rollout, gae_targets
 from jaxpg.config import Config, HParams, _fail, _redeclared, field
 from jaxpg.distributions import ActionDist, action_dist
@@ -90,6 +90,10 @@ class TRPOConfig(Config):
                 "must move separate parameters",
             )
         self._check_divides_batch("critic_minibatches")
+
+    @property
+    def actor_critic_apart(self) -> bool:
+        return True
         self._check_batch_fits_budget()
 
 
@@ -150,6 +154,21 @@ def natural_gradient_step(
     return surrogate_old, g, full_step, step_size, finite
 
 
+def check_actor_critic_apart(agent: Agent, env: Any) -> None:
+    """A ``ValueError`` unless ``agent``'s policy and value read disjoint parameters (from the
+    program's data flow, :func:`jaxpg.agents.parameters_read`): the critic's Adam runs after
+    the line search, and moving a parameter the policy reads would break the trust region."""
+    policy, value = parameters_read(agent, env)
+    shared = sorted(policy & value)
+    if shared:
+        listed = ", ".join(shared[:4]) + (f" and {len(shared) - 4} more" if len(shared) > 4 else "")
+        raise ValueError(
+            f"agent: TRPO needs an actor and a critic with parameters of their own, but the "
+            f"policy and the value both read {listed}: the critic's Adam would move the actor "
+            "after the line search and break the KL bound (give the critic its own torso)"
+        )
+
+
 def make_trpo(config: TRPOConfig, agent: Agent) -> Algorithm:
     """TRPO (Schulman et al., 2015): GAE targets; the actor takes one natural-gradient step on
     the whole batch, inside the trust region ``mean KL <= target_kl`` (see
@@ -162,6 +181,7 @@ def make_trpo(config: TRPOConfig, agent: Agent) -> Algorithm:
     must not share parameters. A non-finite gradient, step or critic loss discards the whole
     update.
     """
+    check_actor_critic_apart(agent, config.env_spec)
     dist = action_dist(config.env_spec.discrete)
     sequences = is_recurrent(agent)
     num_shrinks = config.line_search_steps

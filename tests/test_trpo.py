@@ -210,3 +210,60 @@ def test_trpo_runs_vmapped_and_swept_in_one_program():
     accepted = np.asarray(result.metrics["step_accepted"]) > 0
     assert np.all(kl[0][accepted[0]] <= 0.005 * (1 + 1e-5))
     assert np.all(kl[1][accepted[1]] <= 0.02 * (1 + 1e-5))
+
+
+def test_a_users_agent_whose_actor_and_critic_share_parameters_is_refused_at_build_time():
+    """The config's ``shared_network`` flag is refused by the config; a user's own agent can
+    share a torso without it. The value's and the policy's parameters are read from the
+    program's data flow and must not meet."""
+    config = jaxpg.TRPOConfig(total_timesteps=8 * 128 * 2)
+
+    def init(key):
+        k1, k2, k3, k4 = jax.random.split(key, 4)
+        return {
+            "torso": 0.1 * jax.random.normal(k1, (4, 8)),
+            "pi": 0.1 * jax.random.normal(k2, (8, 2)),
+            "v": 0.1 * jax.random.normal(k3, (8,)),
+            "v_torso": 0.1 * jax.random.normal(k4, (4, 8)),
+        }
+
+    def shared(params, carry, obs, reset):
+        h = jnp.tanh(obs @ params["torso"])
+        return carry, h @ params["pi"], h @ params["v"]
+
+    def apart(params, carry, obs, reset):
+        h = jnp.tanh(obs @ params["torso"])
+        hv = jnp.tanh(obs @ params["v_torso"])
+        return carry, h @ params["pi"], hv @ params["v"]
+
+    with pytest.raises(ValueError, match=r"agent: TRPO .*\['torso'\]"):
+        jaxpg.make_train(config, agent=(init, shared))
+    policy, value = jaxpg.agents.parameters_read(
+        jaxpg.agents.as_agent((init, apart), config), config.env_spec
+    )
+    assert policy == {"['torso']", "['pi']"} and value == {"['v_torso']", "['v']"}
+    result = jax.jit(jaxpg.make_train(config, agent=(init, apart)))(jax.random.key(0))
+    assert not np.any(np.asarray(result.metrics["nonfinite"]))
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(env="CartPole-v1"),
+        dict(env="Pendulum-v1"),
+        dict(env="Breakout-MinAtar", network="cnn"),
+        dict(env="CartPole-v1", network="gru"),
+        dict(env="Pendulum-v1", network="lstm"),
+    ],
+)
+def test_trpos_built_in_networks_keep_actor_and_critic_apart(kw):
+    config = jaxpg.TRPOConfig(**kw)
+    policy, value = jaxpg.agents.parameters_read(
+        jaxpg.agents.as_agent(None, config), config.env_spec
+    )
+    assert policy and value and not policy & value
+    # the same network for PPO shares what PPO's defaults share (the recurrent cell)
+    if kw.get("network") in ("gru", "lstm"):
+        ppo = jaxpg.PPOConfig(**kw)
+        policy, value = jaxpg.agents.parameters_read(jaxpg.agents.as_agent(None, ppo), ppo.env_spec)
+        assert policy & value
