@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec
+from jit_counts import compiles
 
 import jaxpg
 from jaxpg import distributed as dist
@@ -215,10 +216,15 @@ def test_sharded_train_on_this_process_devices_equals_plain_jit():
     np.testing.assert_array_equal(result.metrics["episodes"], plain.metrics["episodes"])
     for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(plain.params)):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
-    # Other hyperparameters (and a raw PRNGKey) reuse the compiled program.
-    sharded(jax.random.PRNGKey(1), config.hparams(lr=1e-3))
-    sharded(jax.random.key(2), config.hparams(lr=3e-4, clip_eps=0.1))
-    assert sharded.jitted._cache_size() == 2  # typed keys and raw uint32 keys: two signatures
+    # Other hyperparameters reuse the compiled program (a raw uint32 PRNGKey is another
+    # signature: one more program, then reused too).
+    raw, typed = jax.random.PRNGKey(1), jax.random.key(2)
+    sharded(raw, config.hparams(lr=1e-3))
+    hp = config.hparams(lr=3e-4, clip_eps=0.1)
+    with compiles() as done:
+        sharded(typed, hp)
+        sharded(raw, hp)
+    assert done == []
     # Ahead of time: compile, then run with other arguments of the same kinds.
     run = sharded.compile(key)
     again = run(key, config.hparams())

@@ -35,7 +35,7 @@ def test_reinforce_with_learned_baseline_on_cartpole():
 
 def test_continuous_ppo_on_pendulum():
     mean, _ = final_return(presets.ppo_pendulum(), num_seeds=2)
-    assert mean >= -300.0
+    assert mean >= -200.0  # the README's -161 and -164; gymnax-blines' PPO: -200.6 at 1M
 
 
 def test_single_trajectory_reward_reinforce_on_cartpole():

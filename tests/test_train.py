@@ -44,8 +44,11 @@ def test_readme_snippet_runs_as_written():
     obs = jnp.zeros((7, 4))
     action = policy.act(result.params, obs, jax.random.key(1))
     assert action.shape == (7,) and action.dtype == jnp.int32
+    obs = jax.random.normal(jax.random.key(4), (7, 4))
     greedy = policy.act(result.params, obs)
-    np.testing.assert_array_equal(greedy, policy.act(result.params, obs))
+    # the deterministic action is the most likely one, by the policy's own log-probabilities
+    log_probs = jnp.stack([policy.log_prob(result.params, obs, jnp.full((7,), a)) for a in (0, 1)])
+    np.testing.assert_array_equal(greedy, np.argmax(np.asarray(log_probs), axis=0))
     assert policy.value(result.params, obs).shape == (7,)
     results = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(0), 8))
     assert results.metrics["episode_return"].shape == (8, config.num_updates)
@@ -75,6 +78,26 @@ def test_continuous_policy_act_is_within_bounds():
     obs = jax.random.normal(jax.random.key(0), (64, 3))
     actions = policy.act(result.params, obs, jax.random.key(2))
     assert actions.shape == (64, 1) and np.all(np.abs(actions) <= 2.0)
+    # the deterministic action is the distribution's mode: nearby actions are less likely
+    mode = policy.act(result.params, obs)
+    inside = np.abs(np.asarray(mode)) < 1.9
+    assert inside.any()
+    for delta in (-0.1, 0.1):
+        lower = policy.log_prob(result.params, obs, mode + delta) < policy.log_prob(
+            result.params, obs, mode
+        )
+        assert np.all(np.asarray(lower)[inside[:, 0]])
+    # a policy whose mean lies far outside the bounds acts at the bound: the clip is real
+    far = jax.tree_util.tree_map_with_path(
+        lambda path, x: (
+            x + 50.0
+            if "policy_head" in jax.tree_util.keystr(path) and "bias" in jax.tree_util.keystr(path)
+            else x
+        ),
+        result.params,
+    )
+    for key in (None, jax.random.key(3)):
+        np.testing.assert_array_equal(policy.act(far, obs, key), 2.0)
 
 
 # -- configs --------------------------------------------------------------------------------------
