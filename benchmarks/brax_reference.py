@@ -32,6 +32,7 @@ defaults, sizes to a tiny CPU run. Brax's bookkeeping, which the JSON reflects:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -60,12 +61,33 @@ def parse_args(argv=None):
     p.add_argument("--num-evals", type=int, default=3)
     p.add_argument("--num-eval-envs", type=int, default=128)
     p.add_argument("--deterministic-eval", action=argparse.BooleanOptionalAction, default=False)
+    p.add_argument(
+        "--policy-hidden",
+        default="32,32,32,32",
+        help="policy MLP layer sizes, comma-separated (Brax's default 4x32)",
+    )
+    p.add_argument(
+        "--value-hidden",
+        default="256,256,256,256,256",
+        help="value MLP layer sizes, comma-separated (Brax's default 5x256)",
+    )
+    p.add_argument("--max-grad-norm", type=float, default=None, help="None: no clipping")
+    p.add_argument(
+        "--bootstrap-on-timeout",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Brax's own default is off: a truncated step's TD error is zeroed",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="JSON file to write")
     args = p.parse_args(argv)
     if args.num_evals < 1:
         p.error("--num-evals must be at least 1 (the JSON is built from the progress calls)")
     return args
+
+
+def sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
 
 
 def rate(steps, seconds):
@@ -77,6 +99,7 @@ def main(argv=None):
     t_setup = time.perf_counter()
     import jax
     from brax import envs
+    from brax.training.agents.ppo import networks as ppo_networks
     from brax.training.agents.ppo import train as ppo
 
     env = envs.get_environment(args.env, backend=args.backend)
@@ -116,6 +139,13 @@ def main(argv=None):
         num_evals=args.num_evals,
         normalize_observations=args.normalize_observations,
         reward_scaling=args.reward_scaling,
+        max_grad_norm=args.max_grad_norm,
+        bootstrap_on_timeout=args.bootstrap_on_timeout,
+        network_factory=functools.partial(
+            ppo_networks.make_ppo_networks,
+            policy_hidden_layer_sizes=sizes(args.policy_hidden),
+            value_hidden_layer_sizes=sizes(args.value_hidden),
+        ),
         progress_fn=progress_fn,
     )
     total_s = time.perf_counter() - t0

@@ -99,10 +99,11 @@ def summarize(records: list[dict]) -> list[dict]:
         )
         best[(env, pool)] = row
         rows.append(row)
-    for row in rows:
+    for row in rows:  # every ratio first, from the unformatted rates
         base = best[(row["env"], 0)]
         for part in ("rollout", "train"):
             row[f"speedup_{part}"] = f"{row[f'{part}_sps'] / base[f'{part}_sps']:.2f}x"
+    for row in rows:
         for part in ("rollout", "train"):
             row[f"{part}_sps"] = fmt(row[f"{part}_sps"])
     return rows
@@ -115,6 +116,7 @@ def main(argv=None):
     parser.add_argument("--num-envs", type=int, default=None)
     parser.add_argument("--pools", type=int, nargs="*", default=None)
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--updates", type=int, default=None, help="updates per timed program")
     args = parser.parse_args(argv)
     defaults = QUICK if args.quick else FULL
     for name, value in defaults.items():
