@@ -201,7 +201,7 @@ class Checkpointer:
         if keep is not None and keep < 1:
             raise ValueError(f"keep={keep!r} is invalid: a positive number of checkpoints, or None")
         ocp = _ocp()
-        self.directory = Path(directory).absolute()  # orbax requires absolute paths
+        self.directory = local_path(directory)  # orbax requires absolute paths
         self._config = config
         self._metadata = dict(metadata or {})
         # Made here, not by orbax: orbax refuses create=True with multiprocessing options.
@@ -284,8 +284,22 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict[str, Any]:
     )
 
 
+def local_path(directory: str | os.PathLike, name: str = "directory") -> Path:
+    """``directory`` as an absolute local path (orbax needs absolute paths). An object-store URL
+    (``gs://...``, ``s3://...``) is refused with a ``ValueError``: jaxpg writes run and
+    checkpoint folders through the local filesystem, where ``Path`` would mangle a URL into a
+    local folder named ``gs:``."""
+    text = os.fspath(directory)
+    if "://" in str(text):
+        raise ValueError(
+            f"{name}={str(text)!r} is an object-store URL, which jaxpg does not write to: give a "
+            "local path, or the bucket mounted as a folder (gcsfuse, s3fs)"
+        )
+    return Path(directory).absolute()
+
+
 def _resolve(directory: str | os.PathLike, step: int | None) -> tuple[Path, int]:
-    directory = Path(directory).absolute()
+    directory = local_path(directory)
     if not directory.exists():
         raise CheckpointError(f"no checkpoint: {directory} does not exist")
     # A path to one checkpoint (".../checkpoints/40") is accepted too.

@@ -239,7 +239,7 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
         raise _error("--" + str(e).replace("_", "-", 1)) from None
     loggers = _loggers(args)
     if args.resume is not None:
-        run_dir = Path(args.resume)
+        run_dir = _local_dir(args.resume, "--resume")
         try:
             config, _ = runs.read_config(run_dir)
         except (FileNotFoundError, ValueError, TypeError) as e:
@@ -296,9 +296,10 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
             except ValueError as e:
                 raise _error(str(e)) from None
         if "run_dir" in run_given:
-            run_dir = Path(run_given["run_dir"])
+            run_dir = _local_dir(run_given["run_dir"], "--run-dir")
         else:
-            run_dir = runs.default_run_dir(config, run_given.get("runs_root", "runs"))
+            root = _local_dir(run_given.get("runs_root", "runs"), "--runs-root")
+            run_dir = runs.default_run_dir(config, root)
         info = {
             "env": given.get("env", config.env if isinstance(config.env, str) else "CartPole-v1"),
             "sweep": run_given.get("sweep") or None,
@@ -462,3 +463,14 @@ def cmd_plot(args: Any) -> int:
         raise UsageError(f"jaxpg plot: error: {e}") from None
     _say("wrote " + " and ".join(str(p) for p in written))
     return 0
+
+
+def _local_dir(path: str | Path, flag: str) -> Path:
+    """``path`` as given, if local; an object-store URL is a usage error naming ``flag``."""
+    from jaxpg.checkpoint import local_path
+
+    try:
+        local_path(path, flag)
+    except ValueError as e:
+        raise _error(str(e)) from None
+    return Path(path)

@@ -57,7 +57,7 @@ from jaxpg.callbacks import (
     RunContext,
     RunResult,
 )
-from jaxpg.checkpoint import CheckpointError, checkpoint_steps, restore_checkpoint
+from jaxpg.checkpoint import CheckpointError, checkpoint_steps, local_path, restore_checkpoint
 from jaxpg.files import atomic_write_json
 from jaxpg.members import Members
 from jaxpg.plotting import plot_run_table
@@ -181,7 +181,7 @@ def run(
         raise RunArgumentError(str(e)) from None
     config, agent, recorded = _record_agent(config, agent)
     if run_dir is not None:
-        run_dir = Path(run_dir)
+        run_dir = _run_dir(run_dir)
         if _from_process_0((run_dir / runs.CONFIG_FILE).exists()):
             raise RunArgumentError(
                 f"run_dir={str(run_dir)!r} already holds a run; continue it with "
@@ -238,7 +238,7 @@ def resume(
       **option_kwargs: the fields of :class:`RunOptions`.
     """
     options = _options(options, option_kwargs)
-    run_dir = Path(run_dir)
+    run_dir = _run_dir(run_dir)
     config, info = runs.read_config(run_dir)
     if info.get("agent") == runs.UNRECORDED_AGENT and agent is None:
         raise RunArgumentError(
@@ -280,6 +280,16 @@ def resume(
 class RunArgumentError(ValueError):
     """A bad argument to :func:`run` or :func:`resume`, found before anything is compiled or
     written (the CLI turns it into a usage error, exit status 2)."""
+
+
+def _run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as given, if it is local; an object-store URL is a :class:`RunArgumentError`
+    (:func:`jaxpg.checkpoint.local_path`)."""
+    try:
+        local_path(run_dir, "run_dir")
+    except ValueError as e:
+        raise RunArgumentError(str(e)) from None
+    return Path(run_dir)
 
 
 def _train(

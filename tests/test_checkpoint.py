@@ -287,3 +287,19 @@ def test_a_format_2_checkpoint_restores_and_trains_on():
     state, _ = jax.jit(make_train_chunk(FORMAT_2_CONFIG, 1))(state)
     # Short runs merge with the plain float32 formula: the same update as jaxpg then.
     _assert_matches_format_2(state, "next_update.npz")
+
+
+def test_object_store_urls_are_refused_not_mangled():
+    """``Path("gs://b/run").absolute()`` would be a local folder named ``gs:``; the run loop and
+    the checkpoints refuse the URL in one line instead, and write nothing."""
+    import jaxpg
+    from jaxpg.runner import RunArgumentError
+
+    config = PPOConfig(total_timesteps=4 * 16 * 2, num_envs=4, num_steps=16)
+    with pytest.raises(RunArgumentError, match=r"run_dir='gs://bucket/run'.*mounted"):
+        jaxpg.run(config, run_dir="gs://bucket/run")
+    with pytest.raises(RunArgumentError, match="object-store"):
+        jaxpg.resume("gs://bucket/run")
+    with pytest.raises(ValueError, match=r"directory='s3://b/ckpt'"):
+        ckpt.Checkpointer("s3://b/ckpt", config)
+    assert not os.path.exists("gs:") and not os.path.exists("s3:")
