@@ -362,8 +362,9 @@ def group_advantages(
     else:
         _check_same_shape("group_advantages", returns=returns, mask=mask)
         valid = _flag(mask).astype(jnp.float32)
+    returns = jnp.where(valid > 0, returns, 0.0)  # an unknown outcome may be NaN: never read
     count = jnp.sum(valid, axis=-1, keepdims=True)
-    total = jnp.sum(returns * valid, axis=-1, keepdims=True)
+    total = jnp.sum(returns, axis=-1, keepdims=True)
     mean = total / jnp.maximum(count, 1.0)
     if kind == "mean":
         advantages = returns - mean

@@ -116,27 +116,44 @@ def parameters_read(agent: Agent, env: Any) -> tuple[set[str], set[str]]:
     ``agent``'s distribution parameters and its value read, from the program's data flow: one
     step on ``env``'s dummy observation, traced, not run. Nested programs (``jit``, custom
     derivatives, ``remat``) are followed; any other nested call (a ``scan``, a ``cond``) counts
-    as reading all its inputs, so a leaf can be over-counted, never missed. For an algorithm
+    as reading all its inputs, so a leaf can be over-counted, never missed. A recurrent agent's
+    carry is followed across steps: what the policy or the value reads from the carry counts
+    as reading every parameter that ever flows into that part of the carry. For an algorithm
     that moves the actor and the critic apart (TRPO), the two must not meet."""
     params = jax.eval_shape(agent.init, jax.random.key(0))
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
     paths = [jax.tree_util.keystr(p) for p, _ in leaves_with_path]
     leaves = [leaf for _, leaf in leaves_with_path]
+    carry_leaves, carry_def = jax.tree.flatten(agent.initial_carry(1))
+    num_params, num_carry = len(leaves), len(carry_leaves)
     obs = env.dummy_obs((1,))
-    carry = agent.initial_carry(1)
     reset = jnp.zeros((1,), jnp.bool_)
 
-    def outputs(*leaves):
-        _, dist_params, value = agent.apply(treedef.unflatten(leaves), carry, obs, reset)
-        return dist_params, value
+    def outputs(*inputs):
+        params = treedef.unflatten(inputs[:num_params])
+        carry = carry_def.unflatten(inputs[num_params:])
+        carry, dist_params, value = agent.apply(params, carry, obs, reset)
+        return jax.tree.leaves(carry), dist_params, value
 
-    closed = jax.make_jaxpr(outputs)(*leaves)
-    inputs = [frozenset([i]) for i in range(len(leaves))]
-    read = _reads(closed.jaxpr, inputs)
-    dist_shapes, _ = jax.eval_shape(outputs, *leaves)
-    num_dist = len(jax.tree.leaves(dist_shapes))  # outvars: the leaves of (dist_params, value)
-    policy = frozenset().union(*read[:num_dist])
-    value = frozenset().union(*read[num_dist:])
+    args = [*leaves, *carry_leaves]
+    closed = jax.make_jaxpr(outputs)(*args)
+    read = _reads(closed.jaxpr, [frozenset([i]) for i in range(len(args))])
+    _, dist_shapes, _ = jax.eval_shape(outputs, *args)
+    num_dist = len(jax.tree.leaves(dist_shapes))  # outvars: new carry, dist_params, value
+
+    def through_carry(indices: frozenset[int], carried: list[frozenset[int]]) -> frozenset[int]:
+        """Parameter indices read directly, or through a carry leaf (as ``carried`` says)."""
+        own = frozenset(i for i in indices if i < num_params)
+        return own.union(*(carried[i - num_params] for i in indices if i >= num_params))
+
+    carried = [frozenset()] * num_carry  # the parameters that flow into each carry leaf
+    while True:  # a fixed point: each pass follows the carry one step further
+        new = [through_carry(read[j], carried) for j in range(num_carry)]
+        if new == carried:
+            break
+        carried = new
+    policy = through_carry(frozenset().union(*read[num_carry : num_carry + num_dist]), carried)
+    value = through_carry(frozenset().union(*read[num_carry + num_dist :]), carried)
     return {paths[i] for i in policy}, {paths[i] for i in value}
 
 
@@ -178,6 +195,7 @@ _FOLLOWED = (
     "custom_jvp_call",
     "custom_vjp_call",
     "remat",
+    "remat2",
     "checkpoint",
 )
 

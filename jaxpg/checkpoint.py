@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -289,8 +290,10 @@ def local_path(directory: str | os.PathLike, name: str = "directory") -> Path:
     (``gs://...``, ``s3://...``) is refused with a ``ValueError``: jaxpg writes run and
     checkpoint folders through the local filesystem, where ``Path`` would mangle a URL into a
     local folder named ``gs:``."""
-    text = os.fspath(directory)
-    if "://" in str(text):
+    text = str(os.fspath(directory))
+    # "gs://b" (or Path("gs://b"), which collapses it to "gs:/b"): a scheme of two or more
+    # letters, then ":/" (a Windows drive "C:/" has one letter)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", text):
         raise ValueError(
             f"{name}={str(text)!r} is an object-store URL, which jaxpg does not write to: give a "
             "local path, or the bucket mounted as a folder (gcsfuse, s3fs)"

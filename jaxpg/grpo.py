@@ -192,7 +192,13 @@ def make_grpo(config: GRPOConfig, agent: Agent) -> Algorithm:
             refresh = (update_step + 1) % config.reference_every == 0
             reference = jax.tree.map(lambda n, o: jnp.where(refresh, n, o), out.params, reference)
         group_returns = batch.targets.returns[0].reshape(-1, config.group_size)
-        metrics = {**out.metrics, "group_return_std": jnp.mean(jnp.std(group_returns, axis=-1))}
+        known = batch.targets.mask[0].reshape(-1, config.group_size) > 0  # finished episodes
+        count = jnp.maximum(jnp.sum(known, axis=-1), 1)
+        mean = (
+            jnp.sum(jnp.where(known, group_returns, 0.0), axis=-1, keepdims=True) / count[:, None]
+        )
+        var = jnp.sum(jnp.where(known, (group_returns - mean) ** 2, 0.0), axis=-1) / count
+        metrics = {**out.metrics, "group_return_std": jnp.mean(jnp.sqrt(var))}
         return out._replace(algo_state=GRPOState(reference), metrics=metrics)
 
     return Algorithm(

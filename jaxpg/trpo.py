@@ -90,11 +90,11 @@ class TRPOConfig(Config):
                 "must move separate parameters",
             )
         self._check_divides_batch("critic_minibatches")
+        self._check_batch_fits_budget()
 
     @property
     def actor_critic_apart(self) -> bool:
         return True
-        self._check_batch_fits_budget()
 
 
 class TRPOObjectives(NamedTuple):

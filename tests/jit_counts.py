@@ -11,7 +11,7 @@ BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 @contextlib.contextmanager
 def compiles():
     """The backend compilations that happen inside the block, one entry each (a program loaded
-    from a persistent compilation cache is not one)."""
+    from a persistent compilation cache counts too: the event times compile-or-load)."""
     done: list[float] = []
 
     def listener(event: str, duration: float, **_: object) -> None:

@@ -4,6 +4,7 @@ nothing for missing, corrupt and incompatible checkpoints. No training (no train
 import json
 import os
 import shutil
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -302,4 +303,6 @@ def test_object_store_urls_are_refused_not_mangled():
         jaxpg.resume("gs://bucket/run")
     with pytest.raises(ValueError, match=r"directory='s3://b/ckpt'"):
         ckpt.Checkpointer("s3://b/ckpt", config)
+    with pytest.raises(ValueError, match="object-store"):  # a Path has collapsed "//" to "/"
+        ckpt.Checkpointer(Path("gs://b/ckpt"), config)
     assert not os.path.exists("gs:") and not os.path.exists("s3:")

@@ -134,9 +134,11 @@ def test_group_advantages_over_known_outcomes_against_numpy(kind):
     valid[0] = True  # a whole group
     valid[1] = [True, False, False, False]  # one known outcome: nothing to compare with
     valid[2] = False
+    R[~valid] = np.nan  # an unknown outcome is never read
     got = np.asarray(group_advantages(R, kind, mask=valid))
     np.testing.assert_allclose(got, numpy_masked_group_advantages(R, valid, kind), atol=1e-5)
     # with every outcome known, the mask changes nothing
+    R = np.where(valid, R, 0.5)
     np.testing.assert_allclose(
         np.asarray(group_advantages(R, kind, mask=np.ones_like(valid))),
         np.asarray(group_advantages(R, kind)),

@@ -13,6 +13,7 @@ from jaxpg import trust_region
 from jaxpg.agents import mlp_agent, unroll
 from jaxpg.distributions import CATEGORICAL, DIAG_GAUSSIAN, action_dist
 from jaxpg.rollout import RolloutOptions, rollout
+from jaxpg.trpo import check_actor_critic_apart
 from jaxpg.updates import Batch
 
 PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_actions=True)
@@ -190,6 +191,7 @@ def test_probe_one_update_raises_the_better_actions_probability():
         ("line_search_shrink", 0.0),
         ("shared_network", True),
         ("critic_minibatches", 3),
+        ("total_timesteps", 512),  # less than one update's 8 x 128 steps
         ("cg_damping", -0.1),
     ],
 )
@@ -267,3 +269,26 @@ def test_trpos_built_in_networks_keep_actor_and_critic_apart(kw):
         ppo = jaxpg.PPOConfig(**kw)
         policy, value = jaxpg.agents.parameters_read(jaxpg.agents.as_agent(None, ppo), ppo.env_spec)
         assert policy & value
+
+
+def test_what_the_value_reads_through_a_recurrent_carry_counts():
+    """A recurrent agent whose value reads last step's carry: one step alone shows the value
+    reading only ``v``, but over a sequence it reads the actor's cell (``w``, ``u``) through the
+    carry, which the critic's Adam would then move."""
+    spec = jaxpg.TRPOConfig().env_spec
+
+    def init(key):
+        ks = jax.random.split(key, 4)
+        shapes = {"w": (4, 8), "u": (8, 8), "pi": (8, 2), "v": (8,)}
+        return {k: 0.1 * jax.random.normal(kk, s) for kk, (k, s) in zip(ks, shapes.items())}
+
+    def apply(params, carry, obs, reset):
+        h = jnp.tanh(obs @ params["w"] + carry @ params["u"])
+        return h, h @ params["pi"], carry @ params["v"]
+
+    agent = jaxpg.agents.Agent(init, lambda n: jnp.zeros((n, 8)), apply, True)
+    policy, value = jaxpg.agents.parameters_read(agent, spec)
+    assert policy == {"['w']", "['u']", "['pi']"}
+    assert value == {"['w']", "['u']", "['v']"}
+    with pytest.raises(ValueError, match=r"\['u'\], \['w'\]"):
+        check_actor_critic_apart(agent, spec)
