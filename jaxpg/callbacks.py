@@ -221,9 +221,13 @@ class Checkpoints(Callback):
 
     def on_start(self, run: RunContext) -> None:
         from jaxpg.checkpoint import Checkpointer, checkpoint_steps
+        from jaxpg.processes import int_from_process_0
 
+        # Process 0's view, in every process: save() skips a step already saved before its
+        # collective, so all processes must agree on it even where their disks differ.
         steps = checkpoint_steps(run.run_dir / runs.CHECKPOINT_DIR)
-        self.last_saved = steps[-1] if steps else None
+        last = int_from_process_0((steps[-1] if steps else -1) + 1) - 1
+        self.last_saved = last if last >= 0 else None
         if not run.is_main:
             return
         self._checkpointer = Checkpointer(
@@ -250,12 +254,13 @@ class Checkpoints(Callback):
         if step == self.last_saved:
             return
         key_impl = None
-        if _spread(state):
+        if _spread(state) or _many_processes():
             from jaxpg.checkpoint import key_impl_of
             from jaxpg.sharding import to_host
 
-            # The gathered keys are raw data (a multi-process save takes host arrays only), so
-            # the implementation is read from the device state.
+            # The gathered keys are raw data (a multi-process save takes host arrays only, even
+            # of a state each process holds whole), so the implementation is read from the
+            # device state.
             key_impl = key_impl_of(state)
             state = to_host(state)  # a collective: every process gathers
         if self._checkpointer is not None:
@@ -327,6 +332,12 @@ def _spread(state: Any) -> bool:
 
     leaf = jax.tree.leaves(state)[0]
     return isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1
+
+
+def _many_processes() -> bool:
+    import jax
+
+    return jax.process_count() > 1
 
 
 def _primary_only() -> Any:

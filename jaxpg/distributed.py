@@ -12,9 +12,13 @@ sharded programs import the trainer (and gymnax, whose import computes with JAX)
 import importlib
 
 from jaxpg.processes import (  # noqa: F401
+    ProcessFailed,
     Topology,
+    fail_together,
+    gather_messages,
     global_seed,
     initialize_distributed,
+    int_from_process_0,
     is_main_process,
     main_process_only,
     process_key,
@@ -36,9 +40,13 @@ _SHARDING = (
     "to_host",
 )
 __all__ = [
+    "ProcessFailed",
     "Topology",
+    "fail_together",
+    "gather_messages",
     "global_seed",
     "initialize_distributed",
+    "int_from_process_0",
     "is_main_process",
     "main_process_only",
     "process_key",

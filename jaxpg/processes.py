@@ -13,9 +13,13 @@ programs of :mod:`jaxpg.sharding`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+import os
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
@@ -141,12 +145,127 @@ def process_key(key: jax.Array, process_index: int | None = None) -> jax.Array:
 def global_seed(seed: int) -> int:
     """``seed`` as process 0 has it, in every process, so a seed drawn at random (from the
     clock, say) cannot differ between processes. A no-op with one process."""
+    return int_from_process_0(int(seed) % 2**64)
+
+
+def int_from_process_0(value: int) -> int:
+    """Process 0's ``value`` (an int in ``[0, 2**64)``) in every process: a collective, so that
+    processes whose own views differ (their disks, their clocks) decide alike. A no-op with
+    one process."""
     if jax.process_count() == 1:
-        return int(seed)
+        return int(value)
     from jax.experimental import multihost_utils
 
     # As two uint32 words: without jax_enable_x64 an int64 would be cut to 32 bits.
-    seed = int(seed) % 2**64
-    words = np.asarray([seed >> 32, seed & 0xFFFFFFFF], np.uint32)
+    value = int(value)
+    words = np.asarray([value >> 32, value & 0xFFFFFFFF], np.uint32)
     hi, lo = np.asarray(multihost_utils.broadcast_one_to_all(words)).tolist()
     return (hi << 32) | lo
+
+
+# -- failing together --------------------------------------------------------------------------
+
+MESSAGE_BYTES = 2048  # a longer message is cut
+
+
+class ProcessFailed(RuntimeError):
+    """Another process of the job raised; the message is its exception's, after
+    ``process K failed:``."""
+
+
+def gather_messages(message: str | None) -> list[str | None]:
+    """Every process's ``message`` (``None``: nothing to say), in process order: a collective,
+    so every process gets the same list. The messages travel as UTF-8 bytes, each cut at
+    :data:`MESSAGE_BYTES`. With one process: ``[message]``."""
+    if jax.process_count() == 1:
+        return [message]
+    from jax.experimental import multihost_utils
+
+    row = np.zeros(MESSAGE_BYTES + 1, np.uint8)
+    if message is not None:
+        raw = message.encode("utf-8")[:MESSAGE_BYTES]
+        row[0] = 1
+        row[1 : 1 + len(raw)] = np.frombuffer(raw, np.uint8)
+    rows = np.asarray(multihost_utils.process_allgather(row))
+    return [
+        bytes(r[1:]).rstrip(b"\0").decode("utf-8", errors="replace") if r[0] else None
+        for r in rows.reshape(-1, MESSAGE_BYTES + 1)
+    ]
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message``, as a traceback's last line reads."""
+    return f"{type(error).__name__}: {error}"
+
+
+def mark_shared(error: BaseException) -> BaseException:
+    """Marks ``error`` as known to every process (raised in all of them after an agreement), so
+    :func:`fail_together` does not announce it."""
+    with contextlib.suppress(AttributeError, TypeError):
+        error._jaxpg_shared = True  # type: ignore[attr-defined]
+    return error
+
+
+_FAIL_TOGETHER_CALLS = [0]  # every process enters fail_together alike: the count names the block
+
+
+@contextlib.contextmanager
+def fail_together(poll_s: float = 0.5) -> Iterator[None]:
+    """Runs the block so that an exception in any one process stops every process within
+    about ``poll_s`` seconds, with the original message.
+
+    Another process may be blocked in a collective (waiting for the failed one), where no Python
+    runs and no exception can reach it. So the process that raises writes
+    ``process K failed: Type: message`` into the job's coordination service (the key-value
+    store of ``jax.distributed``) before the exception goes on, and a watcher thread in every
+    process reads it: a process that finds another's failure prints the message to stderr,
+    leaves the job (``jax.distributed.shutdown``, which the failed process also reaches on its
+    way out, so neither waits out the shutdown barrier's timeout) and exits with status 1
+    (``os._exit``: its main thread may never return from the collective). An exception every
+    process raises together (:func:`mark_shared`) is not announced. With one process, or
+    without a coordination service, the block just runs.
+    """
+    client = _coordination_client() if jax.process_count() > 1 else None
+    if client is None:
+        yield
+        return
+    _FAIL_TOGETHER_CALLS[0] += 1
+    prefix = f"jaxpg/failed/{_FAIL_TOGETHER_CALLS[0]}/"
+    me = jax.process_index()
+    done = threading.Event()
+    watcher = threading.Thread(
+        target=_watch_failures, args=(client, prefix, me, done, poll_s), daemon=True
+    )
+    watcher.start()
+    try:
+        yield
+    except BaseException as error:
+        if not getattr(error, "_jaxpg_shared", False):
+            with contextlib.suppress(Exception):
+                client.key_value_set(prefix + str(me), f"process {me} failed: {describe_error(error)}")  # fmt: skip
+        raise
+    finally:
+        done.set()
+
+
+def _coordination_client() -> Any:
+    try:
+        from jax._src import distributed
+    except ImportError:  # pragma: no cover - a JAX without it: no watcher
+        return None
+    return getattr(distributed.global_state, "client", None)
+
+
+def _watch_failures(client: Any, prefix: str, me: int, done: threading.Event, poll_s: float) -> None:  # fmt: skip
+    while not done.wait(poll_s):
+        try:
+            entries = client.key_value_dir_get(prefix)
+        except Exception:  # noqa: BLE001 - the service is going away: nothing to watch
+            return
+        others = sorted((k, v) for k, v in entries if not k.endswith(f"/{me}"))
+        if others and not done.is_set():
+            sys.stderr.write(f"jaxpg: stopping: {others[0][1]}\n")
+            sys.stderr.flush()
+            with contextlib.suppress(Exception):
+                jax.distributed.shutdown()
+            os._exit(1)

@@ -22,26 +22,33 @@ With ``run_dir`` the run leaves a run directory (:mod:`jaxpg.runs`): ``config.js
 ``metrics.csv``, ``summary.json``, plots and ``checkpoints/``; :func:`resume` continues it, and a
 resumed run gives bit-identical parameters to an uninterrupted one. ``spread=True`` spreads the
 members over every device of every process (:func:`jaxpg.distributed.spread_members`, after
-:func:`jaxpg.distributed.initialize_distributed`); process 0 writes the files.
+:func:`jaxpg.distributed.initialize_distributed`); process 0 writes the files. The processes
+of such a job decide together: every chunk ends in one agreement, so a stop, a Ctrl-C or an
+exception in any process stops them all at the same chunk (the exception's message in every
+process), and a failure anywhere else stops them within about a second
+(:func:`jaxpg.processes.fail_together`). :func:`resume` checks that every process sees the run
+directory and restores the checkpoint process 0 names.
 
 The ``jaxpg train`` command is a thin layer over this module.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 
 from jaxpg import metrics as metrics_lib
 from jaxpg import runs
@@ -61,6 +68,14 @@ from jaxpg.checkpoint import CheckpointError, checkpoint_steps, local_path, rest
 from jaxpg.files import atomic_write_json
 from jaxpg.members import Members
 from jaxpg.plotting import plot_run_table
+from jaxpg.processes import (
+    ProcessFailed,
+    describe_error,
+    fail_together,
+    gather_messages,
+    int_from_process_0,
+    mark_shared,
+)
 from jaxpg.sharding import spread_members, to_host
 from jaxpg.train import init_state, make_train_chunk
 
@@ -142,6 +157,19 @@ def _options(options: RunOptions | None, kwargs: Mapping[str, Any]) -> RunOption
 # -- the loop ----------------------------------------------------------------------------------
 
 
+def _together(fn: Callable) -> Callable:
+    """Runs ``fn`` under :func:`jaxpg.processes.fail_together`: an exception in one process of
+    a multi-process job stops them all, with its message."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with fail_together():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@_together
 def run(
     config: Any,
     *,
@@ -182,11 +210,11 @@ def run(
     config, agent, recorded = _record_agent(config, agent)
     if run_dir is not None:
         run_dir = _run_dir(run_dir)
-        if _from_process_0((run_dir / runs.CONFIG_FILE).exists()):
-            raise RunArgumentError(
+        if int_from_process_0((run_dir / runs.CONFIG_FILE).exists()):  # all decide alike
+            raise mark_shared(RunArgumentError(
                 f"run_dir={str(run_dir)!r} already holds a run; continue it with "
                 f"jaxpg.resume (jaxpg train --resume {run_dir}), or give another run_dir"
-            )
+            ))  # fmt: skip
     info = {"env": config.env if isinstance(config.env, str) else None, **members.to_dict()}
     if not recorded:
         info["agent"] = runs.UNRECORDED_AGENT
@@ -208,6 +236,7 @@ def _record_agent(config: Any, agent: AgentLike | None) -> tuple[Any, AgentLike 
         raise RunArgumentError(f"agent: {e}") from None
 
 
+@_together
 def resume(
     run_dir: str | Path,
     *,
@@ -239,6 +268,7 @@ def resume(
     """
     options = _options(options, option_kwargs)
     run_dir = _run_dir(run_dir)
+    step = _visible_everywhere(run_dir, step)
     config, info = runs.read_config(run_dir)
     if info.get("agent") == runs.UNRECORDED_AGENT and agent is None:
         raise RunArgumentError(
@@ -340,7 +370,9 @@ def _train(
             cb.on_start(ctx)
         ctx.t_start = time.perf_counter()
         try:
-            state, status, message = _loop(ctx, state, programs, plan, everyone, checkpoints, options)  # fmt: skip
+            with _chunk_end_interrupts() as interrupts:
+                state, status, message = _loop(ctx, state, programs, plan, everyone, checkpoints,
+                                               options, interrupts)  # fmt: skip
         except KeyboardInterrupt:
             status, message = "interrupted", f"interrupted at update {ctx.done}"
         train_time = time.perf_counter() - ctx.t_start
@@ -428,41 +460,77 @@ def _describe(ctx: RunContext, remaining: int) -> str:
     )
 
 
-def _loop(ctx, state, programs, plan, everyone, checkpoints, options):
+def _loop(ctx, state, programs, plan, everyone, checkpoints, options, interrupts):
     """Runs the chunks; returns ``(last good state, status, message)``. The next chunk is
-    dispatched before the host reads the previous one's metrics."""
+    dispatched before the host reads the previous one's metrics. With many processes, every
+    chunk ends in one agreement (:func:`_agree`): a stop, an interrupt or an exception in any
+    process stops them all at the same chunk."""
     read = _reader(options.spread)
     members, batch = ctx.members, ctx.batch_size
     t_prev = ctx.t_start
     pending = programs[plan[0]](state)
     for i, length in enumerate(plan):
-        state_next, chunk_metrics, finite = pending
-        # Queue the next chunk before reading this one's metrics: the device keeps
-        # busy while the host does the bookkeeping below.
-        pending = programs[plan[i + 1]](state_next) if i + 1 < len(plan) else None
-        chunk_metrics, finite = read(chunk_metrics), np.asarray(read(finite))
-        now = time.perf_counter()
-        sps = len(members) * length * batch / max(now - t_prev, 1e-9)
-        t_prev = now
-        rows = metrics_lib.metrics_rows(
-            chunk_metrics, first_update=ctx.done, members=members, sps=sps,
-            time=now - ctx.t_start, batch_size=batch,
-        )  # fmt: skip
-        ctx.tables.append(rows)
-        bad = np.asarray(chunk_metrics["nonfinite"], bool)
-        if bad.any() or not finite.all():
-            last = checkpoints.path(ctx) if checkpoints else None
-            return state, "nonfinite", _nonfinite_message(bad, finite, ctx.done, members, last)
-        chunk = Chunk(ctx.done, length, chunk_metrics, state_next, sps)
-        state, ctx.done = state_next, ctx.done + length
-        reasons = [r for r in (cb.on_chunk(ctx, chunk) for cb in everyone) if r]
-        # Every process must leave the loop together (its collectives would hang
-        # the others): a stop anywhere stops all.
-        if _any_process(bool(reasons)):
-            if checkpoints is not None and checkpoints.failed:
-                return state, "checkpoint_failed", checkpoints.failed
-            return state, "stopped", reasons[0] if reasons else "stopped by another process"
+        reasons, error = [], None
+        try:
+            state_next, chunk_metrics, finite = pending
+            # Queue the next chunk before reading this one's metrics: the device keeps
+            # busy while the host does the bookkeeping below.
+            pending = programs[plan[i + 1]](state_next) if i + 1 < len(plan) else None
+            chunk_metrics, finite = read(chunk_metrics), np.asarray(read(finite))
+            now = time.perf_counter()
+            sps = len(members) * length * batch / max(now - t_prev, 1e-9)
+            t_prev = now
+            rows = metrics_lib.metrics_rows(
+                chunk_metrics, first_update=ctx.done, members=members, sps=sps,
+                time=now - ctx.t_start, batch_size=batch,
+            )  # fmt: skip
+            ctx.tables.append(rows)
+            # The metrics are the same in every process (one global program): all stop here.
+            bad = np.asarray(chunk_metrics["nonfinite"], bool)
+            if bad.any() or not finite.all():
+                last = checkpoints.path(ctx) if checkpoints else None
+                return state, "nonfinite", _nonfinite_message(bad, finite, ctx.done, members, last)
+            chunk = Chunk(ctx.done, length, chunk_metrics, state_next, sps)
+            state, ctx.done = state_next, ctx.done + length
+            reasons = [r for r in (cb.on_chunk(ctx, chunk) for cb in everyone) if r]
+        except Exception as e:  # noqa: BLE001 - every process learns of it in _agree
+            error = e
+        status, message = _agree(reasons, error, interrupts.is_set())
+        if status == "stopped" and checkpoints is not None and checkpoints.failed:
+            return state, "checkpoint_failed", checkpoints.failed
+        if status == "interrupted":
+            message = f"interrupted at update {ctx.done}"
+        if status is not None:
+            return state, status, message
     return state, "complete", None
+
+
+def _agree(reasons: list[str], error: Exception | None, interrupted: bool) -> tuple[str | None, str | None]:  # fmt: skip
+    """How every process goes on after a chunk: ``(None, None)`` (the next chunk),
+    ``("stopped", reason)`` or ``("interrupted", message)``; an exception in any process is
+    raised in all of them (the original in its own process, :class:`ProcessFailed` with its
+    message in the others). With many processes this is one collective, so every process leaves
+    the loop at the same chunk (a process that went on would hang in the next collective)."""
+    mine = None
+    if error is not None:
+        mine = "E" + describe_error(error)
+    elif interrupted:
+        mine = "I"
+    elif reasons:
+        mine = "S" + reasons[0]
+    everyone = gather_messages(mine)
+    failed = [(k, m[1:]) for k, m in enumerate(everyone) if m and m[0] == "E"]
+    if error is not None:
+        raise mark_shared(error)
+    if failed:
+        k, what = failed[0]
+        raise mark_shared(ProcessFailed(f"process {k} failed: {what}"))
+    if any(m and m[0] == "I" for m in everyone):
+        return "interrupted", None
+    stops = [m[1:] for m in everyone if m and m[0] == "S"]
+    if stops:
+        return "stopped", reasons[0] if reasons else f"stopped by another process: {stops[0]}"
+    return None, None
 
 
 def _finish(ctx, state, status, message, checkpoints, everyone, options, train_time,
@@ -522,18 +590,56 @@ def _summary(
     return metrics_lib.summarize(ctx.metrics_table(), settings=members.settings, extra=facts)
 
 
-def _from_process_0(flag: bool) -> bool:
-    """Process 0's ``flag`` in every process (a collective), so all processes decide alike."""
-    if jax.process_count() == 1:
-        return flag
-    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
+@contextlib.contextmanager
+def _chunk_end_interrupts() -> Iterator[threading.Event]:
+    """With many processes, Ctrl-C (SIGINT) in any of them sets the event instead of raising:
+    the loop stops every process at the next chunk end, which all then checkpoint together (a
+    ``KeyboardInterrupt`` in one process alone would leave the others in a collective). A second
+    Ctrl-C raises as usual. With one process nothing changes: ``KeyboardInterrupt`` stops the
+    run at once, with the last finished chunk's state."""
+    event = threading.Event()
+    if jax.process_count() == 1 or threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handler(signum, frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def _any_process(flag: bool) -> bool:
-    """``flag`` or-ed over every process of a multi-process job (a collective)."""
+def _visible_everywhere(run_dir: Path, step: int | None) -> int | None:
+    """With many processes: checks that every process sees ``run_dir``'s ``config.json`` and
+    the checkpoint to resume from (``step``, or process 0's latest), refusing in one line in
+    every process otherwise; returns that step, so every process restores the same one. With
+    one process: ``step``, unchanged."""
     if jax.process_count() == 1:
-        return flag
-    return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+        return step
+    ckpt_dir = run_dir / runs.CHECKPOINT_DIR
+    steps = checkpoint_steps(ckpt_dir)
+    wanted = step if step is not None else (steps[-1] if steps else -1)
+    chosen = int_from_process_0(wanted + 1) - 1  # process 0's (an int broadcast; -1: it sees none)
+    chosen = chosen if chosen >= 0 else None
+    missing = None
+    if not (run_dir / runs.CONFIG_FILE).is_file():
+        missing = str(run_dir / runs.CONFIG_FILE)
+    elif chosen is not None and chosen not in steps:
+        missing = f"checkpoint {chosen} in {ckpt_dir}"
+    views = gather_messages(missing)
+    blind = [f"process {k} does not see {m}" for k, m in enumerate(views) if m is not None]
+    if blind and len(blind) < len(views):
+        raise mark_shared(RunArgumentError(
+            f"resume: {'; '.join(blind)}; every process of a multi-process job must see the "
+            "run directory and its checkpoints (a filesystem they share)"
+        ))  # fmt: skip
+    # Nobody sees it: resume's own checks say what is wrong, alike in every process.
+    return chosen if chosen is not None else step
 
 
 # -- pieces ------------------------------------------------------------------------------------

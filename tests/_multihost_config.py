@@ -12,3 +12,9 @@ CONFIG = jaxpg.PPOConfig(
     normalize_obs=True,
 )
 SEED = 100
+
+# What ``_multihost_run.py`` runs over 2 processes (one member each) and the test beside it in one.
+RUN_CONFIG = jaxpg.PPOConfig(
+    env="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 8
+)
+RUN = dict(seeds=2, chunk_updates=2, progress=False, plot=False)

@@ -251,3 +251,99 @@ def test_two_processes_train_like_one_device(tmp_path):
     np.testing.assert_allclose(saved["env_obs"], one.state.env.obs, atol=LOSS_TOL)
     for i, leaf in enumerate(jax.tree.leaves(one.params)):
         np.testing.assert_allclose(saved[f"param_{i}"], leaf, atol=PARAM_TOL)
+
+
+# -- two processes that stop, fail and resume together ---------------------------------------------
+
+
+def two_processes(mode: str, run_dir: Path, timeout: int = 300) -> list[tuple[int, str, str]]:
+    """``_multihost_run.py MODE`` in 2 processes of one CPU device each: ``(returncode, stdout,
+    stderr)`` of each."""
+    port = free_port()
+    procs = [
+        run_script([HERE / "_multihost_run.py", port, pid, mode, run_dir], devices=1)
+        for pid in range(2)
+    ]
+    ends = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            pytest.fail(f"{mode}: a process hung for {timeout} s")
+        ends.append((proc.returncode, out, err))
+    return ends
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_two_processes_checkpoint_stop_together_on_ctrl_c_and_resume(tmp_path):
+    """``checkpoint_every=2``; Ctrl-C reaches process 1 alone after update 4, and process 1's
+    disk disagrees with process 0's about which checkpoints exist: both stop at update 4 with
+    the same checkpoints. A resume where process 1 does not see the run directory is refused
+    in both; a resume where both see it runs to the end, and the table equals a one-process
+    run's."""
+    from _multihost_config import RUN, RUN_CONFIG
+
+    import jaxpg
+
+    run_dir = tmp_path / "run"
+    ends = two_processes("interrupt", run_dir)
+    for code, out, err in ends:
+        assert code == 0, err[-3000:]
+        assert last_json(out) == {"status": "interrupted", "message": "interrupted at update 4", "done": 4}  # fmt: skip
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["2", "4"]
+    # A process that does not see the run directory: every process refuses, in one line.
+    ends = two_processes("blind-resume", run_dir, timeout=120)
+    expected = f"process 1 does not see {tmp_path / 'run-missing' / 'config.json'}"
+    for code, _, err in ends:
+        assert code == 1, err[-3000:]
+        assert err.strip().splitlines()[-1] == (
+            f"jaxpg.runner.RunArgumentError: resume: {expected}; every process of a "
+            "multi-process job must see the run directory and its checkpoints (a filesystem "
+            "they share)"
+        ), err[-3000:]
+    ends = two_processes("resume", run_dir)
+    for code, out, err in ends:
+        assert code == 0, err[-3000:]
+        assert last_json(out) == {"status": "complete", "message": None, "done": 8}
+    assert sorted(os.listdir(run_dir / "checkpoints")) == ["4", "6", "8"]
+
+    one = jaxpg.run(RUN_CONFIG, run_dir=tmp_path / "one", verbose=False, **RUN)
+    assert one.status == "complete"
+
+    def table(name):
+        with open(tmp_path / name / "metrics.csv") as f:
+            rows = list(csv.DictReader(f))
+        return np.array([[float(r["update"]), float(r["seed"]), float(r["loss"])] for r in rows])
+
+    two, single = table("run"), table("one")
+    assert two.shape == single.shape == (2 * 8, 3)
+    np.testing.assert_array_equal(two[:, :2], single[:, :2])
+    np.testing.assert_allclose(two[:, 2], single[:, 2], rtol=LOSS_TOL, atol=LOSS_TOL)
+
+
+@pytest.mark.parametrize(
+    "mode, message",
+    [
+        ("raise", "RuntimeError: on_chunk failed in process 1"),
+        ("raise-at-start", "ValueError: on_start failed in process 1"),
+    ],
+)
+def test_an_exception_in_one_process_stops_both_with_its_message(tmp_path, mode, message):
+    """After a chunk, every process agrees on how to go on: process 1 raises its exception and
+    process 0 a ProcessFailed with its message. In ``on_start`` there is no agreement point
+    (process 0 already waits in a collective): process 1's failure, announced through JAX's
+    coordination service, makes process 0 print it and exit with status 1."""
+    (code0, out0, err0), (code1, out1, err1) = two_processes(mode, tmp_path / "run", timeout=180)
+    assert code1 == 1 and message in err1.splitlines()[-1], err1[-3000:]
+    assert code0 == 1, err0[-3000:]
+    if mode == "raise":
+        assert f"ProcessFailed: process 1 failed: {message}" in err0, err0[-3000:]
+        # Not spread (each process trains both members): process 0 wrote the checkpoints (the built-in callbacks run first).
+        assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["2", "4"]
+    else:
+        assert f"jaxpg: stopping: process 1 failed: {message}" in err0, err0[-3000:]
