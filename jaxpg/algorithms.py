@@ -184,6 +184,14 @@ def finished_first_episode_mask(terminated: jax.Array, truncated: jax.Array) -> 
     return first_episode_mask(terminated, truncated) * rollout_cut_mask(terminated, truncated)
 
 
+def first_episode_truncated(terminated: jax.Array, truncated: jax.Array) -> jax.Array:
+    """1.0 for every step of an environment whose first episode was cut by the time limit
+    (truncated, not terminated), 0.0 elsewhere. ``[T, N]``."""
+    cut = (truncated & ~terminated).astype(jnp.float32)
+    at_end = jnp.sum(first_episode_mask(terminated, truncated) * cut, axis=0, keepdims=True)
+    return jnp.broadcast_to(jnp.minimum(at_end, 1.0), cut.shape)
+
+
 def reinforce_targets(baseline: str) -> TargetsFn:
     """Intermediate-reward REINFORCE: ``A_t = G_t - b_t`` with ``G_t`` the return-to-go and
     ``b`` none, a moving average of the returns (the algorithm state), or the learned ``V(s_t)``.
@@ -346,12 +354,18 @@ def make_actor_critic_loss(
 
 
 def sgd_for(
-    config: Config, agent: Agent, loss_fn: LossFn, num_epochs: int = 1, num_minibatches: int = 1
+    config: Config,
+    agent: Agent,
+    loss_fn: LossFn,
+    num_epochs: int = 1,
+    num_minibatches: int = 1,
+    whole_sequences: bool = False,
 ) -> UpdateFn:
     """:func:`jaxpg.updates.sgd_update` of ``loss_fn`` with ``config``'s optimiser settings
     (``adam_eps``, ``anneal_lr`` over ``num_updates``), in sequence minibatches for a recurrent
-    ``agent`` (whose minibatches must then divide ``num_envs``)."""
-    sequences = is_recurrent(agent)
+    ``agent``, or when the loss asks for ``whole_sequences`` (then the minibatches must divide
+    ``num_envs``)."""
+    sequences = is_recurrent(agent) or whole_sequences
     if sequences and config.num_envs % num_minibatches:
         raise ValueError(
             f"num_minibatches={num_minibatches} is invalid: a recurrent agent's minibatches are "

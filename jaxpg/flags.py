@@ -76,6 +76,10 @@ def _parse_optional_int(text: str):
     return None if text.strip().lower() in ("none", "null") else parse_int(text)
 
 
+def _parse_optional_float(text: str):
+    return None if text.strip().lower() in ("none", "null") else _parse_float(text)
+
+
 def _parse_int_tuple(text: str) -> tuple[int, ...]:
     """``"64,64"`` (or ``"64 64"``, ``"(64, 64)"``) -> ``(64, 64)``; an empty item, as in
     ``"64,,64"`` or ``"64,"``, is an error."""
@@ -192,6 +196,8 @@ def _field_parser(name: str, hint) -> tuple[Callable[[str], Any], str, str]:
         return _parse_optional_int_tuple, "INTS|none", "ints, comma-separated, or none"
     if args and type(None) in args and int in args:
         return _parse_optional_int, "INT|none", "int or none"
+    if args and type(None) in args and float in args:
+        return _parse_optional_float, "FLOAT|none", "float or none"
     if origin in (dict, collections.abc.Mapping) or hint in (dict, Mapping):
         return _parse_json_object, "JSON", "JSON object"
     if name == "env_params":

@@ -322,5 +322,149 @@ def kl_k3(log_prob: Array, ref_log_prob: Array, mask: Array | None = None) -> Ar
     "DeepSeekMath", eq. (4).
     """
     _check_same_shape("kl_k3", log_prob=log_prob, ref_log_prob=ref_log_prob, mask=mask)
+    return masked_mean(kl_k3_per_token(log_prob, ref_log_prob), mask)
+
+
+# -----------------------------------------------------------------------------
+# The GRPO family's token losses, under TRL's names (``GRPOConfig.loss_type``,
+# ``epsilon_high``, ``importance_sampling_level``). Arrays are `[T, B]`: T token
+# positions (time steps), B sequences (episodes); `mask` marks each sequence's
+# valid tokens.
+
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
+IMPORTANCE_SAMPLING_LEVELS = ("token", "sequence")
+
+
+def importance_log_ratio(
+    log_prob: Array, old_log_prob: Array, mask: Array, level: str = "token"
+) -> Array:
+    """Log importance ratios, per token or per sequence (GSPO).
+
+        "token":     log r_{t,i} = log pi(a_{t,i}) - log pi_old(a_{t,i})
+        "sequence":  log s_i     = sum_t m_{t,i} log r_{t,i} / max(sum_t m_{t,i}, 1),
+                     the same for every token t of sequence i
+
+    Args:
+      log_prob: `[T, B]` log-probs under the current policy.
+      old_log_prob: `[T, B]` under the policy that sampled the tokens (constant).
+      mask: `[T, B]`, nonzero at valid tokens.
+      level: one of `IMPORTANCE_SAMPLING_LEVELS`.
+
+    Returns:
+      `[T, B]` log ratios (0 at masked tokens for "token"; a sequence's value everywhere
+      for "sequence"), differentiable in `log_prob`.
+
+    Reference: Zheng et al. (2025), "Group Sequence Policy Optimization", eq. (7): the
+    sequence ratio is the geometric mean of the token ratios over the valid tokens.
+    """
+    _check_same_shape("importance_log_ratio", log_prob=log_prob, old_log_prob=old_log_prob, mask=mask)  # fmt: skip
+    if level not in IMPORTANCE_SAMPLING_LEVELS:
+        raise ValueError(
+            f"importance_log_ratio: level={level!r} is invalid: one of {list(IMPORTANCE_SAMPLING_LEVELS)}"
+        )
+    valid = jnp.asarray(mask).astype(bool)
+    log_ratio = jnp.where(valid, log_prob - lax.stop_gradient(old_log_prob), 0.0)
+    if level == "token":
+        return log_ratio
+    if jnp.ndim(log_ratio) != 2:
+        raise ValueError(
+            f"importance_log_ratio: sequence ratios need [T, B] arrays; got {jnp.shape(log_ratio)}"
+        )
+    count = jnp.maximum(jnp.sum(valid, axis=0, dtype=log_ratio.dtype), 1.0)
+    return jnp.broadcast_to(jnp.sum(log_ratio, axis=0) / count, jnp.shape(log_ratio))
+
+
+def clipped_surrogate(
+    log_ratio: Array, advantages: Array, epsilon: Numeric, epsilon_high: Numeric
+) -> Array:
+    """PPO's clipped surrogate per token, with asymmetric clipping (DAPO's clip-higher).
+
+        l_t = -min(r_t A_t, clip(r_t, 1 - epsilon, 1 + epsilon_high) A_t),  r_t = exp(log r_t)
+
+    Args:
+      log_ratio: `[T, *batch]` log importance ratios (:func:`importance_log_ratio`).
+      advantages: `[T, *batch]` (constant).
+      epsilon: scalar, the lower clip.
+      epsilon_high: scalar, the upper clip (`epsilon` for PPO's symmetric one).
+
+    Returns:
+      `[T, *batch]` per-token losses.
+
+    Reference: Yu et al. (2025), "DAPO", eq. (10) (clip-higher: `epsilon_high` 0.28 with
+    `epsilon` 0.2).
+    """
+    _check_same_shape("clipped_surrogate", log_ratio=log_ratio, advantages=advantages)
+    _check_scalar("clipped_surrogate", epsilon=epsilon, epsilon_high=epsilon_high)
+    advantages = lax.stop_gradient(advantages)
+    ratio = jnp.exp(log_ratio)
+    clipped = jnp.clip(ratio, 1.0 - epsilon, 1.0 + epsilon_high)
+    return -jnp.minimum(ratio * advantages, clipped * advantages)
+
+
+def aggregate_token_losses(
+    per_token: Array,
+    mask: Array,
+    loss_type: str,
+    *,
+    max_length: int | None = None,
+    num_tokens: Numeric | None = None,
+) -> Array:
+    """One scalar from per-token losses, as each member of the GRPO family normalises them.
+
+        "grpo":     mean_i [ sum_t m_{t,i} l_{t,i} / max(sum_t m_{t,i}, 1) ]
+                    (each sequence's mean, then the mean over the B sequences)
+        "bnpo":     sum_{t,i} m l / max(sum_{t,i} m, 1)      (over this batch's valid tokens)
+        "dapo":     sum_{t,i} m l / max(num_tokens, 1)       (over the valid tokens of the
+                    whole generated batch, of which this is a minibatch)
+        "dr_grpo":  sum_{t,i} m l / (B * max_length)         (a constant divisor)
+
+    Args:
+      per_token: `[T, B]` per-token losses.
+      mask: `[T, B]`, nonzero at valid tokens.
+      loss_type: one of `LOSS_TYPES`.
+      max_length: "dr_grpo"'s completion length (default `T`).
+      num_tokens: "dapo"'s divisor: the valid tokens of the whole batch this minibatch is cut
+        from, divided by the number of minibatches (default: this batch's own count, so that
+        "dapo" equals "bnpo" on a whole batch).
+
+    Returns:
+      Scalar loss. "grpo" weighs a short sequence's tokens more than a long one's; "bnpo" and
+      "dapo" weigh every token alike; "dr_grpo" too, with a divisor that does not depend on
+      the lengths.
+
+    References: Shao et al. (2024), "DeepSeekMath", eq. (3) ("grpo"); Yu et al. (2025),
+    "DAPO", eq. (12) (token-level); Liu et al. (2025), "Understanding R1-Zero-Like Training"
+    ("dr_grpo"); TRL's ``GRPOConfig.loss_type``, whose names these are.
+    """
+    _check_same_shape("aggregate_token_losses", per_token=per_token, mask=mask)
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(
+            f"aggregate_token_losses: loss_type={loss_type!r} is invalid: one of {list(LOSS_TYPES)}"
+        )
+    per_token = _as_float(per_token)
+    valid = jnp.asarray(mask).astype(bool)
+    masked = jnp.where(valid, per_token, 0.0)
+    if loss_type == "bnpo" or (loss_type == "dapo" and num_tokens is None):
+        return masked_mean(per_token, mask)
+    if loss_type == "dapo":
+        _check_scalar("aggregate_token_losses", num_tokens=num_tokens)
+        return jnp.sum(masked) / jnp.maximum(jnp.asarray(num_tokens, masked.dtype), 1.0)
+    if jnp.ndim(per_token) != 2:
+        raise ValueError(
+            f"aggregate_token_losses: loss_type={loss_type!r} needs [T, B] arrays; got "
+            f"{jnp.shape(per_token)}"
+        )
+    num_positions, num_sequences = jnp.shape(per_token)
+    if loss_type == "grpo":
+        count = jnp.maximum(jnp.sum(valid, axis=0, dtype=masked.dtype), 1.0)
+        return jnp.mean(jnp.sum(masked, axis=0) / count)
+    length = num_positions if max_length is None else max_length
+    return jnp.sum(masked) / (num_sequences * length)
+
+
+def kl_k3_per_token(log_prob: Array, ref_log_prob: Array) -> Array:
+    """The per-token terms of :func:`kl_k3`, `r - log r - 1` with `r = pi_ref / pi`, to be
+    aggregated like the policy loss (:func:`aggregate_token_losses`), as TRL does."""
+    _check_same_shape("kl_k3_per_token", log_prob=log_prob, ref_log_prob=ref_log_prob)
     log_ratio = lax.stop_gradient(ref_log_prob) - log_prob
-    return masked_mean(jnp.expm1(log_ratio) - log_ratio, mask)
+    return jnp.expm1(log_ratio) - log_ratio
