@@ -16,12 +16,20 @@ one completion:
   prompt_length + t`` at step ``t``);
 * the action is the next token, in ``[0, vocab_size)``;
 * the reward is 0 until the last completion token and ``reward(prompt, completion)`` there,
-  where the episode terminates: exactly ``completion_length`` actions per episode.
+  where the episode terminates: exactly ``completion_length`` actions per episode;
+* with a ``stop_token``, completions have variable length: writing it terminates the episode
+  (the places after it stay ``pad`` in the completion the reward sees), and an episode that
+  reaches ``completion_length`` tokens without it is truncated, scored all the same (the
+  truncated completions that ``GRPOConfig(mask_truncated_completions=True)`` leaves out).
 
 Built-in tasks (:data:`TASKS`; ``Config(env="seq:reverse", env_kwargs={"prompt_length": 5})`` or
 ``jaxpg train ppo --env seq:reverse``): ``copy``, ``reverse`` and ``sort`` (reward: the fraction
 of positions right; success: all right) and ``add`` (two numbers of ``digits`` decimal digits and a
-``+``; the completion is their sum's ``digits + 1`` digits, most significant first).
+``+``; the completion is their sum's ``digits + 1`` digits, most significant first; partial
+credit for the digits right), and ``echo`` (variable-length: repeat a prompt of 1 to
+``prompt_length`` symbols, then the stop token). Longer tasks are the same ones sized up:
+``seq:reverse`` with ``prompt_length=16`` (16-token completions), ``seq:add`` with ``digits=16``
+(a 33-token prompt, a 17-token completion).
 
 The lecture's pseudo-code, one reward per generated output, maps onto the trainer as: REINFORCE
 ``ReinforceConfig(mode="trajectory", baseline="moving_average", num_steps=None)`` (``-log pi *
@@ -62,12 +70,22 @@ class SequenceTask:
     reward: Callable[[jax.Array, jax.Array], jax.Array]
     success: Callable[[jax.Array, jax.Array], jax.Array] | None = None
     name: str = "SequenceTask"
+    stop_token: int | None = None
 
     def __post_init__(self):
         for field, low in (("vocab_size", 2), ("prompt_length", 1), ("completion_length", 1)):
             value = getattr(self, field)
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{field}={value!r} is invalid: an integer >= {low}")
+        stop = self.stop_token
+        if stop is not None and (
+            not isinstance(stop, (int, np.integer))
+            or isinstance(stop, bool)
+            or not 0 <= stop < self.vocab_size  # fmt: skip
+        ):
+            raise ValueError(
+                f"stop_token={stop!r} is invalid: None, or a token id in [0, {self.vocab_size})"
+            )
         prompt = _trace(self.sample_prompt, "sample_prompt", jax.random.key(0))
         if prompt.shape != (self.prompt_length,) or not jnp.issubdtype(prompt.dtype, jnp.integer):
             raise ValueError(
@@ -150,16 +168,27 @@ class SequenceEnv(gx_env.Environment):
     ) -> tuple[jax.Array, SequenceState, jax.Array, jax.Array, dict[Any, Any]]:
         task = self.task
         pos = task.prompt_length + state.time
-        tokens = state.tokens.at[pos].set(jnp.asarray(action, jnp.int32))
+        token = jnp.asarray(action, jnp.int32)
+        tokens = state.tokens.at[pos].set(token)
         time = state.time + 1
-        done = time >= task.completion_length
+        new_state = SequenceState(time=time, tokens=tokens)
+        if task.stop_token is None:
+            terminated = time >= task.completion_length
+        else:
+            terminated = token == task.stop_token
+        done = jnp.logical_or(terminated, self.is_truncated(new_state, params))
         prompt, completion = tokens[: task.prompt_length], tokens[task.prompt_length :]
         reward = jnp.where(done, jnp.asarray(task.reward(prompt, completion), jnp.float32), 0.0)
-        new_state = SequenceState(time=time, tokens=tokens)
-        return self._obs(new_state), new_state, reward, done, {}
+        return self._obs(new_state), new_state, reward, terminated, {}
 
     def is_truncated(self, state: SequenceState, params: gx_env.EnvParams) -> jax.Array:
-        return jnp.zeros((), jnp.bool_)  # every episode terminates after completion_length tokens
+        """Without a stop token every episode terminates after ``completion_length`` tokens;
+        with one, an episode that reaches that length without writing it is cut there
+        (truncated: TRL's truncated completion, scored all the same)."""
+        if self.task.stop_token is None:
+            return jnp.zeros((), jnp.bool_)
+        last = state.tokens[self.task.prompt_length + jnp.maximum(state.time, 1) - 1]
+        return (state.time >= self.task.completion_length) & (last != self.task.stop_token)
 
     @property
     def name(self) -> str:
@@ -251,6 +280,41 @@ def sort_task(vocab_size: int = 5, prompt_length: int = 5) -> SequenceTask:
     )
 
 
+def echo_task(vocab_size: int = 5, prompt_length: int = 8) -> SequenceTask:
+    """Variable-length completions: token 0 is the stop token, ``1..vocab_size-1`` symbols. The
+    prompt is ``n`` symbols (``n`` uniform in ``1..prompt_length``) and then 0s; the completion
+    is those ``n`` symbols and the stop token, which ends the episode (at most
+    ``prompt_length + 1`` tokens; an episode that reaches that length without stopping is
+    truncated). Reward: the fraction of the ``n + 1`` target tokens right, the stop included
+    (partial credit); success: all of them."""
+    if not isinstance(vocab_size, int) or vocab_size < 3:
+        raise ValueError(f"vocab_size={vocab_size!r} is invalid: an integer >= 3 (0 is the stop token)")  # fmt: skip
+    places = jnp.arange(prompt_length + 1)
+
+    def sample_prompt(key):
+        k_len, k_sym = jax.random.split(key)
+        n = jax.random.randint(k_len, (), 1, prompt_length + 1)
+        symbols = jax.random.randint(k_sym, (prompt_length,), 1, vocab_size, jnp.int32)
+        return jnp.where(jnp.arange(prompt_length) < n, symbols, 0)
+
+    def target(prompt):
+        n = jnp.sum(prompt != 0)
+        return jnp.concatenate([prompt, jnp.zeros((1,), jnp.int32)]), places <= n
+
+    def reward(prompt, completion):
+        want, counted = target(prompt)
+        right = (completion == want) & counted
+        return jnp.sum(right).astype(jnp.float32) / jnp.sum(counted)
+
+    def success(prompt, completion):
+        want, counted = target(prompt)
+        return jnp.all((completion == want) | ~counted)
+
+    return SequenceTask(
+        vocab_size, prompt_length, prompt_length + 1, sample_prompt, reward, success, "seq:echo", 0
+    )
+
+
 def add_task(digits: int = 2) -> SequenceTask:
     """``a + b`` with ``digits`` decimal digits each (tokens 0-9, ``+`` = 10): the prompt is ``a``'s
     digits, ``+``, ``b``'s digits (most significant first); the completion is the sum's
@@ -283,6 +347,7 @@ TASKS: dict[str, Callable[..., SequenceTask]] = {
     "reverse": reverse_task,
     "sort": sort_task,
     "add": add_task,
+    "echo": echo_task,
 }
 
 

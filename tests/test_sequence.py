@@ -15,6 +15,7 @@ from jaxpg.sequence import (
     SequenceTask,
     add_task,
     copy_task,
+    echo_task,
     make_task,
     reverse_task,
     sort_task,
@@ -260,3 +261,56 @@ def test_one_reward_per_episode_needs_whole_episodes_in_a_rollout():
             num_steps=None,
             num_envs=4,
         ).replace(env_kwargs={})
+
+
+def test_a_stop_token_ends_the_completion_and_the_length_limit_truncates_it():
+    """seq:echo: the policy's stop token terminates the episode; an episode that reaches the
+    length limit without it is truncated; the reward (partial credit over the prompt's symbols
+    and the stop) is checked by hand in each case."""
+    task = echo_task(vocab_size=5, prompt_length=4)
+    assert (task.stop_token, task.completion_length) == (0, 5)
+    env = jaxpg.make_env(task_env(task))
+    obs, state = env.reset(jax.random.key(3), 3)
+    prompt = np.asarray(obs[:, :4])
+    n = (prompt != 0).sum(axis=1)
+    for i in range(3):  # n symbols, then 0s
+        assert n[i] >= 1 and np.all(prompt[i, : n[i]] != 0) and np.all(prompt[i, n[i] :] == 0)
+    # Member 0 echoes its prompt and stops; member 1 stops at once; member 2 never stops.
+    plans = [
+        list(prompt[0, : n[0]]) + [0],
+        [0],
+        [1, 1, 1, 1, 1],
+    ]
+    ended = [None, None, None]
+    for t in range(5):
+        action = jnp.asarray([p[t] if t < len(p) else 1 for p in plans], jnp.int32)
+        out = env.step(jax.random.key(10 + t), state, action)
+        for i in range(len(plans)):
+            if ended[i] is None and (bool(out.terminated[i]) or bool(out.truncated[i])):
+                ended[i] = (t, bool(out.terminated[i]), bool(out.truncated[i]), float(out.reward[i]), np.asarray(out.final_obs[i]))  # fmt: skip
+            elif ended[i] is None:
+                assert out.reward[i] == 0.0
+        state = out.env_state
+
+    def by_hand(i, written):
+        want = list(prompt[i, : n[i]]) + [0]
+        got = written + [5] * (len(want) - len(written))
+        return sum(int(a == b) for a, b in zip(got, want)) / len(want)
+
+    t, term, trunc, reward, buf = ended[0]
+    assert (t, term, trunc) == (n[0], True, False) and reward == 1.0
+    np.testing.assert_array_equal(buf[4 : 5 + n[0]], plans[0])
+    assert bool(task.success(jnp.asarray(buf[:4]), jnp.asarray(buf[4:9])))
+    t, term, trunc, reward, buf = ended[1]
+    assert (t, term, trunc) == (0, True, False) and reward == by_hand(1, [0])
+    np.testing.assert_array_equal(buf[5:9], 5)  # nothing written after the stop
+    t, term, trunc, reward, buf = ended[2]
+    assert (t, term, trunc) == (4, False, True)
+    assert reward == pytest.approx(by_hand(2, [1, 1, 1, 1, 1][: n[2] + 1]))
+
+
+def test_a_stop_token_must_be_in_the_vocabulary():
+    with pytest.raises(ValueError, match="stop_token=5"):
+        jaxpg.sequence.SequenceTask(5, 2, 2, lambda k: jnp.zeros(2, jnp.int32), lambda p, c: jnp.float32(0), stop_token=5)  # fmt: skip
+    with pytest.raises(ValueError, match="vocab_size=2"):
+        echo_task(vocab_size=2)
