@@ -41,7 +41,7 @@ import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from jaxpg.importing import import_path, path_of
-from jaxpg.networks import ActorCritic, CausalTransformer, RecurrentActorCritic
+from jaxpg.networks import ActorCritic, CausalEncoder, CausalTransformer, RecurrentActorCritic
 
 if TYPE_CHECKING:  # annotations only: importing the config module imports gymnax
     from jaxpg.config import Config
@@ -53,6 +53,10 @@ class Agent(NamedTuple):
     initial_carry: Callable[[int], Any]  # num_envs -> carry (leading axis num_envs)
     apply: Callable[..., tuple[Any, Any, jax.Array | None]]  # (params, carry, obs, reset)
     has_critic: bool
+    # Optional, recurrent agents only: ``replay(params, carry, obs [T, N, ...], reset [T, N])``,
+    # what :func:`unroll` returns (scanning ``apply`` over time), computed some faster way (the
+    # transformer: one causal pass over the buffer). A wrapper that changes ``apply`` drops it.
+    replay: Callable[..., tuple[Any, Any, jax.Array | None]] | None = None
 
 
 # What the ``agent`` arguments of jaxpg accept (see :func:`as_agent`); ``None`` besides means the
@@ -99,9 +103,23 @@ def unroll(
             f"unroll: a recurrent agent replays time-major sequences [T, N]; got reset of shape "
             f"{lead} (single steps cannot be replayed: use sequence minibatches)"
         )
+    if agent.replay is not None:
+        return agent.replay(params, carry, obs, reset)
+    return scan_apply(agent.apply, params, carry, obs, reset)
+
+
+def scan_apply(
+    apply: Callable[..., tuple[Any, Any, jax.Array | None]],
+    params: Any,
+    carry: Any,
+    obs: Any,
+    reset: jax.Array,
+) -> tuple[Any, Any, jax.Array | None]:
+    """A recurrent agent's ``apply`` scanned over time-major ``[T, N]`` steps from ``carry``:
+    ``(carry, dist_params [T, N, ...], value [T, N])``."""
 
     def step(c, inputs):
-        c, dist_params, value = agent.apply(params, c, *inputs)
+        c, dist_params, value = apply(params, c, *inputs)
         return c, (dist_params, value)
 
     carry, (dist_params, value) = jax.lax.scan(step, carry, (obs, reset))
@@ -281,6 +299,21 @@ def recurrent_agent(
     return Agent(init, module.initial_carry, module.apply, critic)
 
 
+@jax.custom_batching.custom_vmap
+def any_in_batch(x: jax.Array) -> jax.Array:
+    """``jnp.any(x)``, and under ``vmap`` the ``any`` over the mapped axes too, unbatched: a
+    ``lax.cond`` on it stays a branch under ``vmap`` (seeds) instead of becoming a select that
+    runs both sides. Only for a choice between two ways to the same numbers, where one
+    batch element's need may decide for all."""
+    return jnp.any(x)
+
+
+@any_in_batch.def_vmap
+def _any_in_batch_vmap(axis_size, in_batched, x):
+    del axis_size, in_batched
+    return jnp.any(x), False
+
+
 def transformer_agent(
     vocab_size: int,
     length: int,
@@ -290,7 +323,24 @@ def transformer_agent(
     critic: bool = True,
 ) -> Agent:
     """:class:`jaxpg.networks.CausalTransformer` over a sequence task's buffer ``int32[length +
-    1]`` (:mod:`jaxpg.sequence`) as a feed-forward :class:`Agent`; actions are tokens."""
+    1]`` (:mod:`jaxpg.sequence`) as a recurrent :class:`Agent` whose carry is the key/value
+    cache (``num_layers`` pairs ``[B, length, num_heads, embed_dim / num_heads]``); actions are
+    tokens.
+
+    * ``apply`` (generation): a step where any sequence starts (``reset``) runs the whole
+      buffer in one pass, which fills every sequence's cache (the buffer holds all of its
+      context); any other step decodes the one token written since, against the cache: ``O(L)``
+      per token. A batch whose sequences start at different steps pays a whole pass at each of
+      those steps (still right: the pass gives every sequence's cache).
+    * ``replay`` (training, ``[T, N]``): where no sequence starts after the window's first step,
+      one causal pass over each sequence's last buffer, read at every step's place (the pass is
+      causal, so a later buffer gives an earlier step's output); otherwise one pass over each
+      step's buffer (what the feed-forward transformer costs: ``O(L^2)`` per token).
+
+    Under ``vmap`` (seeds) each choice is made once for the whole batch (:func:`any_in_batch`),
+    so it stays a branch: both ways are right for every sequence.
+
+    Both equal the feed-forward pass over each step's buffer up to rounding (tested)."""
     module = CausalTransformer(
         vocab_size=vocab_size,
         action_dim=vocab_size,
@@ -299,16 +349,40 @@ def transformer_agent(
         num_heads=num_heads,
         critic=critic,
     )
+    encoder = CausalEncoder(vocab_size, embed_dim, num_layers, num_heads)
 
     def init(key):
         return module.init(key, jnp.zeros((1, length + 1), jnp.int32))
 
-    def apply(params, carry, obs, reset):
-        del reset
-        logits, value = module.apply(params, obs)
-        return carry, logits, value
+    def initial_carry(num_envs):
+        return encoder.empty_cache(num_envs, length)
 
-    return Agent(init, _empty_carry, apply, critic)
+    def apply(params, cache, obs, reset):
+        def whole(cache):
+            logits, value, cache = module.apply(params, obs)
+            return cache, logits, value
+
+        def decode(cache):
+            logits, value, cache = module.apply(params, obs, cache)
+            return cache, logits, value
+
+        return jax.lax.cond(any_in_batch(reset), whole, decode, cache)
+
+    def replay(params, cache, obs, reset):
+        def one_pass(cache):
+            read_at = jnp.swapaxes(obs[..., -1] - 1, 0, 1)  # [N, T]: each step's last token
+            logits, value, cache = module.apply(params, obs[-1], None, read_at)
+            swap = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
+            return cache, swap(logits), swap(value)
+
+        def stepwise(cache):  # every step's buffer on its own: right across episodes
+            logits, value, _ = module.apply(params, obs)
+            _, _, cache = module.apply(params, obs[-1])
+            return cache, logits, value
+
+        return jax.lax.cond(any_in_batch(reset[1:]), stepwise, one_pass, cache)
+
+    return Agent(init, initial_carry, apply, critic, replay)
 
 
 def flatten_obs(obs: Any, obs_spec: Any) -> jax.Array:
@@ -328,7 +402,7 @@ def _reading_flat(agent: Agent, obs_spec: Any) -> Agent:
     def apply(params, carry, obs, reset):
         return agent.apply(params, carry, flatten_obs(obs, obs_spec), reset)
 
-    return agent._replace(apply=apply)
+    return agent._replace(apply=apply, replay=None)
 
 
 # Where an action is illegal its logit is this: exp() of it is exactly 0 in float32 and the
@@ -349,7 +423,7 @@ def masked(agent: Agent, action_mask: Callable[[Any], jax.Array]) -> Agent:
         return carry, logits, value
 
     apply.action_mask = action_mask
-    return agent._replace(apply=apply)
+    return agent._replace(apply=apply, replay=None)
 
 
 def make_agent(config: Config) -> Agent:

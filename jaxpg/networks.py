@@ -226,10 +226,63 @@ class RecurrentActorCritic(nn.Module):
         return carry, dist_params, value
 
 
+class CausalSelfAttention(nn.Module):
+    """Causal multi-head self-attention, over a whole sequence or one position against a
+    key/value cache.
+
+    * ``x [B, L, d]`` (``cache=None``): position ``t`` attends to ``0..t``; returns
+      ``(out [B, L, d], (k, v))``, the keys and values of every position ``[B, L, H, d / H]``.
+    * ``x [B, d]`` with ``cache=(k, v)`` and ``position [B]``: the token at ``position`` attends
+      to the cache's positions ``0..position - 1`` and to itself; its key and value are written
+      into the cache at ``position``. Returns ``(out [B, d], cache)``. Places after
+      ``position`` are never read, so what they hold does not matter.
+
+    ``softmax(q k^T / sqrt(d / H)) v`` per head (Vaswani et al. 2017), one fused ``qkv``
+    projection and an output projection; the two forms give the same numbers up to rounding
+    (tested position by position)."""
+
+    num_heads: int
+
+    @nn.compact
+    def __call__(self, x, cache=None, position=None):
+        width = x.shape[-1]
+        head_dim = width // self.num_heads
+        q, k, v = jnp.split(nn.Dense(3 * width, name="qkv")(x), 3, axis=-1)
+        heads = lambda a: a.reshape(a.shape[:-1] + (self.num_heads, head_dim))
+        q, k, v = heads(q) / jnp.sqrt(jnp.float32(head_dim)), heads(k), heads(v)
+        if cache is None:
+            length = x.shape[-2]
+            scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
+            allowed = jnp.tril(jnp.ones((length, length), jnp.bool_))
+            weights = jax.nn.softmax(jnp.where(allowed, scores, -jnp.inf), axis=-1)
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+            new_cache = (k, v)
+        else:
+            k_cache, v_cache = cache
+            places = jnp.arange(k_cache.shape[1])
+            here = (places[None, :] == position[:, None])[:, :, None, None]
+            k_cache = jnp.where(here, k[:, None], k_cache)
+            v_cache = jnp.where(here, v[:, None], v_cache)
+            scores = jnp.einsum("bhd,bkhd->bhk", q, k_cache)
+            allowed = (places[None, :] <= position[:, None])[:, None, :]
+            weights = jax.nn.softmax(jnp.where(allowed, scores, -jnp.inf), axis=-1)
+            out = jnp.einsum("bhk,bkhd->bhd", weights, v_cache)
+            new_cache = (k_cache, v_cache)
+        out = out.reshape(out.shape[:-2] + (width,))
+        return nn.Dense(width, name="out")(out), new_cache
+
+
 class CausalEncoder(nn.Module):
-    """``tokens [B, L]`` -> per-position features ``[B, L, embed_dim]``, causal: token and
-    position embeddings, ``num_layers`` pre-norm blocks (causal self-attention, a 4x GELU MLP),
-    a final layer norm (the body of :class:`CausalTransformer`)."""
+    """Causal token features: token and position embeddings, ``num_layers`` pre-norm blocks
+    (causal self-attention, a 4x GELU MLP, each around a residual), a final layer norm (the
+    body of :class:`CausalTransformer`).
+
+    * ``tokens [B, L]`` -> ``(features [B, L, embed_dim], cache)``: the whole sequence in one
+      pass; ``cache`` holds every layer's keys and values ``[B, L, num_heads, head_dim]``.
+    * ``tokens [B]`` at ``position [B]`` with ``cache`` -> ``(features [B, embed_dim], cache)``:
+      one position against the cache of the positions before it (cached decoding: ``O(L)`` per
+      token instead of ``O(L^2)``), the cache updated at ``position``.
+    """
 
     vocab_size: int
     embed_dim: int = 64
@@ -237,29 +290,36 @@ class CausalEncoder(nn.Module):
     num_heads: int = 4
 
     @nn.compact
-    def __call__(self, tokens):
-        length = tokens.shape[-1]
+    def __call__(self, tokens, cache=None, position=None):
+        length = tokens.shape[-1] if cache is None else cache[0][0].shape[1]
         x = nn.Embed(self.vocab_size + 1, self.embed_dim, name="token_embed")(tokens)
         pos = self.param("pos_embed", nn.initializers.normal(0.02), (length, self.embed_dim))
-        x = x + pos[None]
-        mask = nn.make_causal_mask(tokens)
+        x = x + (pos[None] if cache is None else pos[position])
+        new_cache = []
         for i in range(self.num_layers):
             h = nn.LayerNorm(name=f"block{i}_ln1")(x)
-            h = nn.MultiHeadDotProductAttention(self.num_heads, name=f"block{i}_attn")(
-                h, h, mask=mask
+            h, layer_cache = CausalSelfAttention(self.num_heads, name=f"block{i}_attn")(
+                h, None if cache is None else cache[i], position
             )
+            new_cache.append(layer_cache)
             x = x + h
             h = nn.LayerNorm(name=f"block{i}_ln2")(x)
             h = nn.Dense(4 * self.embed_dim, name=f"block{i}_mlp_in")(h)
             h = nn.Dense(self.embed_dim, name=f"block{i}_mlp_out")(nn.gelu(h))
             x = x + h
-        return nn.LayerNorm(name="final_ln")(x)
+        return nn.LayerNorm(name="final_ln")(x), tuple(new_cache)
+
+    def empty_cache(self, batch: int, length: int) -> tuple:
+        """A cache for ``batch`` sequences of ``length`` tokens, zeros (nothing written)."""
+        shape = (batch, length, self.num_heads, self.embed_dim // self.num_heads)
+        zeros = jnp.zeros(shape, jnp.float32)
+        return tuple((zeros, zeros) for _ in range(self.num_layers))
 
 
 class CausalTransformer(nn.Module):
     """A small causal transformer policy over a sequence task's token buffer
     (:mod:`jaxpg.sequence`): ``obs int32[..., L + 1]`` (``L`` tokens, then the position ``p`` of
-    the next token) -> ``(logits [..., action_dim], value [...])``.
+    the next token) -> ``(logits [..., action_dim], value [...], cache)``.
 
     Token and position embeddings of ``embed_dim``, ``num_layers`` pre-norm blocks (causal
     multi-head self-attention with ``num_heads`` heads, then a 4x GELU MLP, each around a
@@ -268,9 +328,14 @@ class CausalTransformer(nn.Module):
     causal: the output at position ``t`` depends on tokens ``0..t`` only (tested by perturbing
     later tokens), so the padding after ``p - 1`` is never read.
 
-    Generation re-encodes the whole buffer at every step: ``O(L^2)`` attention per token, which
-    is fine up to ``L`` of about 32. A key-value cache (the carry of a recurrent agent holding
-    each layer's keys and values) would make a step ``O(L)`` and pays for longer sequences.
+    Two ways to run it, equal up to rounding (tested at every position):
+
+    * ``cache=None``: the whole buffer in one pass (``O(L^2)`` attention); ``cache`` is then
+      every position's keys and values, ready for decoding on from ``p``;
+    * ``cache`` given (``obs [B, L + 1]``): cached decoding, only position ``p - 1`` (the token
+      written since the cache was filled up to ``p - 2``) is computed, ``O(L)``.
+
+    :func:`jaxpg.agents.transformer_agent` keeps the cache in the agent's carry.
     """
 
     vocab_size: int  # token ids 0..vocab_size-1, and vocab_size for an empty place
@@ -281,17 +346,32 @@ class CausalTransformer(nn.Module):
     critic: bool = True
 
     @nn.compact
-    def __call__(self, obs):
+    def __call__(self, obs, cache=None, read_at=None):
+        """``read_at [B, K]`` (whole-buffer pass only): read the heads at these places instead
+        of ``p - 1``, giving ``logits [B, K, action_dim]`` and ``value [B, K]`` (the outputs of
+        ``K`` earlier steps of the same sequence: the pass is causal)."""
         lead = obs.shape[:-1]
         obs = obs.reshape((-1, obs.shape[-1])).astype(jnp.int32)
         tokens, position = obs[:, :-1], obs[:, -1]
-        features = CausalEncoder(
+        length = tokens.shape[-1]
+        last = jnp.clip(position - 1, 0, length - 1)
+        encoder = CausalEncoder(
             self.vocab_size, self.embed_dim, self.num_layers, self.num_heads, name="encoder"
-        )(tokens)
-        last = jnp.clip(position - 1, 0, tokens.shape[-1] - 1)
-        at = jnp.take_along_axis(features, last[:, None, None], axis=1)[:, 0]
+        )
+        if cache is None:
+            features, cache = encoder(tokens)
+            if read_at is None:
+                at = jnp.take_along_axis(features, last[:, None, None], axis=1)[:, 0]
+            else:
+                places = jnp.clip(read_at.reshape(obs.shape[0], -1), 0, length - 1)
+                at = jnp.take_along_axis(features, places[:, :, None], axis=1)
+                lead = lead + (places.shape[1],)
+                at = at.reshape((-1, at.shape[-1]))
+        else:
+            token = jnp.take_along_axis(tokens, last[:, None], axis=1)[:, 0]
+            at, cache = encoder(token, cache, last)
         logits = _dense(self.action_dim, 0.01, name="policy_head")(at).reshape(lead + (-1,))
         if not self.critic:
-            return logits, None
+            return logits, None, cache
         value = _dense(1, 1.0, name="value_head")(at)[:, 0].reshape(lead)
-        return logits, value
+        return logits, value, cache

@@ -1,6 +1,7 @@
 """Sequence tasks (jaxpg.sequence): the environment's episode and reward, each built-in reward
-against a hand-computed case, the transformer's causality, a user's own task trained through
-the public API, and bad tasks refused when built."""
+against a hand-computed case, the transformer's causality and its cached decoding against the
+whole-buffer pass, a user's own task trained through the public API, and bad tasks refused when
+built."""
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +9,11 @@ import numpy as np
 import pytest
 
 import jaxpg
-from jaxpg.agents import make_agent
+from jaxpg.agents import make_agent, scan_apply, unroll
+from jaxpg.distributions import action_dist
 from jaxpg.evaluate import evaluate_task
 from jaxpg.networks import CausalEncoder, CausalTransformer
+from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
 from jaxpg.sequence import (
     SequenceTask,
     add_task,
@@ -77,7 +80,7 @@ def test_the_transformer_is_causal():
     params = module.init(jax.random.key(0), jnp.zeros((1, 9), jnp.int32))
     tokens = jax.random.randint(jax.random.key(1), (3, 8), 0, 6)
     encoder = CausalEncoder(vocab_size=5, embed_dim=16, num_layers=2, num_heads=2)
-    encode = lambda t: encoder.apply({"params": params["params"]["encoder"]}, t)
+    encode = lambda t: encoder.apply({"params": params["params"]["encoder"]}, t)[0]
     base = encode(tokens)
     for t in range(7):
         later = tokens.at[:, t + 1 :].set((tokens[:, t + 1 :] + 1) % 6)  # change every later token
@@ -90,6 +93,76 @@ def test_the_transformer_is_causal():
     np.testing.assert_allclose(
         module.apply(params, obs)[0], module.apply(params, padded)[0], atol=1e-6
     )
+
+
+def test_cached_decoding_equals_the_whole_buffer_pass_position_by_position():
+    module = CausalTransformer(vocab_size=6, action_dim=6, embed_dim=16, num_layers=2, num_heads=4)
+    params = module.init(jax.random.key(0), jnp.zeros((1, 13), jnp.int32))
+    tokens = jax.random.randint(jax.random.key(1), (3, 12), 0, 6)
+    buffer = lambda p: jnp.concatenate(  # the first p tokens written, the rest empty (6)
+        [jnp.where(jnp.arange(12) < p, tokens, 6), jnp.full((3, 1), p)], axis=1
+    )
+    whole = jax.jit(lambda p: module.apply(params, buffer(p)))
+    decode = jax.jit(lambda p, cache: module.apply(params, buffer(p), cache))
+    logits, value, cache = whole(3)  # the prompt: one pass
+    for p in range(4, 13):  # then one token at a time against the cache
+        logits, value, cache = decode(p, cache)
+        whole_logits, whole_value, _ = whole(p)
+        np.testing.assert_allclose(logits, whole_logits, atol=1e-5)
+        np.testing.assert_allclose(value, whole_value, atol=1e-5)
+        assert not np.allclose(logits[0], logits[1], atol=1e-3)  # the sequences differ
+    # A stale cache gives other numbers: the cache is what decoding reads.
+    stale = jax.tree.map(jnp.zeros_like, cache)
+    assert not np.allclose(decode(12, stale)[0], whole_logits, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("env", "env_kwargs", "num_steps"),
+    [("seq:echo", {"prompt_length": 4}, 16), ("seq:reverse", {"prompt_length": 4}, 4)],
+)
+def test_the_transformers_rollout_and_replay_equal_the_whole_buffer_pass(
+    env, env_kwargs, num_steps
+):
+    # echo: episodes of 1..5 tokens end at different steps (resets inside the window, so the
+    # replay scans the cached step); reverse: one whole episode per window (one causal pass).
+    config = jaxpg.PPOConfig(
+        env=env, env_kwargs=env_kwargs, network="transformer", embed_dim=16, num_heads=2,
+        num_envs=8, num_steps=num_steps, num_minibatches=1,
+    )  # fmt: skip
+    agent = make_agent(config)
+    params = agent.init(jax.random.key(0))
+    carry = env_carry_init(
+        jax.random.key(1), config.env_spec, 8, agent_carry=agent.initial_carry(8)
+    )
+    options = RolloutOptions(False, False, False)
+    go = lambda key, carry: rollout(
+        key, params, carry, jnp.float32(0.99), env=config.env_spec, agent=agent,
+        dist=action_dist(True), num_steps=num_steps, options=options,
+    )  # fmt: skip
+    carry, _ = jax.jit(go)(jax.random.key(2), carry)  # the second window starts mid-episode
+    start = carry.agent_carry
+    carry, batch = jax.jit(go)(jax.random.key(3), carry)
+    if env == "seq:echo":
+        some = batch.reset[1:]  # a step where some sequences start and others go on
+        assert bool(jnp.any(some.any(1) & ~some.all(1)))
+    else:
+        assert not bool(jnp.any(batch.reset[1:]))
+    module = CausalTransformer(vocab_size=5, action_dim=5, embed_dim=16, num_heads=2)
+    logits, value, _ = module.apply(params, batch.obs)  # every step's buffer, whole
+    log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), batch.action[..., None], -1)[..., 0]
+    np.testing.assert_allclose(batch.log_prob, log_prob, atol=1e-5)
+    np.testing.assert_allclose(batch.value, value, atol=1e-5)
+    # A truncation bootstraps from V(final observation), read through the cache too.
+    np.testing.assert_allclose(
+        batch.next_value, module.apply(params, batch.final_obs)[1], atol=1e-5
+    )
+    for replay in (
+        lambda: unroll(agent, params, start, batch.obs, batch.reset),
+        lambda: scan_apply(agent.apply, params, start, batch.obs, batch.reset),
+    ):
+        _, replay_logits, replay_value = jax.jit(replay)()
+        np.testing.assert_allclose(replay_logits, logits, atol=1e-5)
+        np.testing.assert_allclose(replay_value, value, atol=1e-5)
 
 
 def test_a_users_task_in_ten_lines_trains_through_the_public_api():
