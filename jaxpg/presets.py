@@ -168,6 +168,28 @@ def grpo_reverse_transformer() -> GRPOConfig:
     )
 
 
+def grpo_copy16_transformer() -> GRPOConfig:
+    """GRPO on ``seq:copy`` with 16-token prompts and completions over a vocabulary of 2 (a
+    32-token buffer; exact match needs all 16 tokens right, sampled), a 1-block transformer of
+    width 32 with the key/value cache: 16 prompts x 8 completions per update, lr 3e-3; 100
+    updates (204,800 tokens). Exact match of 512 sampled completions after it, 9 seeds: 1.0,
+    1.0, 0.998, 1.0 (``split(key(0), 4)``), 1.0, 0.186, 0.514, 0.994 (``split(key(7), 4)``),
+    0.219 (``split(key(0), 1)``): most seeds learn it, not all, so it is not a CI test yet."""
+    return GRPOConfig(
+        env="seq:copy",
+        env_kwargs={"vocab_size": 2, "prompt_length": 16},
+        network="transformer",
+        embed_dim=32,
+        num_layers=1,
+        num_heads=2,
+        num_groups=16,
+        group_size=8,
+        num_minibatches=2,
+        lr=3e-3,
+        total_timesteps=128 * 16 * 100,
+    )
+
+
 def reinforce_copy_transformer() -> ReinforceConfig:
     """REINFORCE on ``seq:copy`` (4 tokens, vocabulary 4), the causal transformer: ``-log pi *
     (R - b)`` with one reward per completion and a moving-average baseline, 128 completions per
@@ -301,6 +323,7 @@ PRESETS = {
     "ppo-memorychain-gru": ppo_memorychain_gru,
     "ppo-reverse-transformer": ppo_reverse_transformer,
     "grpo-reverse-transformer": grpo_reverse_transformer,
+    "grpo-copy16-transformer": grpo_copy16_transformer,
     "reinforce-copy-transformer": reinforce_copy_transformer,
     **{
         f"ppo-{game.lower()}-minatar{suffix}": (
