@@ -321,6 +321,7 @@ def transformer_agent(
     num_layers: int = 2,
     num_heads: int = 4,
     critic: bool = True,
+    positions: str = "learned",
 ) -> Agent:
     """:class:`jaxpg.networks.CausalTransformer` over a sequence task's buffer ``int32[length +
     1]`` (:mod:`jaxpg.sequence`) as a recurrent :class:`Agent` whose carry is the key/value
@@ -348,8 +349,9 @@ def transformer_agent(
         num_layers=num_layers,
         num_heads=num_heads,
         critic=critic,
+        positions=positions,
     )
-    encoder = CausalEncoder(vocab_size, embed_dim, num_layers, num_heads)
+    encoder = CausalEncoder(vocab_size, embed_dim, num_layers, num_heads, positions)
 
     def init(key):
         return module.init(key, jnp.zeros((1, length + 1), jnp.int32))
@@ -449,6 +451,7 @@ def _builtin_agent(config: Config, env: Env) -> Agent:
             config.num_layers,
             config.num_heads,
             config.has_critic,
+            config.positions,
         )
     if config.network in ("gru", "lstm"):
         return recurrent_agent(

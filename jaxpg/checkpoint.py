@@ -67,6 +67,7 @@ COMPATIBILITY_FIELDS = (
     "embed_dim",
     "num_layers",
     "num_heads",
+    "positions",
     "keep_obs",
     "baseline",
 )
@@ -327,7 +328,8 @@ def check_compatible(meta: Mapping[str, Any], config: Config, where: str = "chec
     for name in COMPATIBILITY_FIELDS:
         if name not in saved and name not in current:
             continue
-        missing = {} if name == "network_kwargs" else None  # not recorded before format 3
+        # Fields added later read as their value before they existed.
+        missing = {"network_kwargs": {}, "positions": "learned"}.get(name)
         a, b = saved.get(name, missing), current.get(name, missing)
         if name == "env_params":
             same = a == b or _env_params_entry(a, config) == _env_params_entry(b, config)

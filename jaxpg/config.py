@@ -310,6 +310,11 @@ class Config:
     embed_dim: int = _field(64, "transformer: width of the token embeddings and blocks")
     num_layers: int = _field(2, "transformer: attention blocks")
     num_heads: int = _field(4, "transformer: attention heads (must divide embed_dim)")
+    positions: str = _field(
+        "learned",
+        'transformer: "learned" (a position embedding added to the tokens\', GPT-2) or '
+        '"rotary" (queries and keys rotated by position, RoPE: attention sees offsets)',
+    )
     recurrent_size: int = _field(
         128, "gru/lstm: units of the recurrent cell (hidden_sizes: its encoder)"
     )
@@ -355,6 +360,15 @@ class Config:
         self._check_positive_ints("recurrent_size", "embed_dim", "num_layers", "num_heads")
         if self.embed_dim % self.num_heads:
             _fail("num_heads", self.num_heads, f"must divide embed_dim={self.embed_dim}")
+        if self.positions not in ("learned", "rotary"):
+            _fail("positions", self.positions, '"learned" or "rotary"')
+        if self.positions == "rotary" and (self.embed_dim // self.num_heads) % 2:
+            _fail(
+                "positions",
+                self.positions,
+                f'"learned" here: "rotary" needs an even head width, and embed_dim / num_heads '
+                f"= {self.embed_dim // self.num_heads}",
+            )
         if self.network not in NETWORKS:
             self._check_network_path()
         if self.activation not in ACTIVATIONS:

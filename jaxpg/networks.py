@@ -226,6 +226,21 @@ class RecurrentActorCritic(nn.Module):
         return carry, dist_params, value
 
 
+def rotary(x: jax.Array, position: jax.Array, base: float = 10_000.0) -> jax.Array:
+    """Rotary position embedding (RoPE; Su et al. 2021, "RoFormer"), the half-split form of
+    GPT-NeoX and LLaMA: ``x [..., H, d]`` at integer ``position [...]`` (broadcastable to
+    ``x``'s leading axes, same rank) -> the same shape, each pair ``(x_i, x_{i + d/2})`` rotated by the angle
+    ``position * base^(-2i/d)``, ``i = 0..d/2 - 1``. A rotation keeps norms, and
+    ``<rotary(q, m), rotary(k, n)>`` depends on ``m - n`` only (both tested). ``d`` even."""
+    half = x.shape[-1] // 2
+    freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    position = jnp.asarray(position, jnp.float32)[..., None, None]
+    angle = position * freq.reshape((1,) * (position.ndim - 1) + (half,))  # [..., 1, d/2]
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    a, b = x[..., :half], x[..., half:]
+    return jnp.concatenate([a * cos - b * sin, a * sin + b * cos], axis=-1)
+
+
 class CausalSelfAttention(nn.Module):
     """Causal multi-head self-attention, over a whole sequence or one position against a
     key/value cache.
@@ -239,9 +254,12 @@ class CausalSelfAttention(nn.Module):
 
     ``softmax(q k^T / sqrt(d / H)) v`` per head (Vaswani et al. 2017), one fused ``qkv``
     projection and an output projection; the two forms give the same numbers up to rounding
-    (tested position by position)."""
+    (tested position by position). ``rotary``: queries and keys are rotated by their position
+    first (:func:`rotary`), so a score depends on the two positions through their offset only
+    (the cache holds rotated keys)."""
 
     num_heads: int
+    rotary: bool = False
 
     @nn.compact
     def __call__(self, x, cache=None, position=None):
@@ -250,6 +268,9 @@ class CausalSelfAttention(nn.Module):
         q, k, v = jnp.split(nn.Dense(3 * width, name="qkv")(x), 3, axis=-1)
         heads = lambda a: a.reshape(a.shape[:-1] + (self.num_heads, head_dim))
         q, k, v = heads(q) / jnp.sqrt(jnp.float32(head_dim)), heads(k), heads(v)
+        if self.rotary:
+            places = jnp.arange(x.shape[-2])[None, :] if cache is None else position
+            q, k = rotary(q, places), rotary(k, places)
         if cache is None:
             length = x.shape[-2]
             scores = jnp.einsum("bqhd,bkhd->bhqk", q, k)
@@ -273,9 +294,12 @@ class CausalSelfAttention(nn.Module):
 
 
 class CausalEncoder(nn.Module):
-    """Causal token features: token and position embeddings, ``num_layers`` pre-norm blocks
-    (causal self-attention, a 4x GELU MLP, each around a residual), a final layer norm (the
-    body of :class:`CausalTransformer`).
+    """Causal token features: token embeddings, ``num_layers`` pre-norm blocks (causal
+    self-attention, a 4x GELU MLP, each around a residual), a final layer norm (the body of
+    :class:`CausalTransformer`). ``positions``: ``"learned"``, a learned embedding per position
+    added to the tokens' (GPT-2); ``"rotary"``, none added, queries and keys rotated by their
+    position in every block (RoPE, :func:`rotary`: attention sees relative offsets, as in
+    LLaMA).
 
     * ``tokens [B, L]`` -> ``(features [B, L, embed_dim], cache)``: the whole sequence in one
       pass; ``cache`` holds every layer's keys and values ``[B, L, num_heads, head_dim]``.
@@ -288,19 +312,21 @@ class CausalEncoder(nn.Module):
     embed_dim: int = 64
     num_layers: int = 2
     num_heads: int = 4
+    positions: str = "learned"
 
     @nn.compact
     def __call__(self, tokens, cache=None, position=None):
         length = tokens.shape[-1] if cache is None else cache[0][0].shape[1]
         x = nn.Embed(self.vocab_size + 1, self.embed_dim, name="token_embed")(tokens)
-        pos = self.param("pos_embed", nn.initializers.normal(0.02), (length, self.embed_dim))
-        x = x + (pos[None] if cache is None else pos[position])
+        rotary = self.positions == "rotary"
+        if not rotary:
+            pos = self.param("pos_embed", nn.initializers.normal(0.02), (length, self.embed_dim))
+            x = x + (pos[None] if cache is None else pos[position])
         new_cache = []
         for i in range(self.num_layers):
             h = nn.LayerNorm(name=f"block{i}_ln1")(x)
-            h, layer_cache = CausalSelfAttention(self.num_heads, name=f"block{i}_attn")(
-                h, None if cache is None else cache[i], position
-            )
+            attention = CausalSelfAttention(self.num_heads, rotary, name=f"block{i}_attn")
+            h, layer_cache = attention(h, None if cache is None else cache[i], position)
             new_cache.append(layer_cache)
             x = x + h
             h = nn.LayerNorm(name=f"block{i}_ln2")(x)
@@ -344,6 +370,7 @@ class CausalTransformer(nn.Module):
     num_layers: int = 2
     num_heads: int = 4
     critic: bool = True
+    positions: str = "learned"  # or "rotary": see CausalEncoder
 
     @nn.compact
     def __call__(self, obs, cache=None, read_at=None):
@@ -356,7 +383,12 @@ class CausalTransformer(nn.Module):
         length = tokens.shape[-1]
         last = jnp.clip(position - 1, 0, length - 1)
         encoder = CausalEncoder(
-            self.vocab_size, self.embed_dim, self.num_layers, self.num_heads, name="encoder"
+            self.vocab_size,
+            self.embed_dim,
+            self.num_layers,
+            self.num_heads,
+            self.positions,
+            name="encoder",
         )
         if cache is None:
             features, cache = encoder(tokens)

@@ -12,7 +12,7 @@ import jaxpg
 from jaxpg.agents import make_agent, scan_apply, unroll
 from jaxpg.distributions import action_dist
 from jaxpg.evaluate import evaluate_task
-from jaxpg.networks import CausalEncoder, CausalTransformer
+from jaxpg.networks import CausalEncoder, CausalTransformer, rotary
 from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
 from jaxpg.sequence import (
     SequenceTask,
@@ -75,11 +75,40 @@ def test_built_in_rewards_and_success_by_hand():
     assert int(sample[2]) == 10 and np.all(np.asarray(sample)[[0, 1, 3, 4]] < 10)
 
 
-def test_the_transformer_is_causal():
-    module = CausalTransformer(vocab_size=5, action_dim=5, embed_dim=16, num_layers=2, num_heads=2)
+POSITIONS = pytest.mark.parametrize("positions", ["learned", "rotary"])
+
+
+def test_rotary_against_complex_rotation_and_its_relative_scores():
+    # Reference: each pair (x_i, x_{i + d/2}) as the complex number x_i + i x_{i + d/2},
+    # multiplied by exp(i m theta_i), theta_i = 10000^(-2i/d).
+    x = np.asarray(jax.random.normal(jax.random.key(0), (5, 3, 8)), np.float64)  # [L, H, d]
+    m = np.array([0, 1, 4, 9, 30])
+    theta = 10_000.0 ** (-np.arange(4) / 4)
+    z = (x[..., :4] + 1j * x[..., 4:]) * np.exp(1j * m[:, None, None] * theta)
+    expected = np.concatenate([z.real, z.imag], axis=-1)
+    np.testing.assert_allclose(rotary(jnp.asarray(x, jnp.float32), jnp.asarray(m)), expected,
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(np.linalg.norm(expected, axis=-1), np.linalg.norm(x, axis=-1))
+    # A score <rotary(q, a), rotary(k, b)> depends on a - b only.
+    q, k = jnp.asarray(x[0, 0], jnp.float32), jnp.asarray(x[1, 1], jnp.float32)
+    turn = lambda v, at: rotary(v[None, None], jnp.array([at]))[0, 0]  # [d] at one position
+    score = lambda a, b: float(turn(q, a) @ turn(k, b))
+    np.testing.assert_allclose(score(7, 3), score(20, 16), rtol=1e-4)
+    assert abs(score(7, 3) - score(7, 4)) > 1e-3
+
+
+@POSITIONS
+def test_the_transformer_is_causal(positions):
+    module = CausalTransformer(
+        vocab_size=5, action_dim=5, embed_dim=16, num_layers=2, num_heads=2, positions=positions
+    )
     params = module.init(jax.random.key(0), jnp.zeros((1, 9), jnp.int32))
+    if positions == "rotary":
+        assert "pos_embed" not in params["params"]["encoder"]
     tokens = jax.random.randint(jax.random.key(1), (3, 8), 0, 6)
-    encoder = CausalEncoder(vocab_size=5, embed_dim=16, num_layers=2, num_heads=2)
+    encoder = CausalEncoder(
+        vocab_size=5, embed_dim=16, num_layers=2, num_heads=2, positions=positions
+    )
     encode = lambda t: encoder.apply({"params": params["params"]["encoder"]}, t)[0]
     base = encode(tokens)
     for t in range(7):
@@ -95,8 +124,11 @@ def test_the_transformer_is_causal():
     )
 
 
-def test_cached_decoding_equals_the_whole_buffer_pass_position_by_position():
-    module = CausalTransformer(vocab_size=6, action_dim=6, embed_dim=16, num_layers=2, num_heads=4)
+@POSITIONS
+def test_cached_decoding_equals_the_whole_buffer_pass_position_by_position(positions):
+    module = CausalTransformer(
+        vocab_size=6, action_dim=6, embed_dim=16, num_layers=2, num_heads=4, positions=positions
+    )
     params = module.init(jax.random.key(0), jnp.zeros((1, 13), jnp.int32))
     tokens = jax.random.randint(jax.random.key(1), (3, 12), 0, 6)
     buffer = lambda p: jnp.concatenate(  # the first p tokens written, the rest empty (6)
@@ -114,20 +146,28 @@ def test_cached_decoding_equals_the_whole_buffer_pass_position_by_position():
     # A stale cache gives other numbers: the cache is what decoding reads.
     stale = jax.tree.map(jnp.zeros_like, cache)
     assert not np.allclose(decode(12, stale)[0], whole_logits, atol=1e-3)
+    if positions == "rotary":  # a token's own position reaches the output through the rotation
+        shifted = tokens.at[:, 1:].set(tokens[:, :-1])
+        moved = jnp.concatenate([shifted, jnp.full((3, 1), 12)], axis=1)
+        assert not np.allclose(module.apply(params, moved)[0], whole_logits, atol=1e-3)
 
 
 @pytest.mark.parametrize(
-    ("env", "env_kwargs", "num_steps"),
-    [("seq:echo", {"prompt_length": 4}, 16), ("seq:reverse", {"prompt_length": 4}, 4)],
+    ("env", "env_kwargs", "num_steps", "positions"),
+    [
+        ("seq:echo", {"prompt_length": 4}, 16, "learned"),
+        ("seq:reverse", {"prompt_length": 4}, 4, "learned"),
+        ("seq:echo", {"prompt_length": 4}, 16, "rotary"),
+    ],
 )
 def test_the_transformers_rollout_and_replay_equal_the_whole_buffer_pass(
-    env, env_kwargs, num_steps
+    env, env_kwargs, num_steps, positions
 ):
     # echo: episodes of 1..5 tokens end at different steps (resets inside the window, so the
     # replay scans the cached step); reverse: one whole episode per window (one causal pass).
     config = jaxpg.PPOConfig(
         env=env, env_kwargs=env_kwargs, network="transformer", embed_dim=16, num_heads=2,
-        num_envs=8, num_steps=num_steps, num_minibatches=1,
+        num_envs=8, num_steps=num_steps, num_minibatches=1, positions=positions,
     )  # fmt: skip
     agent = make_agent(config)
     params = agent.init(jax.random.key(0))
@@ -147,7 +187,9 @@ def test_the_transformers_rollout_and_replay_equal_the_whole_buffer_pass(
         assert bool(jnp.any(some.any(1) & ~some.all(1)))
     else:
         assert not bool(jnp.any(batch.reset[1:]))
-    module = CausalTransformer(vocab_size=5, action_dim=5, embed_dim=16, num_heads=2)
+    module = CausalTransformer(
+        vocab_size=5, action_dim=5, embed_dim=16, num_heads=2, positions=positions
+    )
     logits, value, _ = module.apply(params, batch.obs)  # every step's buffer, whole
     log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), batch.action[..., None], -1)[..., 0]
     np.testing.assert_allclose(batch.log_prob, log_prob, atol=1e-5)
@@ -270,6 +312,12 @@ def test_names_sizes_and_bad_configs():
         jaxpg.PPOConfig(env="CartPole-v1", network="transformer")
     with pytest.raises(ValueError, match="num_heads=3"):
         jaxpg.PPOConfig(env="seq:copy", network="transformer", num_heads=3)
+    with pytest.raises(ValueError, match='positions=\'alibi\'.*"learned" or "rotary"'):
+        jaxpg.PPOConfig(env="seq:copy", network="transformer", positions="alibi")
+    with pytest.raises(ValueError, match="positions='rotary'.*even head width.*= 5"):
+        jaxpg.PPOConfig(
+            env="seq:copy", network="transformer", embed_dim=10, num_heads=2, positions="rotary"
+        )
     config = jaxpg.PPOConfig(
         env="seq:add",
         env_kwargs={"digits": 3},
