@@ -1,6 +1,6 @@
 """The accelerator suite: one command that measures what benchmarkers ask of jaxpg on a GPU or TPU.
 
-    python benchmarks/device_suite.py OUT_DIR                # full: sized for one GPU, < 8 min
+    python benchmarks/device_suite.py OUT_DIR                # full: sized for one GPU, < 10 min
     python benchmarks/device_suite.py OUT_DIR --size tiny    # seconds on a CPU (CI runs this)
 
 Sections, in this order (each under its own time budget; a point that would start after its
@@ -18,6 +18,10 @@ section's budget is spent is listed as skipped, never silently dropped):
    Breakout-MinAtar (GRPO: CartPole only, it needs whole episodes).
 4. ``many_agents``: seconds per agent for N vmapped seeds (PPO CartPole, 4 envs x 128 steps,
    500k steps each: PureJaxRL's headline setting), then REINFORCE and the others at fewer N.
+5. ``sequence``: generated tokens per second of PPO's whole training program on
+   ``seq:reverse`` (5 tokens) with the cached causal transformer and with an MLP over the
+   buffer, at 1, 64 and 1024 sequences (``benchmarks/sequence.py``'s speed part), and their
+   ratio.
 
 Writes ``device_suite.json`` (every number, the machine, the settings; rewritten after every
 point, so a run cut short keeps what it measured), ``device_suite.md`` (the tables) and
@@ -57,7 +61,9 @@ SIZES = {
         many_agents_ppo=[1, 2048, 128],  # the headline first: 2048 agents
         many_agents_others=[256],
         many_agents_timesteps=500_000,
-        budgets_s=dict(compile=45, solve=75, throughput=130, many_agents=150),
+        sequence_num_envs=[1, 64, 1024],
+        sequence_tokens=2**16,
+        budgets_s=dict(compile=45, solve=75, throughput=130, many_agents=150, sequence=90),
     ),
     "tiny": dict(
         compile_seeds=[1, 2],
@@ -70,7 +76,9 @@ SIZES = {
         many_agents_ppo=[1, 2],
         many_agents_others=[1],
         many_agents_timesteps=512,
-        budgets_s=dict(compile=600, solve=600, throughput=600, many_agents=600),
+        sequence_num_envs=[2],
+        sequence_tokens=2**5,
+        budgets_s=dict(compile=600, solve=600, throughput=600, many_agents=600, sequence=600),
     ),
 }
 
@@ -87,14 +95,14 @@ def parse_args(argv=None):
     p.add_argument(
         "--sections",
         nargs="+",
-        choices=["compile", "solve", "throughput", "many_agents"],
-        default=["compile", "solve", "throughput", "many_agents"],
+        choices=["compile", "solve", "throughput", "many_agents", "sequence"],
+        default=["compile", "solve", "throughput", "many_agents", "sequence"],
     )
     p.add_argument(
         "--budget-scale",
         type=float,
         default=1.0,
-        help="multiplies every section's time budget (full: 90/90/150/150 s)",
+        help="multiplies every section's time budget (full: 45/75/130/150/90 s)",
     )
     p.add_argument("--no-plot", action="store_true")
     return p.parse_args(argv)
@@ -340,11 +348,28 @@ def section_many_agents(algos, sizes, budget, out):
             yield rec
 
 
+def section_sequence(algos, sizes, budget, out):
+    from sequence import speed_point
+
+    for n in sizes["sequence_num_envs"]:
+        rates = {}
+        for network in ("transformer", "mlp"):
+            if not budget.fits():
+                out["skipped"].append(f"sequence {network} N={n}")
+                continue
+            rec = speed_point(n, network, max(sizes["sequence_tokens"], 8 * n), repeats=2)
+            rates[network] = rec["tokens_per_s"]
+            if len(rates) == 2:
+                rec["transformer_over_mlp"] = rates["transformer"] / rates["mlp"]
+            yield rec
+
+
 SECTIONS = {
     "compile": section_compile,
     "solve": section_solve,
     "throughput": section_throughput,
     "many_agents": section_many_agents,
+    "sequence": section_sequence,
 }
 
 COLUMNS = {
@@ -382,6 +407,15 @@ COLUMNS = {
         ("s_per_agent", "s / agent"),
         ("steps_per_s", "total env steps/s"),
         ("final_train_return_mean", "final return"),
+    ],
+    "sequence": [
+        ("network", "network"),
+        ("num_envs", "sequences"),
+        ("tokens", "tokens"),
+        ("compile_s", "compile s"),
+        ("steady_s", "steady s"),
+        ("tokens_per_s", "tokens/s"),
+        ("transformer_over_mlp", "transformer / MLP"),
     ],
 }
 
@@ -507,6 +541,9 @@ def main(argv=None):
         "one call of the compiled program per point (seconds = that call); final return = "
         "per agent, the mean training episode return over the last 10% of updates "
         "(jaxpg.metrics.final_return), then the mean over agents.",
+        "sequence: PPO (mode='trajectory') on seq:reverse, whole 5-token completions, 4 epochs "
+        "of one minibatch; tokens/s = generated tokens / steady seconds; the ratio is on the "
+        "MLP's row.",
     ]
     for name in args.sections:
         budget = Budget(sizes["budgets_s"][name] * args.budget_scale)

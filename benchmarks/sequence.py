@@ -1,10 +1,15 @@
 """Sequence tasks: learning curves of the exact-match rate, and generated tokens per second.
 
-* ``curves``: REINFORCE, PPO and GRPO with the causal transformer on ``seq:reverse`` (5 tokens
-  over a vocabulary of 5; the presets ``reinforce_copy_transformer``'s, ``ppo_reverse_
-  transformer``'s and ``grpo_reverse_transformer``'s settings), each for the same number of
+* ``curves``: REINFORCE, PPO and GRPO with the causal transformer, each for the same number of
   generated tokens; after every tenth of the run, the exact-match rate of 512 fresh prompts
-  (sampled tokens, ``jaxpg.evaluate.evaluate_task``).
+  (sampled tokens, ``jaxpg.evaluate.evaluate_task``). ``--task reverse5``: ``seq:reverse`` (5
+  tokens over a vocabulary of 5; the presets ``reinforce_copy_transformer``'s, ``ppo_reverse_
+  transformer``'s and ``grpo_reverse_transformer``'s settings). ``--task copy16``: ``seq:copy``
+  with 16-token prompts and completions over a vocabulary of 2, the preset
+  ``grpo_copy16_transformer``'s transformer (rotary positions) and batch of 128 completions
+  for every method: REINFORCE and PPO (one reward per completion, moving-average baseline), and
+  two GRPO variants, ``bnpo`` (the preset) and ``dr_grpo`` (mean-centred rewards, a constant
+  divisor).
 * ``speed``: generated tokens per second (= env steps per second) of the whole PPO training
   program (generation and update, one minibatch, 4 epochs) at 1, 64 and 1024 sequences in
   parallel, for the transformer and for an MLP over the buffer; compile time apart.
@@ -34,10 +39,17 @@ def parse_args(argv=None):
     add_common_args(p, quick_help="tiny budgets")
     p.add_argument("--parts", nargs="+", choices=["curves", "speed"], default=["curves", "speed"])
     p.add_argument(
+        "--task",
+        choices=["reverse5", "copy16"],
+        default="reverse5",
+        help="curves: seq:reverse with 5 tokens, or seq:copy with 16-token completions",
+    )
+    p.add_argument(
         "--tokens",
         type=int,
         default=None,
-        help="curves: generated tokens per method (default 128,000; quick 3,200)",
+        help="curves: generated tokens per method (default 128,000 for reverse5, 204,800 for "
+        "copy16; quick 3,200)",
     )
     p.add_argument(
         "--num-envs",
@@ -49,18 +61,40 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def method_configs(tokens: int):
+def method_configs(tokens: int, task: str = "reverse5"):
+    import jaxpg
     from jaxpg import presets
 
-    # The copy preset's settings on reverse; num_steps=None again: the preset resolved it to
-    # copy's 4-token episodes.
-    reinforce = presets.reinforce_copy_transformer().replace(
-        env="seq:reverse", env_kwargs={}, num_steps=None
-    )
-    ppo = presets.ppo_reverse_transformer()
-    grpo = presets.grpo_reverse_transformer()
+    if task == "copy16":
+        grpo = presets.grpo_copy16_transformer()
+        model = {
+            k: getattr(grpo, k)
+            for k in ("env", "env_kwargs", "network", "embed_dim", "num_layers", "num_heads")
+        }
+        model["positions"] = grpo.positions
+        one_reward = dict(mode="trajectory", num_steps=None, baseline="moving_average")
+        methods = (
+            ("REINFORCE", jaxpg.ReinforceConfig(**model, **one_reward, num_envs=128, lr=1e-3)),
+            (
+                "PPO",
+                jaxpg.PPOConfig(**model, **one_reward, num_envs=128, num_minibatches=2, lr=grpo.lr),
+            ),
+            ("GRPO (bnpo)", grpo),
+            ("GRPO (dr_grpo)", grpo.replace(loss_type="dr_grpo", advantage="mean")),
+        )
+    else:
+        # The copy preset's settings on reverse; num_steps=None again: the preset resolved it
+        # to copy's 4-token episodes.
+        reinforce = presets.reinforce_copy_transformer().replace(
+            env="seq:reverse", env_kwargs={}, num_steps=None
+        )
+        methods = (
+            ("REINFORCE", reinforce),
+            ("PPO", presets.ppo_reverse_transformer()),
+            ("GRPO", presets.grpo_reverse_transformer()),
+        )
     out = {}
-    for name, config in (("REINFORCE", reinforce), ("PPO", ppo), ("GRPO", grpo)):
+    for name, config in methods:
         updates = max(10, tokens // config.batch_size // 10 * 10)
         out[name] = config.replace(total_timesteps=updates * config.batch_size)
     return out
@@ -73,7 +107,7 @@ def curves(args):
     from jaxpg.evaluate import evaluate_task
 
     out = []
-    for name, config in method_configs(args.tokens).items():
+    for name, config in method_configs(args.tokens, args.task).items():
         chunk_updates = config.num_updates // 10
         init = jax.jit(jaxpg.make_init(config))
         chunk = jax.jit(jaxpg.make_train_chunk(config, chunk_updates))
@@ -109,52 +143,60 @@ def curves(args):
     return out
 
 
-def speed(args):
+def speed_point(num_envs: int, network: str, tokens: int, repeats: int = 2) -> dict:
+    """Generated tokens per second of PPO's whole training program on ``seq:reverse`` (5
+    tokens), ``num_envs`` sequences in parallel, about ``tokens`` tokens; compile apart."""
     import jax
     from jaxpg_parts import train_program
 
     import jaxpg
 
-    out = []
-    for n in args.num_envs:
-        for network in ("transformer", "mlp"):
-            base = jaxpg.PPOConfig(
-                env="seq:reverse",
-                network=network,
-                mode="trajectory",
-                num_steps=None,
-                num_envs=n,
-                num_minibatches=1,
-                total_timesteps=n * 5,
-            )
-            updates = max(2, (2**10 if args.quick else 2**14) // base.batch_size)
-            config = base.replace(total_timesteps=updates * base.batch_size)
-            t = time_program(train_program(config), jax.random.key(0), repeats=args.repeats or 2)
-            t.pop("output")
-            tokens = updates * config.batch_size
-            rec = {
-                "network": network,
-                "num_envs": n,
-                "tokens": tokens,
-                **t,
-                "tokens_per_s": tokens / t["steady_s"],
-            }
-            log(
-                f"speed N={n:5d} {network:11s} compile {t['compile_s']:.1f}s "
-                f"{rec['tokens_per_s']:,.0f} tokens/s"
-            )
-            out.append(rec)
-    return out
+    base = jaxpg.PPOConfig(
+        env="seq:reverse",
+        network=network,
+        mode="trajectory",
+        num_steps=None,
+        num_envs=num_envs,
+        num_minibatches=1,
+        total_timesteps=num_envs * 5,
+    )
+    updates = max(2, tokens // base.batch_size)
+    config = base.replace(total_timesteps=updates * base.batch_size)
+    t = time_program(train_program(config), jax.random.key(0), repeats=repeats)
+    t.pop("output")
+    tokens = updates * config.batch_size
+    rec = {"network": network, "num_envs": num_envs, "tokens": tokens, **t}
+    rec["tokens_per_s"] = tokens / t["steady_s"]
+    log(
+        f"speed N={num_envs:5d} {network:11s} compile {t['compile_s']:.1f}s "
+        f"{rec['tokens_per_s']:,.0f} tokens/s"
+    )
+    return rec
 
 
-def draw(curve_records):
+def speed(args):
+    tokens = 2**10 if args.quick else 2**14
+    return [
+        speed_point(n, network, tokens, args.repeats or 2)
+        for n in args.num_envs
+        for network in ("transformer", "mlp")
+    ]
+
+
+TASK_TITLES = {
+    "reverse5": "seq:reverse (5 tokens, vocabulary 5), causal transformer",
+    "copy16": "seq:copy (16-token completions, vocabulary 2), causal transformer",
+}
+
+
+def draw(curve_records, task="reverse5"):
     def _draw(fig):
         ax = fig.add_subplot(1, 1, 1)
         for r in curve_records:
             ax.plot(r["tokens"], r["exact_match"], "-o", ms=3, label=r["method"])
         ax.set_xlabel("generated tokens")
         ax.set_ylabel("exact-match rate (512 fresh prompts)")
-        ax.set_title("seq:reverse (5 tokens, vocabulary 5), causal transformer")
+        ax.set_title(TASK_TITLES[task])
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, alpha=0.3)
         ax.legend()
@@ -164,7 +206,8 @@ def draw(curve_records):
 
 def main(argv=None):
     args = parse_args(argv)
-    args.tokens = args.tokens or (3_200 if args.quick else 128_000)
+    full = 204_800 if args.task == "copy16" else 128_000
+    args.tokens = args.tokens or (3_200 if args.quick else full)
     args.num_envs = args.num_envs or ([1, 8] if args.quick else [1, 64, 1024])
     results = {}
     if "curves" in args.parts:
@@ -174,7 +217,7 @@ def main(argv=None):
     data = payload(
         "sequence",
         "quick" if args.quick else "full",
-        {"parts": args.parts, "tokens": args.tokens, "num_envs": args.num_envs},
+        {"parts": args.parts, "task": args.task, "tokens": args.tokens, "num_envs": args.num_envs},
         results,
         machine_info(),
         argv=argv,
@@ -206,7 +249,7 @@ def main(argv=None):
             ],
         )
     out_dir = args.out_dir or default_out_dir(args.quick)
-    plot = None if args.no_plot or "curves" not in results else draw(results["curves"])
+    plot = None if args.no_plot or "curves" not in results else draw(results["curves"], args.task)
     paths = write_results(out_dir, args.name or "sequence", data, table, plot, figsize=(7, 4.5))
     print(table)
     log("wrote " + ", ".join(str(p) for p in paths.values()))

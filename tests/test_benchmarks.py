@@ -365,6 +365,12 @@ def test_device_suite_tiny(tmp_path):
         ("ppo", 2),
         ("grpo", 1),
     }
+    seq = res["sequence"]
+    assert [(r["network"], r["num_envs"]) for r in seq] == [("transformer", 2), ("mlp", 2)]
+    assert seq[1]["transformer_over_mlp"] == pytest.approx(
+        seq[0]["tokens_per_s"] / seq[1]["tokens_per_s"]
+    )
+    assert "#### sequence" in (tmp_path / "device_suite.md").read_text()
     assert (tmp_path / "device_suite.png").stat().st_size > 0
 
 
