@@ -171,10 +171,14 @@ def grpo_reverse_transformer() -> GRPOConfig:
 def grpo_copy16_transformer() -> GRPOConfig:
     """GRPO on ``seq:copy`` with 16-token prompts and completions over a vocabulary of 2 (a
     32-token buffer; exact match needs all 16 tokens right, sampled), a 1-block transformer of
-    width 32 with the key/value cache: 16 prompts x 8 completions per update, lr 3e-3; 100
-    updates (204,800 tokens). Exact match of 512 sampled completions after it, 9 seeds: 1.0,
-    1.0, 0.998, 1.0 (``split(key(0), 4)``), 1.0, 0.186, 0.514, 0.994 (``split(key(7), 4)``),
-    0.219 (``split(key(0), 1)``): most seeds learn it, not all, so it is not a CI test yet."""
+    width 32 with rotary positions (every output token looks back 16 places: one offset) and
+    the key/value cache: 16 prompts x 8 completions per update, lr 3e-3; 100 updates (204,800
+    tokens). Exact match of 512 sampled completions after it, 18 seeds: 1.0, 1.0, 0.996, 1.0,
+    1.0, 1.0 (``split(key(0), 6)``); 1.0, 0.0, 1.0, 1.0, 1.0, 0.998, 1.0, 1.0, 0.998, 0.045,
+    1.0, 1.0 (``split(key(1), 12)``): 16 of 18 reach 0.99; in the other two a few positions
+    settle on a wrong token with certainty early on (rewards 0.80-0.83), where a group's
+    completions agree and its advantage is zero. With learned absolute positions instead, 6 of
+    9 seeds learned it."""
     return GRPOConfig(
         env="seq:copy",
         env_kwargs={"vocab_size": 2, "prompt_length": 16},
@@ -182,6 +186,7 @@ def grpo_copy16_transformer() -> GRPOConfig:
         embed_dim=32,
         num_layers=1,
         num_heads=2,
+        positions="rotary",
         num_groups=16,
         group_size=8,
         num_minibatches=2,

@@ -110,5 +110,10 @@ def test_grpo_transformer_reverses_sequences():
     assert exact_match(presets.grpo_reverse_transformer()) >= 0.9
 
 
+def test_grpo_transformer_copies_16_token_completions():
+    # The long task: 16 tokens, all right for exact match (rotary positions, 204,800 tokens).
+    assert exact_match(presets.grpo_copy16_transformer()) >= 0.9
+
+
 def test_reinforce_transformer_copies_sequences():
     assert exact_match(presets.reinforce_copy_transformer()) >= 0.9
