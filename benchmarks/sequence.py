@@ -67,11 +67,8 @@ def method_configs(tokens: int, task: str = "reverse5"):
 
     if task == "copy16":
         grpo = presets.grpo_copy16_transformer()
-        model = {
-            k: getattr(grpo, k)
-            for k in ("env", "env_kwargs", "network", "embed_dim", "num_layers", "num_heads")
-        }
-        model["positions"] = grpo.positions
+        fields = ("env", "env_kwargs", "network", "embed_dim", "num_layers", "num_heads")
+        model = {k: getattr(grpo, k) for k in fields + ("positions",)}
         one_reward = dict(mode="trajectory", num_steps=None, baseline="moving_average")
         methods = (
             ("REINFORCE", jaxpg.ReinforceConfig(**model, **one_reward, num_envs=128, lr=1e-3)),
@@ -164,9 +161,9 @@ def speed_point(num_envs: int, network: str, tokens: int, repeats: int = 2) -> d
     config = base.replace(total_timesteps=updates * base.batch_size)
     t = time_program(train_program(config), jax.random.key(0), repeats=repeats)
     t.pop("output")
-    tokens = updates * config.batch_size
-    rec = {"network": network, "num_envs": num_envs, "tokens": tokens, **t}
-    rec["tokens_per_s"] = tokens / t["steady_s"]
+    generated = updates * config.batch_size
+    rec = {"network": network, "num_envs": num_envs, "tokens": generated, **t}
+    rec["tokens_per_s"] = generated / t["steady_s"]
     log(
         f"speed N={num_envs:5d} {network:11s} compile {t['compile_s']:.1f}s "
         f"{rec['tokens_per_s']:,.0f} tokens/s"

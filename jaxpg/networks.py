@@ -229,8 +229,8 @@ class RecurrentActorCritic(nn.Module):
 def rotary(x: jax.Array, position: jax.Array, base: float = 10_000.0) -> jax.Array:
     """Rotary position embedding (RoPE; Su et al. 2021, "RoFormer"), the half-split form of
     GPT-NeoX and LLaMA: ``x [..., H, d]`` at integer ``position [...]`` (broadcastable to
-    ``x``'s leading axes, same rank) -> the same shape, each pair ``(x_i, x_{i + d/2})`` rotated by the angle
-    ``position * base^(-2i/d)``, ``i = 0..d/2 - 1``. A rotation keeps norms, and
+    ``x``'s leading axes, same rank) -> the same shape, each pair ``(x_i, x_{i + d/2})``
+    rotated by the angle ``position * base^(-2i/d)``, ``i = 0..d/2 - 1``. A rotation keeps norms, and
     ``<rotary(q, m), rotary(k, n)>`` depends on ``m - n`` only (both tested). ``d`` even."""
     half = x.shape[-1] // 2
     freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)

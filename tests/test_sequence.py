@@ -146,10 +146,22 @@ def test_cached_decoding_equals_the_whole_buffer_pass_position_by_position(posit
     # A stale cache gives other numbers: the cache is what decoding reads.
     stale = jax.tree.map(jnp.zeros_like, cache)
     assert not np.allclose(decode(12, stale)[0], whole_logits, atol=1e-3)
-    if positions == "rotary":  # a token's own position reaches the output through the rotation
-        shifted = tokens.at[:, 1:].set(tokens[:, :-1])
-        moved = jnp.concatenate([shifted, jnp.full((3, 1), 12)], axis=1)
-        assert not np.allclose(module.apply(params, moved)[0], whole_logits, atol=1e-3)
+
+
+@POSITIONS
+def test_the_order_of_the_tokens_reaches_the_output(positions):
+    # One block: without positions its last output would read the earlier tokens as a bag (the
+    # same logits in any order); the position embedding, or the rotation, makes order count.
+    module = CausalTransformer(
+        vocab_size=6, action_dim=6, embed_dim=16, num_layers=1, num_heads=2, positions=positions
+    )
+    params = module.init(jax.random.key(0), jnp.zeros((1, 13), jnp.int32))
+    tokens = jax.random.randint(jax.random.key(1), (3, 12), 0, 6)
+    reordered = tokens.at[:, :11].set(jnp.roll(tokens[:, :11], 1, axis=1))
+    assert not np.array_equal(reordered, tokens)
+    buffer = lambda t: jnp.concatenate([t, jnp.full((3, 1), 12)], axis=1)
+    logits, _, _ = module.apply(params, buffer(tokens))
+    assert not np.allclose(module.apply(params, buffer(reordered))[0], logits, atol=1e-4)
 
 
 @pytest.mark.parametrize(
