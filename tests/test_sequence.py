@@ -124,13 +124,19 @@ def test_the_transformer_is_causal(positions):
     )
 
 
+def twelve_token_transformer(positions, num_layers, num_heads):
+    """A transformer over a 12-token buffer (vocabulary 6), its parameters, 3 random buffers."""
+    module = CausalTransformer(
+        vocab_size=6, action_dim=6, embed_dim=16, num_layers=num_layers, num_heads=num_heads,
+        positions=positions,
+    )  # fmt: skip
+    params = module.init(jax.random.key(0), jnp.zeros((1, 13), jnp.int32))
+    return module, params, jax.random.randint(jax.random.key(1), (3, 12), 0, 6)
+
+
 @POSITIONS
 def test_cached_decoding_equals_the_whole_buffer_pass_position_by_position(positions):
-    module = CausalTransformer(
-        vocab_size=6, action_dim=6, embed_dim=16, num_layers=2, num_heads=4, positions=positions
-    )
-    params = module.init(jax.random.key(0), jnp.zeros((1, 13), jnp.int32))
-    tokens = jax.random.randint(jax.random.key(1), (3, 12), 0, 6)
+    module, params, tokens = twelve_token_transformer(positions, num_layers=2, num_heads=4)
     buffer = lambda p: jnp.concatenate(  # the first p tokens written, the rest empty (6)
         [jnp.where(jnp.arange(12) < p, tokens, 6), jnp.full((3, 1), p)], axis=1
     )
@@ -152,11 +158,7 @@ def test_cached_decoding_equals_the_whole_buffer_pass_position_by_position(posit
 def test_the_order_of_the_tokens_reaches_the_output(positions):
     # One block: without positions its last output would read the earlier tokens as a bag (the
     # same logits in any order); the position embedding, or the rotation, makes order count.
-    module = CausalTransformer(
-        vocab_size=6, action_dim=6, embed_dim=16, num_layers=1, num_heads=2, positions=positions
-    )
-    params = module.init(jax.random.key(0), jnp.zeros((1, 13), jnp.int32))
-    tokens = jax.random.randint(jax.random.key(1), (3, 12), 0, 6)
+    module, params, tokens = twelve_token_transformer(positions, num_layers=1, num_heads=2)
     reordered = tokens.at[:, :11].set(jnp.roll(tokens[:, :11], 1, axis=1))
     assert not np.array_equal(reordered, tokens)
     buffer = lambda t: jnp.concatenate([t, jnp.full((3, 1), 12)], axis=1)
