@@ -297,8 +297,12 @@ def ppo_brax(task: str, backend: str = "positional") -> PPOConfig:
 
 def ppo_brax_inverted_pendulum() -> PPOConfig:
     """PPO on ``brax:inverted_pendulum`` (spring backend, the fastest on a CPU): 64 envs x 32
-    steps, 4 epochs x 4 minibatches, lr 3e-3, gamma 0.99, episodes of 1000 steps; 600k steps.
-    The CI learning test's Brax task."""
+    steps, 4 epochs x 4 minibatches, lr 3e-3, gamma 0.995 with reward normalisation, episodes
+    of 1000 steps; 600k steps. The CI learning test's Brax task.
+
+    Balancing for the whole episode needs the cart kept off the rail's end, a consequence
+    hundreds of steps away: with gamma 0.99 the deterministic policies of 8 seeds fell after
+    111-792 steps; with gamma 0.995 and normalised rewards they balance 795-1000 (mean 917)."""
     return PPOConfig(
         env="brax:inverted_pendulum",
         env_kwargs={"backend": "spring", "episode_length": 1000},
@@ -308,9 +312,10 @@ def ppo_brax_inverted_pendulum() -> PPOConfig:
         num_epochs=4,
         num_minibatches=4,
         lr=3e-3,
-        gamma=0.99,
+        gamma=0.995,
         ent_coef=0.0,
         normalize_obs=True,
+        normalize_rewards=True,
     )
 
 

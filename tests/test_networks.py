@@ -26,14 +26,36 @@ def test_orthogonal_init_equals_numpy_qr_of_the_same_gaussian(shape):
 
 
 def test_vmapped_init_of_an_image_network_compiles_and_runs():
-    """jax 0.10's batched LAPACK QR deadlocked here on a 2-core CPU (the reason for our own
-    Gram-Schmidt); the whole suite runs under a timeout, so a regression fails, not hangs."""
+    """jax 0.10's batched LAPACK QR (flax's orthogonal init under vmap) deadlocked here on a
+    2-core CPU; the whole suite runs under a timeout, so a regression fails, not hangs."""
     net = mlp_agent((10, 10, 4), 3, True)
     params = jax.jit(jax.vmap(net.init))(jax.random.split(jax.random.key(0), 8))
     kernel = params["params"]["actor_torso"]["Dense_0"]["kernel"]
     assert kernel.shape == (8, 400, 64)
     gram = np.einsum("bij,bik->bjk", kernel, kernel)
     np.testing.assert_allclose(gram, np.broadcast_to(2.0 * np.eye(64), gram.shape), atol=1e-4)
+
+
+def test_vmapped_and_nested_vmapped_inits_equal_the_unbatched_init_bit_for_bit():
+    """Seeds vmapped through ``train`` (and a sweep's vmap around them) start from exactly the
+    parameters that single runs start from: the QR is mapped over the batch, not batched."""
+    init = orthogonal(1.0)
+    keys = jax.random.split(jax.random.key(5), 6).reshape(2, 3)
+    single = np.stack([np.stack([init(k, (64, 16)) for k in row]) for row in keys])
+    once = np.stack([jax.jit(jax.vmap(lambda k: init(k, (64, 16))))(row) for row in keys])
+    twice = jax.jit(jax.vmap(jax.vmap(lambda k: init(k, (64, 16)))))(keys)
+    np.testing.assert_array_equal(once, single)
+    np.testing.assert_array_equal(twice, single)
+    # the same Gaussian matrix batched or not: the mapped rule, not a different draw
+    a = jax.random.normal(jax.random.key(1), (3, 8, 4))
+    from jaxpg.networks import _orthonormal_columns
+
+    np.testing.assert_array_equal(
+        jax.vmap(_orthonormal_columns)(a), np.stack([_orthonormal_columns(x) for x in a])
+    )
+    # an unbatched argument under vmap (in_axes None) is computed once, unbatched
+    q = jax.vmap(lambda _, x: _orthonormal_columns(x), in_axes=(0, None))(jnp.arange(2), a[0])
+    np.testing.assert_array_equal(q, np.stack([_orthonormal_columns(a[0])] * 2))
 
 
 def test_heads_and_initial_scales():

@@ -14,16 +14,27 @@ def _need(module):
 
 
 @pytest.mark.learning
-def test_ppo_solves_brax_inverted_pendulum():
+def test_ppo_learns_to_balance_brax_inverted_pendulum():
+    """Two seeds vmapped, their deterministic policies' mean return over 16 episodes each (1 per
+    step balanced, 1000 at most). Measured for the preset: 963, 892, 955, 795, 1000, 1000, 799,
+    934 (``split(key(0), 8)``) and 383 (``key(0)``); after one update, 25-82. The old
+    single-seed check (>= 950) passed on its seed's luck: four other seeds reached 111-539."""
     _need("brax")
     from jaxpg.evaluate import evaluate
     from jaxpg.presets import ppo_brax_inverted_pendulum
 
     config = ppo_brax_inverted_pendulum()
-    result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
-    episodes = evaluate(config, result.params, jax.random.key(5), 16, deterministic=True)
-    # solved is the pole up for the whole 1000-step episode (a truncation, not a fall)
-    assert float(np.mean(episodes.episode_return)) >= 950, np.asarray(episodes.episode_return)
+    keys = jax.random.split(jax.random.key(0), 2)
+    result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)
+    returns = [
+        float(
+            np.mean(
+                evaluate(config, params, jax.random.key(5), 16, deterministic=True).episode_return
+            )
+        )
+        for params in (jax.tree.map(lambda x, i=i: x[i], result.params) for i in range(2))
+    ]
+    assert np.mean(returns) >= 500, returns
 
 
 @pytest.mark.learning
