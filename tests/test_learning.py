@@ -4,6 +4,7 @@
 updates), averaged over seeds.
 """
 
+import compile_options
 import jax
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.learning
 
 def final_return(config, num_seeds, seed=0):
     keys = jax.random.split(jax.random.key(seed), num_seeds)
-    result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)
+    result = compile_options.jit(jax.vmap(jaxpg.make_train(config)))(keys)
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     per_seed = metrics.final_return(result.metrics["episode_return"])  # [seeds, updates] -> [seeds]
     print(f"{config.algorithm} {config.env_spec.name}: per-seed final return {per_seed}")
@@ -93,9 +94,9 @@ def exact_match(config, num_seeds=1):
     from jaxpg.evaluate import evaluate_task
 
     keys = jax.random.split(jax.random.key(0), num_seeds)
-    result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)
+    result = compile_options.jit(jax.vmap(jaxpg.make_train(config)))(keys)
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
-    stats = jax.jit(jax.vmap(lambda p, k: evaluate_task(config, p, k, 512)))(
+    stats = compile_options.jit(jax.vmap(lambda p, k: evaluate_task(config, p, k, 512)))(
         result.params, jax.random.split(jax.random.key(1), num_seeds)
     )
     rate = np.asarray(stats["exact_match"])

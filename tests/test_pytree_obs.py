@@ -1,6 +1,7 @@
 """Pytree observations and legal-action masks, on a toy env whose answer is known
 (``toy_envs.MaskedChoiceEnv``): the spec, the flattening, the mask in training and evaluation."""
 
+import compile_options
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -75,7 +76,7 @@ def test_learns_the_best_legal_action():
     # the best legal action pays its index; always choosing it earns E[max legal index] per step
     # = 3/2 + 2/4 + 1/8 = 2.125 (P(3 legal) = 1/2, P(2 best) = 1/4, P(1 best) = 1/8)
     config = _config(total_timesteps=64 * 150)
-    result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
+    result = compile_options.jit(jaxpg.make_train(config))(jax.random.key(0))
     final = float(np.nanmean(np.asarray(result.metrics["episode_return"])[-10:]))
     assert final > 0.9 * 8 * 2.125, final
 

@@ -32,6 +32,7 @@ rounding; the new references agree with the old to 1.1e-4 relative, the largest 
 import json
 from pathlib import Path
 
+import compile_options
 import jax
 import numpy as np
 import pytest
@@ -138,7 +139,7 @@ def versions() -> dict:
 
 def run_case(name: str) -> dict:
     cls, kwargs = CASES[name]
-    return fingerprint(jax.jit(jaxpg.make_train(cls(**kwargs)))(jax.random.key(KEY)))
+    return fingerprint(compile_options.jit(jaxpg.make_train(cls(**kwargs)))(jax.random.key(KEY)))
 
 
 EXACT = REFERENCE.get("versions") == versions()
@@ -166,7 +167,9 @@ def test_runs_are_bit_identical_to_the_trainer_before_the_protocols(name):
 def test_a_changed_program_fails_the_check():
     """The fingerprint sees a change of the program: another key gives other floats."""
     cls, kwargs = CASES["ppo_cartpole"]
-    other = fingerprint(jax.jit(jaxpg.make_train(cls(**kwargs)))(jax.random.key(KEY + 1)))
+    other = fingerprint(
+        compile_options.jit(jaxpg.make_train(cls(**kwargs)))(jax.random.key(KEY + 1))
+    )
     want = REFERENCE["runs"]["ppo_cartpole"]
     with pytest.raises(AssertionError):
         np.testing.assert_allclose(other["policy_loss"], want["policy_loss"], rtol=RTOL)

@@ -1,6 +1,7 @@
 """Short learning runs and smoke runs on the env suites (jaxpg.suites); CI installs every suite.
 Each is under a minute on the 2-core CPU, compile included."""
 
+import compile_options
 import jax
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ def test_ppo_learns_to_balance_brax_inverted_pendulum():
 
     config = ppo_brax_inverted_pendulum()
     keys = jax.random.split(jax.random.key(0), 2)
-    result = jax.jit(jax.vmap(jaxpg.make_train(config)))(keys)
+    result = compile_options.jit(jax.vmap(jaxpg.make_train(config)))(keys)
     returns = [
         float(
             np.mean(
@@ -46,7 +47,7 @@ def test_ppo_solves_navix_empty():
         env="navix:Navix-Empty-5x5-v0", num_envs=16, num_steps=32, total_timesteps=100_000,
         lr=3e-3, num_minibatches=4, num_epochs=4, gamma=0.99,
     )  # fmt: skip
-    result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
+    result = compile_options.jit(jaxpg.make_train(config))(jax.random.key(0))
     episodes = evaluate(config, result.params, jax.random.key(5), 16, deterministic=True)
     # from (1, 1) facing east the goal at (3, 3) is 5 actions away: forward, forward, turn,
     # forward, forward; Navix pays 1 there
