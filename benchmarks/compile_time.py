@@ -132,7 +132,12 @@ def child_jaxpg_init(seeds: int) -> dict:
     return _time_aot(_vmapped(init, seeds), jax.random.split(jax.random.key(0), seeds))
 
 
-def child_purejaxrl(seeds: int, folder: Path) -> dict:
+def purejaxrl_make_train(folder: Path, config: dict):
+    """PureJaxRL's ``ppo.make_train(config)`` from a checkout's ``purejaxrl/`` folder, in this
+    process: the brax and navix imports of ``wrappers.py`` stubbed, distrax's TensorFlow
+    Probability given the alias jax 0.10 removed, and gymnax 0.0.x's five-tuple ``step`` given
+    to PureJaxRL alone (``gymnax.make`` is restored once its env is made, so jaxpg in the same
+    process gets gymnax's own)."""
     import types
 
     import gymnax
@@ -148,7 +153,7 @@ def child_purejaxrl(seeds: int, folder: Path) -> dict:
         module = types.ModuleType(name)
         module.envs = module
         module.EpisodeWrapper = module.AutoResetWrapper = object
-        sys.modules[name] = module
+        sys.modules.setdefault(name, module)
 
     class FiveTupleStep:
         """gymnax >= 1.0's env with gymnax 0.0.x's step: ``done = terminated | truncated``."""
@@ -173,12 +178,22 @@ def child_purejaxrl(seeds: int, folder: Path) -> dict:
 
         jax.interpreters.xla.pytype_aval_mappings = core.pytype_aval_mappings
 
-    make = gymnax.make
-    gymnax.make = lambda name, **kw: (lambda e, p: (FiveTupleStep(e), p))(*make(name, **kw))
-    sys.path.insert(0, str(folder))
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
     import ppo
 
-    train = ppo.make_train(dict(PUREJAXRL_CONFIG))
+    make = gymnax.make
+    gymnax.make = lambda name, **kw: (lambda e, p: (FiveTupleStep(e), p))(*make(name, **kw))
+    try:
+        return ppo.make_train(dict(config))
+    finally:
+        gymnax.make = make
+
+
+def child_purejaxrl(seeds: int, folder: Path) -> dict:
+    import jax
+
+    train = purejaxrl_make_train(folder, PUREJAXRL_CONFIG)
     return _time_aot(_vmapped(train, seeds), jax.random.split(jax.random.PRNGKey(0), seeds))
 
 

@@ -174,6 +174,7 @@ def outputs(tmp_path_factory):
         "device_suite",
         "recurrent",
         "compile_time",
+        "purejaxrl_speed",
         "sequence",
     ),
 )
