@@ -1,7 +1,8 @@
 """Learning: the final return at a fixed budget, mean ± std over seeds, beside published references.
 
 Each environment trains ``--seeds`` agents in one program (``jax.vmap`` over seeds) with the
-config in ``SPECS``. Two final returns are reported per seed, then mean ± std over seeds:
+config in ``SPECS``. Two final returns are reported per seed, then mean ± std, median and
+interquartile mean over seeds:
 
 * ``final train return``: the mean training ``episode_return`` over the last 10% of updates
   (``jaxpg.metrics.final_return``, jaxpg's one definition);
@@ -13,7 +14,8 @@ References (PPO): gymnax-blines (CartPole 500 at 150k steps, Acrobot -78.9 at 50
 (MinAtar at 10M: Asterix 15, Breakout 28, Freeway 58, SpaceInvaders 131) and CleanRL (CartPole
 490 ± 6, Acrobot -86 ± 1, both at 500k). A budget that differs from a reference's is shown beside
 it: compare at equal budgets only. MinAtar runs the presets ``jaxpg.presets.ppo_minatar(game,
---network)`` (gymnax-blines' settings; ``--network cnn``: the MinAtar paper's conv torso).
+--network, --settings)`` (``--settings gymnax-blines``, the default, or ``purejaxrl``;
+``--network cnn``: the MinAtar paper's conv torso).
 
     python benchmarks/learning.py              # full: CartPole, Acrobot, Pendulum, Breakout-MinAtar
     python benchmarks/learning.py --quick      # the same at a tenth of the budget, 2 seeds
@@ -33,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import machine_info  # noqa: E402
 from options import add_common_args, add_set_arg, parse_set  # noqa: E402
-from report import fmt, fmt_mean_std, log, mean_std, payload, publish  # noqa: E402
+from report import fmt, fmt_mean_std, log, mean_std, median_iqm, payload, publish  # noqa: E402
 from timing import compile_program, time_call  # noqa: E402
 
 from jaxpg.metrics import final_return  # noqa: E402
@@ -113,7 +115,13 @@ def parse_args(argv=None):
         "--network",
         choices=["mlp", "cnn"],
         default="mlp",
-        help="MinAtar presets' torso (default mlp: 2x256 relu)",
+        help="MinAtar presets' torso (default mlp: 2x256 relu, 2x64 with --settings purejaxrl)",
+    )
+    p.add_argument(
+        "--settings",
+        choices=["gymnax-blines", "purejaxrl"],
+        default="gymnax-blines",
+        help="MinAtar presets' PPO settings (jaxpg.presets.ppo_minatar)",
     )
     add_set_arg(p)
     return p.parse_args(argv)
@@ -141,7 +149,9 @@ def run_env(env, args, backend):
     overrides.update(parse_set(args.set))
     budget = budget_for(env, args, backend)
     if "preset" in spec:
-        probe = presets.ppo_minatar(spec["preset"], args.network).replace(**overrides)
+        probe = presets.ppo_minatar(spec["preset"], args.network, args.settings).replace(
+            **overrides
+        )
     else:
         probe = jp.make_config("ppo", env, **overrides)
     # Keep the budget a whole number of updates (and at least one).
@@ -164,6 +174,8 @@ def run_env(env, args, backend):
     eval_per_seed = np.asarray(jnp.mean(eval_ret, axis=-1))
     train_mean, train_std = mean_std(final)
     eval_mean, eval_std = mean_std(eval_per_seed)
+    train_median, train_iqm = median_iqm(final)
+    eval_median, eval_iqm = median_iqm(eval_per_seed)
     curve = np.asarray(ep_ret)
     stride = max(1, curve.shape[1] // 200)
     with warnings.catch_warnings():  # updates where no seed finished an episode are NaN
@@ -185,6 +197,10 @@ def run_env(env, args, backend):
         "final_train_return_std": train_std,
         "eval_return_mean": eval_mean,
         "eval_return_std": eval_std,
+        "final_train_return_median": train_median,
+        "final_train_return_iqm": train_iqm,
+        "eval_return_median": eval_median,
+        "eval_return_iqm": eval_iqm,
         "nonfinite_updates": int(np.sum(np.asarray(nonfinite))),
         "curve_env_steps": np.asarray(env_steps)[::stride],
         "curve_return_mean": curve_mean[::stride],
@@ -193,7 +209,7 @@ def run_env(env, args, backend):
     }
     log(
         f"{env:22s} budget {budget:>10,d}  train {fmt_mean_std(train_mean, train_std)}"
-        f"  eval {fmt_mean_std(eval_mean, eval_std)}"
+        f"  eval {fmt_mean_std(eval_mean, eval_std)} (median {fmt(eval_median)}, IQM {fmt(eval_iqm)})"
         f"  compile {compile_s:.1f}s run {run_s:.1f}s"
     )
     return rec
@@ -214,6 +230,8 @@ def table_rows(records):
                 "seeds": r["seeds"],
                 "train": fmt_mean_std(r["final_train_return_mean"], r["final_train_return_std"]),
                 "eval": fmt_mean_std(r["eval_return_mean"], r["eval_return_std"]),
+                "eval_median": r["eval_return_median"],
+                "eval_iqm": r["eval_return_iqm"],
                 "refs": "; ".join(_ref_text(x) for x in r["references"]) or "-",
                 "run_s": r["run_s"],
                 "compile_s": r["compile_s"],
@@ -228,6 +246,8 @@ COLUMNS = [
     ("seeds", "seeds"),
     ("train", "final train return"),
     ("eval", "eval return"),
+    ("eval_median", "eval median"),
+    ("eval_iqm", "eval IQM"),
     ("refs", "published PPO references"),
     ("compile_s", "compile s"),
     ("run_s", "run s"),
@@ -283,12 +303,14 @@ def main(argv=None):
             "total_timesteps",
             "set",
             "network",
+            "settings",
         )
     }
     notes = [
         "final train return: mean training episode return over the last 10% of updates "
         "(jaxpg.metrics.final_return); eval return: mean over fresh episodes of the final policy "
-        "(sampled actions); mean ± std over seeds.",
+        "(sampled actions); mean ± std over seeds, and the eval return's median and "
+        "interquartile mean (report.median_iqm).",
         "A reference at another budget is not a like-for-like comparison.",
     ]
     if backend != "gpu" and any("cpu_budget" in SPECS[e] for e in args.envs):

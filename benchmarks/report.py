@@ -43,6 +43,19 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return statistics.fmean(vals), statistics.stdev(vals)
 
 
+def median_iqm(values: Sequence[float]) -> tuple[float, float]:
+    """Median and interquartile mean of the finite values (NaN where none).
+
+    IQM (Agarwal et al., 2021, rliable): the mean of the middle half after dropping
+    ``floor(n / 4)`` values from each end of the sorted values, as ``scipy.stats.trim_mean(x,
+    0.25)`` does; 8 seeds -> the mean of the 3rd to 6th."""
+    vals = sorted(float(v) for v in values if v is not None and math.isfinite(float(v)))
+    if not vals:
+        return math.nan, math.nan
+    cut = len(vals) // 4
+    return statistics.median(vals), statistics.fmean(vals[cut : len(vals) - cut])
+
+
 def fmt(x: Any, digits: int = 3) -> str:
     """A number for a table: ``1.23e+06`` style only when it must be."""
     if x is None:

@@ -215,16 +215,27 @@ def reinforce_copy_transformer() -> ReinforceConfig:
 MINATAR_GAMES = ("Asterix", "Breakout", "Freeway", "SpaceInvaders")
 
 
-def ppo_minatar(game: str, network: str = "mlp") -> PPOConfig:
-    """PPO on ``{game}-MinAtar`` at the published budget, 10M env steps, with gymnax-blines'
-    settings: 64 envs x 128 steps, 4 epochs x 8 minibatches, lr 5e-4 constant, gamma 0.999,
-    GAE 0.95, clip 0.2, entropy 0.01. ``network="mlp"``: the flattened grid into 2x256 ReLU
-    (gymnax-blines); ``"cnn"``: the MinAtar paper's torso, one 3x3 convolution of 16 channels
-    then 128 ReLU units (Young & Tian, 2019)."""
+MINATAR_SETTINGS = ("gymnax-blines", "purejaxrl")
+
+
+def ppo_minatar(game: str, network: str = "mlp", settings: str = "gymnax-blines") -> PPOConfig:
+    """PPO on ``{game}-MinAtar`` at the published budget, 10M env steps, 64 envs x 128 steps,
+    4 epochs x 8 minibatches, GAE 0.95, clip 0.2, entropy 0.01, separate ReLU actor and critic.
+
+    ``settings="gymnax-blines"``: lr 5e-4 constant, gamma 0.999, ``network="mlp"`` the flattened
+    grid into 2x256 (gymnax-blines' configs). ``"purejaxrl"``: lr 5e-3 annealed linearly to 0,
+    gamma 0.99, ``"mlp"`` 2x64 (PureJaxRL's MinAtar config). ``network="cnn"`` (either settings):
+    the MinAtar paper's torso, one 3x3 convolution of 16 channels then 128 ReLU units (Young &
+    Tian, 2019). The environments are gymnax's: no sticky actions, gymnax's episode limits."""
     if game not in MINATAR_GAMES:
         raise ValueError(f"game={game!r} is invalid: one of {list(MINATAR_GAMES)}")
+    if network not in ("mlp", "cnn"):
+        raise ValueError(f"network={network!r} is invalid: one of ['mlp', 'cnn']")
+    if settings not in MINATAR_SETTINGS:
+        raise ValueError(f"settings={settings!r} is invalid: one of {list(MINATAR_SETTINGS)}")
+    purejaxrl = settings == "purejaxrl"
     torso = (
-        dict(hidden_sizes=(256, 256))
+        dict(hidden_sizes=(64, 64) if purejaxrl else (256, 256))
         if network == "mlp"
         else dict(network=network, conv_channels=(16,), hidden_sizes=(128,))
     )
@@ -235,9 +246,9 @@ def ppo_minatar(game: str, network: str = "mlp") -> PPOConfig:
         num_steps=128,
         num_epochs=4,
         num_minibatches=8,
-        lr=5e-4,
-        anneal_lr=False,
-        gamma=0.999,
+        lr=5e-3 if purejaxrl else 5e-4,
+        anneal_lr=purejaxrl,
+        gamma=0.99 if purejaxrl else 0.999,
         gae_lambda=0.95,
         activation="relu",
         **torso,
@@ -336,10 +347,13 @@ PRESETS = {
     "grpo-copy16-transformer": grpo_copy16_transformer,
     "reinforce-copy-transformer": reinforce_copy_transformer,
     **{
-        f"ppo-{game.lower()}-minatar{suffix}": (
-            lambda game=game, network=network: ppo_minatar(game, network)
+        f"ppo-{game.lower()}-minatar{tag}{suffix}": (
+            lambda game=game, network=network, settings=settings: ppo_minatar(
+                game, network, settings
+            )
         )
         for game in MINATAR_GAMES
+        for settings, tag in (("gymnax-blines", ""), ("purejaxrl", "-purejaxrl"))
         for network, suffix in (("mlp", ""), ("cnn", "-cnn"))
     },
     **{f"ppo-brax-{task}": (lambda task=task: ppo_brax(task)) for task in BRAX_PPO},

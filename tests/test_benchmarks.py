@@ -249,8 +249,26 @@ def test_learning(outputs):
     assert rec["env"] == "CartPole-v1" and rec["seeds"] == 2
     assert len(rec["eval_return"]) == 2
     assert all(1 <= r <= 500 for r in rec["eval_return"])
+    assert rec["eval_return_median"] == pytest.approx(np.median(rec["eval_return"]))
     assert rec["references"]
     assert (outputs / "learning.png").stat().st_size > 0
+
+
+def test_median_and_interquartile_mean_against_scipy():
+    sys.path.insert(0, str(BENCH))
+    from report import median_iqm
+    from scipy import stats
+
+    # 8 seeds: the IQM is the mean of the 3rd to 6th sorted values, by hand.
+    eight = [40.0, 7.0, 42.0, 38.0, 1.0, 45.0, 39.0, 41.0]
+    assert median_iqm(eight) == (39.5, (38.0 + 39.0 + 40.0 + 41.0) / 4)
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 5, 9, 10, 13):
+        x = rng.normal(size=n) * 10
+        median, iqm = median_iqm(list(x) + [float("nan")])  # non-finite values are dropped
+        assert median == pytest.approx(np.median(x), abs=1e-12)
+        assert iqm == pytest.approx(stats.trim_mean(x, 0.25), abs=1e-12)
+    assert all(np.isnan(v) for v in median_iqm([float("nan")]))
 
 
 def test_sb3_training_returns_use_the_one_final_return():

@@ -273,10 +273,11 @@ def test_nan_rewards_are_detected_and_not_trained_on():
 
 @pytest.mark.parametrize("game", ["Asterix", "Breakout", "Freeway", "SpaceInvaders"])
 @pytest.mark.parametrize("network", ["mlp", "cnn"])
-def test_minatar_presets_at_the_published_budget(game, network):
+@pytest.mark.parametrize("settings", ["gymnax-blines", "purejaxrl"])
+def test_minatar_presets_at_the_published_budget(game, network, settings):
     from jaxpg import presets
 
-    config = presets.ppo_minatar(game, network)
+    config = presets.ppo_minatar(game, network, settings)
     assert config.env == f"{game}-MinAtar" and config.total_timesteps == 10_000_000
     assert (config.num_envs, config.num_steps, config.num_epochs, config.num_minibatches) == (
         64,
@@ -284,7 +285,28 @@ def test_minatar_presets_at_the_published_budget(game, network):
         4,
         8,
     )
-    assert (config.lr, config.anneal_lr, config.gamma) == (5e-4, False, 0.999)
-    assert config.network == network
-    name = f"ppo-{game.lower()}-minatar" + ("-cnn" if network == "cnn" else "")
+    purejaxrl = settings == "purejaxrl"
+    assert (config.lr, config.anneal_lr, config.gamma) == (
+        (5e-3, True, 0.99) if purejaxrl else (5e-4, False, 0.999)
+    )
+    assert config.network == network and not config.shared_network
+    if network == "mlp":
+        assert config.hidden_sizes == ((64, 64) if purejaxrl else (256, 256))
+    tag = "-purejaxrl" if purejaxrl else ""
+    name = f"ppo-{game.lower()}-minatar{tag}" + ("-cnn" if network == "cnn" else "")
     assert presets.PRESETS[name]() == config
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("Pong",), "game='Pong' is invalid"),
+        (("Breakout", "rnn"), "network='rnn' is invalid"),
+        (("Breakout", "mlp", "cleanrl"), "settings='cleanrl' is invalid"),
+    ],
+)
+def test_minatar_preset_refuses_unknown_arguments(args, message):
+    from jaxpg import presets
+
+    with pytest.raises(ValueError, match=message):
+        presets.ppo_minatar(*args)
