@@ -29,6 +29,6 @@ def assert_trees_equal(a, b):
         np.testing.assert_array_equal(x, y)
 
 
-def assert_trees_close(a, b, atol):
+def assert_trees_close(a, b, atol, rtol=0.0):
     for x, y in zip(arrays(a), arrays(b), strict=True):
-        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
+        np.testing.assert_allclose(x, y, atol=atol, rtol=rtol)
