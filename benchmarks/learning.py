@@ -313,10 +313,12 @@ def main(argv=None):
         "interquartile mean (report.median_iqm).",
         "A reference at another budget is not a like-for-like comparison.",
     ]
-    if backend != "gpu" and any("cpu_budget" in SPECS[e] for e in args.envs):
+    short = [e for e in args.envs if budget_for(e, args, backend) < SPECS[e]["budget"]]
+    if short:
         notes.append(
-            "MinAtar ran at its CPU budget (no GPU): the 10M references are not "
-            "comparable; rerun on a GPU for 10M."
+            f"{', '.join(short)} ran below the published budget (a CPU budget, --budget-scale "
+            "or --total-timesteps): those references are not comparable; rerun at the full "
+            "budget (on a GPU for MinAtar's 10M)."
         )
     data = payload(
         "learning",

@@ -251,6 +251,8 @@ def test_learning(outputs):
     assert all(1 <= r <= 500 for r in rec["eval_return"])
     assert rec["eval_return_median"] == pytest.approx(np.median(rec["eval_return"]))
     assert rec["references"]
+    # 64 steps against the 500k references: the run says it is not comparable.
+    assert any(n.startswith("CartPole-v1 ran below the published budget") for n in data["notes"])
     assert (outputs / "learning.png").stat().st_size > 0
 
 
