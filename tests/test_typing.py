@@ -28,11 +28,11 @@ import jaxpg
 
 
 def _modules() -> list[ModuleType]:
-    """The package and every module in it (``jaxpg.__main__`` included: importing it runs
-    nothing)."""
+    """The package and every module in it, subpackages' modules included (``jaxpg.suites.*``;
+    ``jaxpg.__main__`` too: importing it runs nothing)."""
     return [jaxpg] + [
-        importlib.import_module(f"jaxpg.{info.name}")
-        for info in pkgutil.iter_modules(jaxpg.__path__)
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(jaxpg.__path__, prefix="jaxpg.")
     ]
 
 
@@ -143,6 +143,7 @@ def test_every_module_is_imported():
     modules = _modules()
     names = {m.__name__ for m in modules}
     assert {"jaxpg.config", "jaxpg.train", "jaxpg.distributed", "jaxpg.__main__"} <= names
+    assert {"jaxpg.suites", "jaxpg.suites.brax", "jaxpg.suites.jumanji"} <= names
     assert len({fn for m in modules for fn in _public_functions(m)}) > 200  # not vacuous
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from gymnax.environments import spaces
 
 from jaxpg.envs import register_env_family
-from jaxpg.suites import SuiteEnv, import_suite, split_name, suite_installed
+from jaxpg.suites import SuiteEnv, SuiteParams, import_suite, split_name, suite_installed
 
 PREFIX = "brax"
 
@@ -47,10 +47,10 @@ class BraxEnv(SuiteEnv):
         state = self.brax_env.step(inner, action)
         return state.obs, state, state.reward, state.done > 0.5, jnp.zeros((), jnp.bool_)
 
-    def observation_space(self, params):
+    def observation_space(self, params: SuiteParams | None) -> spaces.Box:
         return spaces.Box(-jnp.inf, jnp.inf, (self.brax_env.observation_size,), jnp.float32)
 
-    def action_space(self, params=None):
+    def action_space(self, params: SuiteParams | None = None) -> spaces.Box:
         return spaces.Box(-1.0, 1.0, (self.brax_env.action_size,), jnp.float32)
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from gymnax.environments import spaces
 
 from jaxpg.envs import register_env_family
-from jaxpg.suites import SuiteEnv, import_suite, split_name, suite_installed
+from jaxpg.suites import SuiteEnv, SuiteParams, import_suite, split_name, suite_installed
 
 PREFIX = "craftax"
 NAMES = (
@@ -60,11 +60,11 @@ class CraftaxEnv(SuiteEnv):
         terminated = done & (~time_up | (state.player_health <= 0))
         return obs, state, reward, terminated, done & ~terminated
 
-    def observation_space(self, params):
+    def observation_space(self, params: SuiteParams | None) -> spaces.Box:
         shape = tuple(self.craftax_env.observation_space(self.craftax_params).shape)
         return spaces.Box(0.0, 1.0, shape, jnp.float32)
 
-    def action_space(self, params=None):
+    def action_space(self, params: SuiteParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(int(self.craftax_env.action_space(self.craftax_params).n))
 
 

@@ -14,12 +14,14 @@ are supported; a multi-discrete one (Connector, RobotWarehouse, ...) is refused 
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
 
 from jaxpg.envs import register_env_family
-from jaxpg.suites import SuiteEnv, import_suite, split_name, suite_installed
+from jaxpg.suites import SuiteEnv, SuiteParams, import_suite, split_name, suite_installed
 
 PREFIX = "jumanji"
 
@@ -63,15 +65,15 @@ class JumanjiEnv(SuiteEnv):
         terminated = last & (timestep.discount == 0) & (time < self.limit)
         return timestep.observation, state, timestep.reward, terminated, last & ~terminated
 
-    def action_mask(self, obs):
+    def action_mask(self, obs: Any) -> jax.Array:
         """Jumanji's own mask, ``bool [..., num_actions]``."""
         return obs.action_mask
 
-    def observation_space(self, params):
+    def observation_space(self, params: SuiteParams | None) -> Any:
         obs = jax.eval_shape(self.jumanji_env.reset, jax.random.key(0))[1].observation
         return jax.tree.map(lambda x: spaces.Box(-jnp.inf, jnp.inf, x.shape, x.dtype), obs)
 
-    def action_space(self, params=None):
+    def action_space(self, params: SuiteParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(self._num_actions)
 
 

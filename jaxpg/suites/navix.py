@@ -12,7 +12,7 @@ from __future__ import annotations
 from gymnax.environments import spaces
 
 from jaxpg.envs import register_env_family
-from jaxpg.suites import SuiteEnv, import_suite, split_name, suite_installed
+from jaxpg.suites import SuiteEnv, SuiteParams, import_suite, split_name, suite_installed
 
 PREFIX = "navix"
 
@@ -46,11 +46,11 @@ class NavixEnv(SuiteEnv):
             timestep.step_type == 1,
         )
 
-    def observation_space(self, params):
+    def observation_space(self, params: SuiteParams | None) -> spaces.Box:
         space = self.navix_env.observation_space
         return spaces.Box(0, 255, tuple(space.shape), space.dtype)
 
-    def action_space(self, params=None):
+    def action_space(self, params: SuiteParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(int(self.navix_env.action_space.maximum) + 1)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from gymnax.environments import spaces
 
 from jaxpg.envs import register_env_family
-from jaxpg.suites import SuiteEnv, import_suite, split_name, suite_installed
+from jaxpg.suites import SuiteEnv, SuiteParams, import_suite, split_name, suite_installed
 
 PREFIX = "xminigrid"
 
@@ -45,11 +45,11 @@ class XMiniGridEnv(SuiteEnv):
         terminated = last & (timestep.discount == 0)
         return timestep.observation, timestep, timestep.reward, terminated, last & ~terminated
 
-    def observation_space(self, params):
+    def observation_space(self, params: SuiteParams | None) -> spaces.Box:
         shape = tuple(self.xm_env.observation_shape(self.xm_params))
         return spaces.Box(0, 255, shape, "uint8")
 
-    def action_space(self, params=None):
+    def action_space(self, params: SuiteParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(int(self.xm_env.num_actions(self.xm_params)))
 
 
