@@ -120,7 +120,7 @@ def test_reinforce_training_on_four_devices_matches_one_device():
 def test_sharded_chunks_compose_to_the_one_device_run(ppo_run):
     r = ppo_run["chunks"]
     assert r["init_spec"] in SHARDED_SPECS
-    assert r["update_step"] == 4 and r["cache_size"] == 1
+    assert r["update_step"] == 4 and r["second_chunk_compiles"] == 0
     assert r["loss"] <= LOSS_TOL and r["params"] <= PARAM_TOL
     assert r["shard_state_spec"] in SHARDED_SPECS
     assert r["shard_state_stats_replicated"]
@@ -136,7 +136,7 @@ def test_sweep_members_spread_over_devices_equal_the_vmapped_sweep():
     # spread_members: a host loop of chunks over flat members, as the CLI runs seeds.
     assert r["members_spec"] in SHARDED_SPECS
     assert r["chunks_loss"] <= LOSS_TOL and r["chunks_params"] <= PARAM_TOL
-    assert r["chunk_cache_size"] == 1
+    assert r["second_chunk_compiles"] == 0
     assert "6 members must be divisible by the device count 4" in r["uneven_members_error"]
 
 
