@@ -4,6 +4,8 @@
 updates), averaged over seeds.
 """
 
+import itertools
+
 import compile_options
 import jax
 import numpy as np
@@ -15,13 +17,44 @@ from jaxpg import metrics, presets
 pytestmark = pytest.mark.learning
 
 
-def final_return(config, num_seeds, seed=0):
-    keys = jax.random.split(jax.random.key(seed), num_seeds)
+def final_return(config, num_seeds, seed=0, keys=None):
+    if keys is None:
+        keys = jax.random.split(jax.random.key(seed), num_seeds)
     result = compile_options.jit(jax.vmap(jaxpg.make_train(config)))(keys)
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     per_seed = metrics.final_return(result.metrics["episode_return"])  # [seeds, updates] -> [seeds]
     print(f"{config.algorithm} {config.env_spec.name}: per-seed final return {per_seed}")
     return float(np.mean(per_seed)), per_seed
+
+
+def median_of_three_at_least(run, threshold, keys=None):
+    """Whether the median of three seeds' results reaches ``threshold``, and the results run.
+
+    ``run(some)`` returns one result per entry of ``some``, a slice of ``keys`` (by default
+    ``split(key(0), 3)``). The first two seeds run together; the third runs only when exactly one
+    of them reaches the threshold, because the median of three values is >= t exactly when at
+    least two of them are: the same verdict as running all three, for two thirds of the work
+    whenever the first two agree."""
+    keys = jax.random.split(jax.random.key(0), 3) if keys is None else keys
+    values = np.asarray(run(keys[:2]))
+    if np.sum(values >= threshold) == 1:
+        values = np.concatenate([values, np.asarray(run(keys[2:]))])
+    return bool(np.median(values) >= threshold), values
+
+
+def test_median_of_three_at_least_agrees_with_the_median_of_all_three():
+    for values in itertools.product([0.0, 1.0, 2.0], repeat=3):
+        ran = []
+
+        def run(some, values=values):
+            ran.append(len(some))
+            return [values[int(i)] for i in some]
+
+        reached, seen = median_of_three_at_least(run, 1.0, keys=np.arange(3))
+        assert reached == (np.median(values) >= 1.0), values
+        assert list(seen) == list(values[: sum(ran)])
+        agree = (values[0] >= 1.0) == (values[1] >= 1.0)
+        assert ran == ([2] if agree else [2, 1]), (values, ran)
 
 
 def test_ppo_defaults_solve_cartpole():
@@ -81,8 +114,10 @@ def test_recurrent_ppo_solves_cartpole_without_velocities():
     assert config.total_timesteps <= 1_000_000 and config.env_spec.obs_shape == (2,)
     # The median of 3 seeds: about 1 seed in 9 ends near 445 (8 seeds of split(key(0), 8): 483 to
     # 500, median 497; the one seed of split(key(0), 1): 444).
-    _, per_seed = final_return(config, num_seeds=3)
-    assert np.median(per_seed) >= 475.0
+    reached, per_seed = median_of_three_at_least(
+        lambda keys: final_return(config, None, keys=keys)[1], 475.0
+    )
+    assert reached, per_seed
 
 
 def test_recurrent_ppo_on_memory_chain():
@@ -91,15 +126,18 @@ def test_recurrent_ppo_on_memory_chain():
     assert mean >= 0.9
 
 
-def exact_match(config, num_seeds=1):
-    """The exact-match rate of 512 sampled completions, per seed (``split(key(0), num_seeds)``)."""
+def exact_match(config, num_seeds=1, seeds=None):
+    """The exact-match rate of 512 sampled completions, per seed: seed ``i`` trains with
+    ``split(key(0), num_seeds)[i]`` and samples with ``split(key(1), num_seeds)[i]``; ``seeds``
+    picks some of the ``num_seeds`` (all by default)."""
     from jaxpg.evaluate import evaluate_task
 
-    keys = jax.random.split(jax.random.key(0), num_seeds)
+    seeds = np.arange(num_seeds) if seeds is None else np.asarray(seeds)
+    keys = jax.random.split(jax.random.key(0), num_seeds)[seeds]
     result = compile_options.jit(jax.vmap(jaxpg.make_train(config)))(keys)
     assert not np.any(np.asarray(result.metrics["nonfinite"]))
     stats = compile_options.jit(jax.vmap(lambda p, k: evaluate_task(config, p, k, 512)))(
-        result.params, jax.random.split(jax.random.key(1), num_seeds)
+        result.params, jax.random.split(jax.random.key(1), num_seeds)[seeds]
     )
     rate = np.asarray(stats["exact_match"])
     print(f"{config.algorithm} {config.env_spec.name}: exact-match rate per seed {rate}")
@@ -115,7 +153,11 @@ def test_grpo_transformer_copies_16_token_completions():
     # GRPO fails it on about 1 seed in 9 (README: the failure modes), so the median of three
     # seeds is checked; GRPO with a transformer on a short task (seq:reverse) is this test's
     # special case, so it has no test of its own.
-    assert np.median(exact_match(presets.grpo_copy16_transformer(), num_seeds=3)) >= 0.9
+    config = presets.grpo_copy16_transformer()
+    reached, rates = median_of_three_at_least(
+        lambda seeds: exact_match(config, num_seeds=3, seeds=seeds), 0.9, keys=np.arange(3)
+    )
+    assert reached, rates
 
 
 def test_reinforce_transformer_copies_sequences():
