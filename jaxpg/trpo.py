@@ -40,8 +40,8 @@ class TRPOConfig(Config):
     apart with Adam.
 
     The trust-region defaults are Stable-Baselines3-contrib's; the batch shape and GAE lambda
-    0.98 solve CartPole-v1 within 200k steps (the learning test). The actor and the critic must not share
-    parameters: the policy step moves the actor, Adam moves the critic.
+    0.98 solve CartPole-v1 within 200k steps (the learning test). The actor and the critic must
+    not share parameters: the policy step moves the actor, Adam moves the critic.
     """
 
     total_timesteps: int = _redeclared("total_timesteps", 200_000)
