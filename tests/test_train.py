@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import compile_options
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -187,8 +188,8 @@ def test_vmapped_seed_equals_single_run_and_runs_are_bit_identical(config):
 
 def test_chunks_compose_exactly():
     config = jaxpg.PPOConfig(total_timesteps=512 * 4)
-    whole = jax.jit(jaxpg.make_train(config))(jax.random.key(5))
-    chunk = jax.jit(jaxpg.make_train_chunk(config, 2))
+    whole = compile_options.exact_jit(jaxpg.make_train(config))(jax.random.key(5))
+    chunk = compile_options.exact_jit(jaxpg.make_train_chunk(config, 2))
     state = jaxpg.init_state(config, jax.random.key(5))
     state, m1 = chunk(state)
     state, m2 = chunk(state)
