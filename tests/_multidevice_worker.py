@@ -1,14 +1,18 @@
-"""Runs one multi-device check and prints its measurements as JSON (the last line of stdout).
+"""Runs multi-device checks and prints their measurements as JSON (the last line of stdout):
+``{check: measurements}``, or ``{check: {"raised": traceback}}`` for a check that raised.
 
 Started by ``tests/test_multidevice.py`` in a subprocess whose environment sets
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` before JAX is imported: the flag only
-takes effect in a fresh process. Usage: ``python _multidevice_worker.py CHECK``.
+takes effect in a fresh process. All the checks run in one process, one after another (each
+process start, jax's and jaxpg's imports and the 4-device backend, costs about 4 s on a 2-core
+CPU). Usage: ``python _multidevice_worker.py CHECK [CHECK ...]``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 
 import jax
 import jax.numpy as jnp
@@ -319,7 +323,13 @@ CHECKS = {
     "indivisible_num_envs": check_indivisible_num_envs,
 }
 
+
+def run_check(name: str) -> dict:
+    try:
+        return {**CHECKS[name](), "device_count": jax.device_count()}
+    except Exception:  # reported to the test that asked for this check, which fails with it
+        return {"raised": traceback.format_exc()}
+
+
 if __name__ == "__main__":
-    result = CHECKS[sys.argv[1]]()
-    result["device_count"] = jax.device_count()
-    print(json.dumps(result))
+    print(json.dumps({name: run_check(name) for name in sys.argv[1:]}))

@@ -59,8 +59,17 @@ def finish(proc, timeout=420) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def worker(check: str) -> dict:
-    result = finish(run_script([HERE / "_multidevice_worker.py", check], devices=4))
+@pytest.fixture(scope="module")
+def four_devices() -> dict:
+    """Every check of ``_multidevice_worker.py``, run in one 4-device subprocess."""
+    checks = ["gradient", "ppo_training", "reinforce_training", "sharded_sweep", "spread_run"]
+    checks.append("indivisible_num_envs")
+    return finish(run_script([HERE / "_multidevice_worker.py", *checks], devices=4))
+
+
+def worker(four_devices: dict, check: str) -> dict:
+    result = four_devices[check]
+    assert "raised" not in result, f"{check} raised:\n{result.get('raised')}"
     assert result["device_count"] == 4
     return result
 
@@ -90,8 +99,8 @@ def assert_matches_one_device(r):
     assert r["obs_stats_replicated"] and r["params_replicated"]
 
 
-def test_gradient_on_four_devices_equals_one_device():
-    r = worker("gradient")
+def test_gradient_on_four_devices_equals_one_device(four_devices):
+    r = worker(four_devices, "gradient")
     assert r["batch_spec"] in SHARDED_SPECS
     assert r["sharded_program_all_reduces"], "each device should differentiate its own rows"
     assert r["grad_abs_diff"] <= 1e-6 * max(1.0, r["grad_max_abs"]), r
@@ -103,16 +112,16 @@ def test_gradient_on_four_devices_equals_one_device():
 
 
 @pytest.fixture(scope="module")
-def ppo_run():
-    return worker("ppo_training")
+def ppo_run(four_devices):
+    return worker(four_devices, "ppo_training")
 
 
 def test_ppo_training_on_four_devices_matches_one_device(ppo_run):
     assert_matches_one_device(ppo_run)
 
 
-def test_reinforce_training_on_four_devices_matches_one_device():
-    r = worker("reinforce_training")
+def test_reinforce_training_on_four_devices_matches_one_device(four_devices):
+    r = worker(four_devices, "reinforce_training")
     assert_matches_one_device(r)
     assert r["baseline"] <= LOSS_TOL
 
@@ -126,9 +135,9 @@ def test_sharded_chunks_compose_to_the_one_device_run(ppo_run):
     assert r["shard_state_stats_replicated"]
 
 
-def test_sweep_members_spread_over_devices_equal_the_vmapped_sweep():
+def test_sweep_members_spread_over_devices_equal_the_vmapped_sweep(four_devices):
     """make_sharded_sweep ([K, S] runs over 4 devices) and spread_members (a chunked loop)."""
-    r = worker("sharded_sweep")
+    r = worker(four_devices, "sharded_sweep")
     assert r["shape"][:2] == [2, 2] and r["episodes_equal"]
     assert r["loss"] <= LOSS_TOL and r["params"] <= PARAM_TOL
     assert r["seeds_only_shape"][:2] == [1, 4] and r["seeds_only_devices"] == 4
@@ -140,10 +149,10 @@ def test_sweep_members_spread_over_devices_equal_the_vmapped_sweep():
     assert "6 members must be divisible by the device count 4" in r["uneven_members_error"]
 
 
-def test_the_run_loop_spreads_members_over_devices_and_resumes():
+def test_the_run_loop_spreads_members_over_devices_and_resumes(four_devices):
     """jaxpg.run(spread=True), as ``jaxpg train --distributed`` runs it: one member per device,
     checkpointed and resumed, equals the one-device run."""
-    r = worker("spread_run")
+    r = worker(four_devices, "spread_run")
     assert r["status"] == ["stopped", "complete"]
     assert r["spec"] in SHARDED_SPECS
     assert r["loss"] <= LOSS_TOL and r["params"] <= PARAM_TOL
@@ -199,8 +208,8 @@ def test_jaxpg_train_distributed_spreads_the_seeds_over_two_processes(tmp_path):
     assert summary["status"] == "complete" and summary["process_count"] == 2
 
 
-def test_num_envs_must_divide_over_the_devices():
-    r = worker("indivisible_num_envs")
+def test_num_envs_must_divide_over_the_devices(four_devices):
+    r = worker(four_devices, "indivisible_num_envs")
     assert "num_envs=6 must be divisible by the global device count 4" in r["error"]
     assert "num_envs=4 or 8" in r["error"]
 
