@@ -176,6 +176,7 @@ def outputs(tmp_path_factory):
         "compile_time",
         "purejaxrl_speed",
         "sequence",
+        "test_durations",
     ),
 )
 def test_help(script):
@@ -422,3 +423,24 @@ def test_sequence(outputs):
     speed = data["results"]["speed"]
     assert {(r["num_envs"], r["network"]) for r in speed} == {(2, "transformer"), (2, "mlp")}
     assert all(r["tokens_per_s"] == pytest.approx(r["tokens"] / r["steady_s"]) for r in speed)
+
+
+def test_test_durations_sums_each_files_tests(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    import test_durations
+
+    report = tmp_path / "r.xml"
+    report.write_text(
+        '<testsuites><testsuite name="pytest">'
+        '<testcase classname="tests.test_a" name="test_x" time="1.5"/>'
+        '<testcase classname="tests.test_a" name="test_y[p]" time="2.0"/>'
+        '<testcase classname="tests.test_b" name="test_z" time="0.25"/>'
+        "</testsuite></testsuites>"
+    )
+    times = test_durations.read_report(report)
+    assert times == {
+        "tests/test_a.py::test_x": 1.5,
+        "tests/test_a.py::test_y[p]": 2.0,
+        "tests/test_b.py::test_z": 0.25,
+    }
+    assert test_durations.per_file(times) == {"tests/test_a.py": 3.5, "tests/test_b.py": 0.25}
