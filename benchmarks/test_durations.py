@@ -50,6 +50,7 @@ def main(argv=None) -> None:
     parser.add_argument("--labels", nargs="+", default=None, help="a label per report")
     parser.add_argument("--wall", type=float, nargs="+", default=None, help="wall s per report")
     parser.add_argument("--top", type=int, default=30, help="slowest tests listed")
+    parser.add_argument("--note", action="append", default=[], help="a line under the table")
     add_common_args(parser, quick_help="(no effect: nothing is run)", repeats=False)
     args = parser.parse_args(argv)
     labels = args.labels or [p.stem for p in args.reports]
@@ -81,7 +82,10 @@ def main(argv=None) -> None:
         machine_info(),
         argv,
         slowest=[{"test": n, "seconds": s} for n, s in slowest],
-        notes=[f"slowest ({labels[-1]}): " + "; ".join(f"{n} {s:.1f}" for n, s in slowest[:10])],
+        notes=[
+            *args.note,
+            f"slowest ({labels[-1]}): " + "; ".join(f"{n} {s:.1f}" for n, s in slowest[:10]),
+        ],
     )
     publish(args, "test_durations", data, rows, columns)
 
