@@ -53,3 +53,31 @@ def _private_compile_cache(monkeypatch, tmp_path_factory):
     for name, value in saved.items():
         if getattr(jax.config, name) != value:
             jax.config.update(name, value)
+
+
+# The slowest files first, slowest at the head (seconds of each at 0d9957e on the 2-core CPU:
+# benchmarks/results/test_durations_emitters_cpu.md). pytest-xdist runs whole files
+# (--dist loadfile) in the order collected (--no-loadscope-reorder): the longest file (the
+# learning runs, ~10 min) then starts at once instead of late, when it would run on alone at the
+# end while the other worker waits.
+SLOWEST_FIRST = (
+    "test_learning.py",
+    "test_multidevice.py",
+    "test_suite_runs.py",
+    "test_benchmarks.py",
+    "test_recurrent.py",
+    "test_cli.py",
+    "test_sequence.py",
+    "test_readme.py",
+    "test_user_module.py",
+    "test_suites.py",
+    "test_train.py",
+    "test_trpo.py",
+    "test_regression.py",
+    "test_protocols.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FIRST)))  # stable
