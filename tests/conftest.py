@@ -7,7 +7,9 @@ programs compile about a third faster; and, where this jaxlib has the flag, with
 elemental emitters instead of its MLIR fusion emitters (``--xla_cpu_use_fusion_emitters=false``):
 at level 0 a small program then compiles in half the time; each worker computes on one thread.
 Learning and regression runs compile with XLA's defaults through ``compile_options.jit``, and
-programs compared bit for bit with others through ``compile_options.exact_jit``."""
+programs compared bit for bit with others through ``compile_options.exact_jit``. One persistent
+compilation cache serves the whole run (workers and subprocesses), in a fresh folder removed at
+the end, unless ``JAX_COMPILATION_CACHE_DIR`` is set."""
 
 import os
 import subprocess
@@ -36,6 +38,17 @@ if "xla_cpu_use_fusion_emitters" not in os.environ["XLA_FLAGS"]:
 # s each instead of 14.7 s, the floats unchanged (tests/test_regression.py stays bit for bit).
 if "xla_cpu_multi_thread_eigen" not in os.environ["XLA_FLAGS"]:
     os.environ["XLA_FLAGS"] += " --xla_cpu_multi_thread_eigen=false"
+
+# One persistent compilation cache for the whole run, in a fresh folder: the xdist workers and
+# the tests' subprocesses inherit it through the environment, so a program compiled once (a CLI
+# run, a README snippet, a learning run repeated in another process) is loaded after that.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    _OWN_CACHE = tempfile.mkdtemp(prefix="jaxpg-tests-xla-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
 
 import jax  # noqa: E402
 
@@ -81,3 +94,10 @@ SLOWEST_FIRST = (
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(SLOWEST_FIRST)))  # stable
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
