@@ -177,6 +177,7 @@ def outputs(tmp_path_factory):
         "purejaxrl_speed",
         "sequence",
         "test_durations",
+        "checkpoint_cost",
     ),
 )
 def test_help(script):
