@@ -1,20 +1,17 @@
 """What a checkpoint of a 2-process run costs against the number of members.
 
-The run loop (:class:`jaxpg.callbacks.Checkpoints`) gathers every member's state to every
-process (``to_host``, a collective) and process 0 writes it with orbax. For each member count
-this script starts 2 processes of one CPU device each (as 2 hosts would be), spreads the
-members over them (``jaxpg.run``'s ``spread=True`` init program), and times, in each process,
-the gather alone and the whole checkpoint (gather and write), after one untimed checkpoint;
-it records each process's peak RSS growth over the timed checkpoints (``VmHWM`` reset first,
-Linux) and the bytes of one member's state.
+For each member count this script starts 2 processes of one CPU device each (as 2 hosts would
+be), spreads the members over them (``jaxpg.run``'s ``spread=True`` init program), and times
+two ways to checkpoint them, each after one untimed checkpoint, with each process's peak RSS
+growth over the timed ones (``VmHWM`` reset first, Linux):
 
-Beside it, the alternative the run loop does not take: orbax's own multi-process save of the
-spread arrays, every process writing the members it holds, no gather (``Checkpointer`` without
-``active_processes``), timed and measured the same way; then whether
-:func:`jaxpg.checkpoint.restore_checkpoint` reads that checkpoint back in one process and
-finds the same state as the gathered one (with 25 MB members, 32 of them: 0.46 s and +90 MB
-per process against 1.9 s and +2 GB in process 0; but one process cannot read it back, orbax
-refuses the other topology, so the run loop keeps the gather).
+* the run loop's (:class:`jaxpg.callbacks.Checkpoints`): orbax's collective save of the spread
+  arrays, each process writing the members it holds;
+* before it, gathered: every member gathered to every process (``to_host``, a collective) and
+  written by process 0 alone (orbax ``active_processes={0}``); the gather alone is timed too.
+
+Then :func:`jaxpg.checkpoint.restore_checkpoint` reads both latest checkpoints back in one
+process and compares them exactly. It also records the bytes of one member's state.
 
     python benchmarks/checkpoint_cost.py                  # 2, 8, 32, 128 members
     python benchmarks/checkpoint_cost.py --quick          # 2 and 8 members
@@ -55,7 +52,7 @@ def worker(port: int, process_id: int, members: int, repeats: int, out: str, hid
 
     import jaxpg
     from jaxpg import runner
-    from jaxpg.callbacks import Checkpoints, RunContext
+    from jaxpg.callbacks import Checkpoints, RunContext, _primary_only
     from jaxpg.checkpoint import Checkpointer, key_impl_of
     from jaxpg.members import Members
     from jaxpg.sharding import to_host
@@ -68,40 +65,51 @@ def worker(port: int, process_id: int, members: int, repeats: int, out: str, hid
     leaves = jax.tree.leaves(jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, state))  # fmt: skip
     member_bytes = sum(x.nbytes for x in leaves) / members
     ctx = RunContext(config, group, Path(out), 0, 1, 1, jax.process_index() == 0)
+    # The run loop's checkpoint: orbax's collective save, each process writing its members.
     cb = Checkpoints(every=0, keep=2)
     cb.on_start(ctx)
     cb.save(ctx, state, 1)  # untimed: the first save sets orbax up
     reset_peak()
     rss0 = rss_mb("VmRSS")
-    gathers, saves = [], []
+    saves = []
+    for i in range(repeats):
+        t = time.perf_counter()
+        cb.save(ctx, state, 2 + i)
+        saves.append(time.perf_counter() - t)
+    cb.close()
+    growth = rss_mb("VmHWM") - rss0
+    # Before: every member gathered to every process (to_host), process 0 writes them all.
+    gathered = None
+    if ctx.is_main:
+        gathered = Checkpointer(
+            Path(out) / "gathered", config, keep=2, multiprocessing_options=_primary_only()
+        )
+    impl = key_impl_of(state)
+
+    def gather_and_write(step):
+        host = to_host(state)
+        if gathered is not None:
+            gathered.save(host, step=step, key_impl=impl)
+
+    gather_and_write(1)  # untimed, as above
+    reset_peak()
+    rss0 = rss_mb("VmRSS")
+    gathers, gathered_saves = [], []
     for i in range(repeats):
         t = time.perf_counter()
         to_host(state)
         gathers.append(time.perf_counter() - t)
         t = time.perf_counter()
-        cb.save(ctx, state, 2 + i)
-        saves.append(time.perf_counter() - t)
-    cb.close()
-    gathered_growth = rss_mb("VmHWM") - rss0
-    # The alternative: orbax's own multi-process save of the spread arrays, every process
-    # writing the members it holds (no gather, every process active in orbax).
-    sharded = Checkpointer(Path(out) / "sharded", config, keep=2)
-    impl = key_impl_of(state)
-    sharded.save(state, step=1, key_impl=impl)  # untimed, as above
-    reset_peak()
-    rss0 = rss_mb("VmRSS")
-    sharded_saves = []
-    for i in range(repeats):
-        t = time.perf_counter()
-        sharded.save(state, step=2 + i, key_impl=impl)
-        sharded_saves.append(time.perf_counter() - t)
-    sharded.close()
+        gather_and_write(2 + i)
+        gathered_saves.append(time.perf_counter() - t)
+    if gathered is not None:
+        gathered.close()
     print(json.dumps({
         "process": process_id, "members": members, "member_state_bytes": member_bytes,
-        "gather_s": float(np.median(gathers)), "checkpoint_s": float(np.median(saves)),
-        "peak_rss_growth_mb": gathered_growth,
-        "sharded_checkpoint_s": float(np.median(sharded_saves)),
-        "sharded_peak_rss_growth_mb": rss_mb("VmHWM") - rss0,
+        "checkpoint_s": float(np.median(saves)), "peak_rss_growth_mb": growth,
+        "gather_s": float(np.median(gathers)),
+        "gathered_checkpoint_s": float(np.median(gathered_saves)),
+        "gathered_peak_rss_growth_mb": rss_mb("VmHWM") - rss0,
     }))  # fmt: skip
 
 
@@ -120,7 +128,7 @@ def reset_peak() -> None:
 
 
 def same_checkpoints(out: str, config_args: dict) -> bool | str:
-    """Whether the latest gathered and sharded checkpoints hold the same state, exactly, as
+    """Whether the latest checkpoints of the two ways hold the same state, exactly, as
     :func:`jaxpg.checkpoint.restore_checkpoint` reads them back in this one process; or why
     it cannot read one."""
     import jax
@@ -132,9 +140,9 @@ def same_checkpoints(out: str, config_args: dict) -> bool | str:
     config = jaxpg.PPOConfig(**config_args)
     from jaxpg.checkpoint import CheckpointError
 
-    a, _ = restore_checkpoint(Path(out) / "checkpoints", config)
+    a, _ = restore_checkpoint(Path(out) / "gathered", config)
     try:
-        b, _ = restore_checkpoint(Path(out) / "sharded", config)
+        b, _ = restore_checkpoint(Path(out) / "checkpoints", config)
     except CheckpointError as e:
         return f"unreadable: {str(e).split('(')[-1].split('.')[0]}"
     data = lambda t: jax.tree.leaves(jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, t))  # fmt: skip
@@ -189,7 +197,7 @@ def measure(members: int, repeats: int, hidden: str) -> list[dict]:
             rows.append(json.loads(stdout.strip().splitlines()[-1]))
         same = same_checkpoints(out, config_args(hidden))
     for r in rows:
-        r["sharded_equals_gathered"] = same
+        r["same_state"] = same
     return rows
 
 
@@ -213,11 +221,10 @@ def main(argv=None) -> None:
         for r in measure(m, plan["repeats"], args.hidden_sizes):
             r["state_mb"] = r["member_state_bytes"] * m / 2**20
             rows.append(r)
-            log(f"  process {r['process']}: gather {r['gather_s']:.3f} s, checkpoint "
-                f"{r['checkpoint_s']:.3f} s, peak RSS +{r['peak_rss_growth_mb']:.1f} MB; "
-                f"sharded {r['sharded_checkpoint_s']:.3f} s, "
-                f"+{r['sharded_peak_rss_growth_mb']:.1f} MB, "
-                f"same state: {r['sharded_equals_gathered']}")  # fmt: skip
+            log(f"  process {r['process']}: checkpoint {r['checkpoint_s']:.3f} s, peak RSS "
+                f"+{r['peak_rss_growth_mb']:.1f} MB; gathered {r['gathered_checkpoint_s']:.3f} s "
+                f"(gather {r['gather_s']:.3f} s), +{r['gathered_peak_rss_growth_mb']:.1f} MB; "
+                f"same state: {r['same_state']}")  # fmt: skip
     settings = {"env": "CartPole-v1", "algorithm": "ppo", "num_envs": 4, "num_steps": 32,
                 "hidden_sizes": args.hidden_sizes,
                 "processes": 2, "devices_per_process": 1, "repeats": plan["repeats"]}  # fmt: skip
@@ -226,11 +233,11 @@ def main(argv=None) -> None:
     columns = [
         ("members", "members"), ("process", "process"),
         ("member_state_bytes", "bytes per member"), ("state_mb", "all members, MB"),
-        ("gather_s", "gather s"), ("checkpoint_s", "checkpoint s (gather + write)"),
-        ("peak_rss_growth_mb", "peak RSS growth, MB"),
-        ("sharded_checkpoint_s", "sharded checkpoint s"),
-        ("sharded_peak_rss_growth_mb", "sharded peak RSS growth, MB"),
-        ("sharded_equals_gathered", "sharded = gathered (read in one process)"),
+        ("checkpoint_s", "checkpoint s"), ("peak_rss_growth_mb", "peak RSS growth, MB"),
+        ("gather_s", "gathered: gather s"),
+        ("gathered_checkpoint_s", "gathered: checkpoint s (gather + write)"),
+        ("gathered_peak_rss_growth_mb", "gathered: peak RSS growth, MB"),
+        ("same_state", "same state (read in one process)"),
     ]  # fmt: skip
     publish(args, "checkpoint_cost_cpu", data, rows, columns)
 

@@ -217,7 +217,8 @@ class Checkpoints(Callback):
         self.every, self.keep, self.metrics_file = every, keep, metrics_file
         self.last_saved: int | None = None
         self.failed: str | None = None  # why a checkpoint failed, if one did
-        self._checkpointer = None
+        self._checkpointer = None  # process 0's (a state every process holds whole)
+        self._sharded = None  # every process's (members spread over the processes)
 
     def on_start(self, run: RunContext) -> None:
         from jaxpg.checkpoint import Checkpointer, checkpoint_steps
@@ -250,19 +251,36 @@ class Checkpoints(Callback):
 
     def save(self, run: RunContext, state: Any, step: int) -> None:
         """Saves ``state`` as checkpoint ``step`` (and the metrics file with it). With members
-        spread over processes, every process must call it: each gathers the state."""
+        spread over processes, every process must call it: orbax's save is then collective,
+        each process writing the members it holds (no gather: a process's host memory grows by
+        its own members' state, not everyone's; ``benchmarks/checkpoint_cost.py``)."""
         if step == self.last_saved:
+            return
+        if _across_processes(state):
+            from jaxpg.checkpoint import Checkpointer, key_impl_of
+
+            if self._sharded is None:  # every process, together: the save is collective
+                self._sharded = Checkpointer(
+                    run.run_dir / runs.CHECKPOINT_DIR,
+                    run.config,
+                    keep=self.keep,
+                    metadata=run.members.to_dict(),
+                )
+            self._sharded.save(state, step=step, key_impl=key_impl_of(state))
+            if run.is_main and self.metrics_file is not None:
+                self.metrics_file.write(run)
+            self.last_saved = step
             return
         key_impl = None
         if _spread(state) or _many_processes():
             from jaxpg.checkpoint import key_impl_of
             from jaxpg.sharding import to_host
 
-            # The gathered keys are raw data (a multi-process save takes host arrays only, even
-            # of a state each process holds whole), so the implementation is read from the
-            # device state.
+            # Members on several devices of this process, or the same state in every process
+            # (not spread): read to the host, written by process 0. The keys are then raw data,
+            # so the implementation is read from the device state.
             key_impl = key_impl_of(state)
-            state = to_host(state)  # a collective: every process gathers
+            state = to_host(state)
         if self._checkpointer is not None:
             self._checkpointer.save(state, step=step, key_impl=key_impl)
             if self.metrics_file is not None:
@@ -275,9 +293,10 @@ class Checkpoints(Callback):
         return (run.run_dir / runs.CHECKPOINT_DIR).absolute() / str(self.last_saved)
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
+        for checkpointer in (self._checkpointer, self._sharded):
+            if checkpointer is not None:
+                checkpointer.close()
+        self._checkpointer = self._sharded = None
 
 
 class LoggerCallback(Callback):
@@ -332,6 +351,14 @@ def _spread(state: Any) -> bool:
 
     leaf = jax.tree.leaves(state)[0]
     return isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1
+
+
+def _across_processes(state: Any) -> bool:
+    """Whether ``state``'s members live on other processes' devices too (a spread run)."""
+    import jax
+
+    leaf = jax.tree.leaves(state)[0]
+    return isinstance(leaf, jax.Array) and not leaf.is_fully_addressable
 
 
 def _many_processes() -> bool:

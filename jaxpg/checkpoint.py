@@ -503,7 +503,13 @@ def restore_checkpoint(
     key_impl = meta.get("key_impl", "threefry2x32")
     target = abstract_state(config, batch_shape, key_impl, agent=agent)
     on_disk = _format_2_target(target) if fmt == 2 else target
-    target_on_disk = jax.eval_shape(_key_data, on_disk)
+    # Onto this process's first device: a checkpoint written by several processes (members
+    # spread over them) carries their shardings, which orbax refuses to use elsewhere.
+    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target_on_disk = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here),
+        jax.eval_shape(_key_data, on_disk),
+    )
     try:
         with (
             _quiet_absl(),

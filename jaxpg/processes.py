@@ -111,9 +111,10 @@ def is_main_process(process_index: int | None = None) -> bool:
     """True in process 0, the one process that should write files: logs, tables, plots.
 
     Checkpoints of sharded state are different: orbax's save of arrays that span processes is
-    collective (every process calls it, orbax picks the writer), and guarding it with this would
-    hang the others. The run loop (:mod:`jaxpg.runner`) instead gathers the members' state in
-    every process and saves it from process 0 alone (orbax ``active_processes={0}``)."""
+    collective (every process calls it and writes the shards it holds), and guarding it with
+    this would hang the others. The run loop (:class:`jaxpg.callbacks.Checkpoints`) saves a
+    spread state that way, and a state every process holds whole from process 0 alone (orbax
+    ``active_processes={0}``)."""
     index = jax.process_index() if process_index is None else process_index
     return index == 0
 

@@ -292,7 +292,7 @@ def last_json(out: str) -> dict:
 def test_two_processes_checkpoint_stop_together_on_ctrl_c_and_resume(tmp_path):
     """``checkpoint_every=2``; Ctrl-C reaches process 1 alone after update 4, and process 1's
     disk disagrees with process 0's about which checkpoints exist: both stop at update 4 with
-    the same checkpoints. A resume where process 1 does not see the run directory is refused
+    the same checkpoints, each process writing the members it holds. A resume where process 1 does not see the run directory is refused
     in both; a resume where both see it runs to the end, and the table equals a one-process
     run's."""
     from _multihost_config import RUN, RUN_CONFIG
@@ -320,6 +320,11 @@ def test_two_processes_checkpoint_stop_together_on_ctrl_c_and_resume(tmp_path):
         assert code == 0, err[-3000:]
         assert last_json(out) == {"status": "complete", "message": None, "done": 8}
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["4", "6", "8"]
+    # The members spread over the processes: each process wrote its own (orbax's per-process
+    # OCDBT stores), none was gathered to process 0.
+    for step in ("4", "6", "8"):
+        written = os.listdir(run_dir / "checkpoints" / step / "state")
+        assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(written), written
 
     one = jaxpg.run(RUN_CONFIG, run_dir=tmp_path / "one", verbose=False, **RUN)
     assert one.status == "complete"
