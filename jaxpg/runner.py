@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import os
 import signal
 import sys
 import threading
@@ -350,6 +351,8 @@ def _train(
         state = init.lower(keys, hparams).compile()(keys, hparams)
     plan = _plan(ctx, remaining, options)
     say(_describe(ctx, remaining))
+    if run_dir is not None and options.spread and start == 0:
+        _shared_everywhere(run_dir)  # every process will write its members' checkpoints
     if run_dir is not None and ctx.is_main:
         runs.write_config(run_dir, config, info)
     programs = {
@@ -631,15 +634,40 @@ def _visible_everywhere(run_dir: Path, step: int | None) -> int | None:
         missing = str(run_dir / runs.CONFIG_FILE)
     elif chosen is not None and chosen not in steps:
         missing = f"checkpoint {chosen} in {ckpt_dir}"
-    views = gather_messages(missing)
+    _refuse_the_blind("resume", gather_messages(missing))
+    # Nobody sees it: resume's own checks say what is wrong, alike in every process.
+    return chosen if chosen is not None else step
+
+
+def _refuse_the_blind(what: str, views: list[str | None]) -> None:
+    """Refuses in every process (one line) when some processes, not all, miss what they should
+    see of the run directory (``views``: each process's missing path, or ``None``)."""
     blind = [f"process {k} does not see {m}" for k, m in enumerate(views) if m is not None]
     if blind and len(blind) < len(views):
         raise mark_shared(RunArgumentError(
-            f"resume: {'; '.join(blind)}; every process of a multi-process job must see the "
+            f"{what}: {'; '.join(blind)}; every process of a multi-process job must see the "
             "run directory and its checkpoints (a filesystem they share)"
         ))  # fmt: skip
-    # Nobody sees it: resume's own checks say what is wrong, alike in every process.
-    return chosen if chosen is not None else step
+
+
+def _shared_everywhere(run_dir: Path) -> None:
+    """With many processes: checks, before anything of the run is written, that every process
+    sees ``run_dir`` as process 0 does (a spread run's checkpoints are written by every
+    process, each its own members). Process 0 writes a probe file that every other process
+    looks for, then removes it; the run directory itself may stay, empty. With one process:
+    nothing."""
+    if jax.process_count() == 1:
+        return
+    token = int_from_process_0(int.from_bytes(os.urandom(6), "big"))
+    probe = run_dir / f".jaxpg-shared-{token:012x}"
+    if jax.process_index() == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe.touch()
+    int_from_process_0(0)  # a barrier: the probe exists before anyone looks
+    views = gather_messages(None if probe.exists() else str(run_dir))
+    if jax.process_index() == 0:
+        probe.unlink()
+    _refuse_the_blind("run", views)
 
 
 # -- pieces ------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ Modes (``tests/test_multidevice.py`` checks each):
 - ``raise-at-start``: a callback's ``on_start`` raises in process 1 alone (no agreement point:
   process 0 is already waiting in a collective).
 - ``blind-resume``: process 1 is given a run directory that does not exist.
+- ``blind-run``: a new spread run where process 1 is given another run directory than process
+  0's (as a disk of its own would be).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ if mode in ("resume", "blind-resume"):
         where, spread=True, checkpoint_every=2, chunk_updates=2, progress=False, plot=False
     )
 else:
+    if mode == "blind-run" and process_id == 1:
+        run_dir += "-missing"
     result = jaxpg.run(
         RUN_CONFIG,
         run_dir=run_dir,

@@ -289,32 +289,40 @@ def last_json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def refused_in_both(mode: str, run_dir: Path, what: str, unseen: Path) -> None:
+    """Both processes of ``mode`` exit with status 1 and the one-line refusal of ``what``,
+    naming what process 1 does not see."""
+    for code, _, err in two_processes(mode, run_dir, timeout=120):
+        assert code == 1, err[-3000:]
+        assert err.strip().splitlines()[-1] == (
+            f"jaxpg.runner.RunArgumentError: {what}: process 1 does not see {unseen}; every "
+            "process of a multi-process job must see the run directory and its checkpoints (a "
+            "filesystem they share)"
+        ), err[-3000:]
+
+
 def test_two_processes_checkpoint_stop_together_on_ctrl_c_and_resume(tmp_path):
     """``checkpoint_every=2``; Ctrl-C reaches process 1 alone after update 4, and process 1's
     disk disagrees with process 0's about which checkpoints exist: both stop at update 4 with
-    the same checkpoints, each process writing the members it holds. A resume where process 1 does not see the run directory is refused
-    in both; a resume where both see it runs to the end, and the table equals a one-process
-    run's."""
+    the same checkpoints, each process writing the members it holds. A new run, or a resume,
+    where process 1 does not see the run directory is refused in both; a resume where both see
+    it runs to the end, and the table equals a one-process run's."""
     from _multihost_config import RUN, RUN_CONFIG
 
     import jaxpg
 
     run_dir = tmp_path / "run"
+    # A new run where process 1 does not see process 0's run directory: refused in both, in
+    # one line, before the run writes anything (every process writes its members' checkpoints).
+    refused_in_both("blind-run", run_dir, "run", tmp_path / "run-missing")
+    assert os.listdir(run_dir) == []
     ends = two_processes("interrupt", run_dir)
     for code, out, err in ends:
         assert code == 0, err[-3000:]
         assert last_json(out) == {"status": "interrupted", "message": "interrupted at update 4", "done": 4}  # fmt: skip
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["2", "4"]
     # A process that does not see the run directory: every process refuses, in one line.
-    ends = two_processes("blind-resume", run_dir, timeout=120)
-    expected = f"process 1 does not see {tmp_path / 'run-missing' / 'config.json'}"
-    for code, _, err in ends:
-        assert code == 1, err[-3000:]
-        assert err.strip().splitlines()[-1] == (
-            f"jaxpg.runner.RunArgumentError: resume: {expected}; every process of a "
-            "multi-process job must see the run directory and its checkpoints (a filesystem "
-            "they share)"
-        ), err[-3000:]
+    refused_in_both("blind-resume", run_dir, "resume", tmp_path / "run-missing" / "config.json")
     ends = two_processes("resume", run_dir)
     for code, out, err in ends:
         assert code == 0, err[-3000:]
