@@ -90,9 +90,12 @@ def test_trpo_defaults_solve_cartpole_within_200k_steps():
 
 
 def test_continuous_trpo_on_pendulum():
+    # The preset's 1M steps cut to 600k (TRPO keeps its rates constant, so a shorter run is the
+    # longer one's first part): 16 seeds of the 1M run end their first 600k at -218 to -151
+    # (at 1M: -198 to -156), on the 2-core AMD EPYC.
     config = presets.trpo_pendulum()
-    assert config.total_timesteps <= 1_000_000
-    mean, _ = final_return(config, num_seeds=2)
+    assert config.total_timesteps == 1_000_000 and not config.anneal_lr
+    mean, _ = final_return(config.replace(total_timesteps=600_000), num_seeds=2)
     assert mean >= -250.0
 
 
