@@ -62,8 +62,7 @@ def worker(port: int, process_id: int, members: int, repeats: int, out: str, hid
     keys, hparams = group.inputs(config)
     state = runner._program(runner._init_fn(config, None), True)(keys, hparams)
     jax.block_until_ready(state)
-    leaves = jax.tree.leaves(jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, state))  # fmt: skip
-    member_bytes = sum(x.nbytes for x in leaves) / members
+    member_bytes = sum(x.nbytes for x in raw_leaves(state)) / members
     ctx = RunContext(config, group, Path(out), 0, 1, 1, jax.process_index() == 0)
     # The run loop's checkpoint: orbax's collective save, each process writing its members.
     cb = Checkpoints(every=0, keep=2)
@@ -131,22 +130,27 @@ def same_checkpoints(out: str, config_args: dict) -> bool | str:
     """Whether the latest checkpoints of the two ways hold the same state, exactly, as
     :func:`jaxpg.checkpoint.restore_checkpoint` reads them back in this one process; or why
     it cannot read one."""
-    import jax
     import numpy as np
 
     import jaxpg
-    from jaxpg.checkpoint import restore_checkpoint
+    from jaxpg.checkpoint import CheckpointError, restore_checkpoint
 
     config = jaxpg.PPOConfig(**config_args)
-    from jaxpg.checkpoint import CheckpointError
-
     a, _ = restore_checkpoint(Path(out) / "gathered", config)
     try:
         b, _ = restore_checkpoint(Path(out) / "checkpoints", config)
     except CheckpointError as e:
         return f"unreadable: {str(e).split('(')[-1].split('.')[0]}"
-    data = lambda t: jax.tree.leaves(jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, t))  # fmt: skip
-    return all(np.array_equal(x, y) for x, y in zip(data(a), data(b), strict=True))
+    pairs = zip(raw_leaves(a), raw_leaves(b), strict=True)
+    return all(np.array_equal(x, y) for x, y in pairs)
+
+
+def raw_leaves(tree) -> list:
+    """``tree``'s leaves, typed PRNG keys as their raw data."""
+    import jax
+
+    is_key = lambda x: jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    return [jax.random.key_data(x) if is_key(x) else x for x in jax.tree.leaves(tree)]
 
 
 def config_args(hidden: str) -> dict:

@@ -256,24 +256,19 @@ class Checkpoints(Callback):
         its own members' state, not everyone's; ``benchmarks/checkpoint_cost.py``)."""
         if step == self.last_saved:
             return
-        if _across_processes(state):
-            from jaxpg.checkpoint import Checkpointer, key_impl_of
+        from jaxpg.checkpoint import Checkpointer, key_impl_of
 
-            if self._sharded is None:  # every process, together: the save is collective
+        key_impl, checkpointer = None, self._checkpointer
+        if _across_processes(state):  # every process writes the members it holds, together
+            if self._sharded is None:
                 self._sharded = Checkpointer(
                     run.run_dir / runs.CHECKPOINT_DIR,
                     run.config,
                     keep=self.keep,
                     metadata=run.members.to_dict(),
                 )
-            self._sharded.save(state, step=step, key_impl=key_impl_of(state))
-            if run.is_main and self.metrics_file is not None:
-                self.metrics_file.write(run)
-            self.last_saved = step
-            return
-        key_impl = None
-        if _spread(state) or _many_processes():
-            from jaxpg.checkpoint import key_impl_of
+            key_impl, checkpointer = key_impl_of(state), self._sharded
+        elif _spread(state) or _many_processes():
             from jaxpg.sharding import to_host
 
             # Members on several devices of this process, or the same state in every process
@@ -281,9 +276,9 @@ class Checkpoints(Callback):
             # so the implementation is read from the device state.
             key_impl = key_impl_of(state)
             state = to_host(state)
-        if self._checkpointer is not None:
-            self._checkpointer.save(state, step=step, key_impl=key_impl)
-            if self.metrics_file is not None:
+        if checkpointer is not None:
+            checkpointer.save(state, step=step, key_impl=key_impl)
+            if run.is_main and self.metrics_file is not None:
                 self.metrics_file.write(run)
         self.last_saved = step
 

@@ -2,10 +2,10 @@
 emitters instead of its MLIR fusion emitters (``tests/conftest.py``): the many small programs of
 the unit tests compile in about a third of the time, at several times their run time. PPO's
 CartPole program, XLA's compile alone (``python benchmarks/compile_time.py --quick --seeds 1
---rounds 3`` under each ``XLA_FLAGS``, 2-core AMD EPYC): 3.8 s at the defaults, 2.9 s at level 0,
-1.3 s at level 0 with the elemental emitters. Programs whose run time dominates (the learning runs) and whose
-floats are compared with references written at the defaults (the regression runs) compile with
-XLA's defaults through :func:`jit`.
+--rounds 3`` under each ``XLA_FLAGS``, 2-core AMD EPYC): 3.8 s at the defaults, 2.9 s at level
+0, 1.3 s at level 0 with the elemental emitters. Programs whose run time dominates (the learning
+runs) and whose floats are compared with references written at the defaults (the regression
+runs) compile with XLA's defaults through :func:`jit`.
 
 With the elemental emitters, two programs that compute the same floats in the same order can
 still round differently (a scan of 4 updates and two scans of 2, measured on an AMD EPYC: a few
