@@ -27,6 +27,16 @@ def final_return(config, num_seeds, seed=0, keys=None):
     return float(np.mean(per_seed)), per_seed
 
 
+def two_of_four():
+    """The first two of ``split(key(0), 4)``, the four seeds these tests averaged before. 16 seeds
+    of each preset (these four and ``split(key(1), 12)``, on the 2-core AMD EPYC) each reached
+    475 on its own, so the mean of two proves what the mean of four did, in half the run time:
+    PPO 500 each; GRPO 498-500; PPO, one reward per trajectory, 490-500; TRPO 478-500. Not A2C:
+    its seed 1 ends at 500 alone and in the batch of four, but at 382 in a batch of two (a
+    batch rounds differently, and A2C's one step per batch amplifies it), so it keeps its four."""
+    return jax.random.split(jax.random.key(0), 4)[:2]
+
+
 def median_of_three_at_least(run, threshold, keys=None):
     """Whether the median of three seeds' results reaches ``threshold``, and the results run.
 
@@ -58,7 +68,7 @@ def test_median_of_three_at_least_agrees_with_the_median_of_all_three():
 
 
 def test_ppo_defaults_solve_cartpole():
-    mean, _ = final_return(presets.ppo_cartpole(), num_seeds=4)
+    mean, _ = final_return(presets.ppo_cartpole(), None, keys=two_of_four())
     assert mean >= 475.0
 
 
@@ -85,7 +95,7 @@ def test_a2c_defaults_solve_cartpole():
 def test_trpo_defaults_solve_cartpole_within_200k_steps():
     config = presets.trpo_cartpole()
     assert config.total_timesteps <= 200_000
-    mean, _ = final_return(config, num_seeds=4)
+    mean, _ = final_return(config, None, keys=two_of_four())
     assert mean >= 475.0
 
 
@@ -102,12 +112,12 @@ def test_continuous_trpo_on_pendulum():
 def test_grpo_without_a_critic_solves_cartpole():
     config = presets.grpo_cartpole()
     assert config.total_timesteps <= 2_000_000 and not config.has_critic
-    mean, _ = final_return(config, num_seeds=4)
+    mean, _ = final_return(config, None, keys=two_of_four())
     assert mean >= 475.0
 
 
 def test_ppo_with_one_reward_per_trajectory_on_cartpole():
-    mean, _ = final_return(presets.ppo_cartpole_trajectory(), num_seeds=4)
+    mean, _ = final_return(presets.ppo_cartpole_trajectory(), None, keys=two_of_four())
     assert mean >= 475.0
 
 
