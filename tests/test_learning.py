@@ -124,15 +124,12 @@ def test_ppo_with_one_reward_per_trajectory_on_cartpole():
 def test_recurrent_ppo_solves_cartpole_without_velocities():
     # Positions only (cart position, pole angle): a GRU must infer the velocities.
     config = presets.ppo_cartpole_positions_gru()
-    assert config.total_timesteps == 1_000_000 and config.env_spec.obs_shape == (2,)
-    # The preset at 600k steps (its learning rate annealed over those 600k): 16 seeds on the
-    # 2-core AMD EPYC (split(key(0), 3), run as the test runs them, and split(key(1), 13)) end at
-    # 477.8-500, median 499 (the preset's 1M: 8 seeds at 497.5-500 on an Intel Xeon). The median
-    # of 3 seeds, for margin across CPUs. At PPO's default 4 epochs, batches of 1 and 2 seeds
-    # ended the 1M at 458-489.
+    assert config.total_timesteps <= 1_000_000 and config.env_spec.obs_shape == (2,)
+    # The median of 3 seeds, for margin across CPUs: at 8 epochs, 8 seeds of split(key(0), 8) end
+    # at 497.5-500 on an Intel Xeon (at PPO's default 4 epochs, batches of 1 and 2 seeds ended at
+    # 458-489).
     reached, per_seed = median_of_three_at_least(
-        lambda keys: final_return(config.replace(total_timesteps=600_000), None, keys=keys)[1],
-        475.0,
+        lambda keys: final_return(config, None, keys=keys)[1], 475.0
     )
     assert reached, per_seed
 
