@@ -146,11 +146,12 @@ def same_checkpoints(out: str, config_args: dict) -> bool | str:
 
 
 def raw_leaves(tree) -> list:
-    """``tree``'s leaves, typed PRNG keys as their raw data."""
+    """``tree``'s leaves, typed PRNG keys as their raw data (as a checkpoint stores them)."""
     import jax
 
-    is_key = lambda x: jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-    return [jax.random.key_data(x) if is_key(x) else x for x in jax.tree.leaves(tree)]
+    from jaxpg.checkpoint import _key_data
+
+    return jax.tree.leaves(_key_data(tree))
 
 
 def config_args(hidden: str) -> dict:

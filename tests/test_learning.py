@@ -27,14 +27,15 @@ def final_return(config, num_seeds, seed=0, keys=None):
     return float(np.mean(per_seed)), per_seed
 
 
-def two_of_four():
-    """The first two of ``split(key(0), 4)``, the four seeds these tests averaged before. 16 seeds
-    of each preset (these four and ``split(key(1), 12)``, on the 2-core AMD EPYC) each reached
-    475 on its own, so the mean of two proves what the mean of four did, in half the run time:
-    PPO 500 each; GRPO 498-500; PPO, one reward per trajectory, 490-500; TRPO 478-500. Not A2C:
-    its seed 1 ends at 500 alone and in the batch of four, but at 382 in a batch of two (a
-    batch rounds differently, and A2C's one step per batch amplifies it)."""
-    return jax.random.split(jax.random.key(0), 4)[:2]
+def first_of_four(n):
+    """The first ``n`` of ``split(key(0), 4)``, the four seeds the CartPole tests averaged
+    before. 16 seeds of each preset (these four and ``split(key(1), 12)``, on the 2-core AMD
+    EPYC) each reached 475 on its own, so the mean of two proves what the mean of four did, in
+    half the run time: PPO 500 each; GRPO 498-500; PPO, one reward per trajectory, 490-500;
+    TRPO 478-500. Not A2C: its seed 1 ends at 500 alone and in the batch of four, but at 382
+    in a batch of two (a batch rounds differently, and A2C's one step per batch amplifies it),
+    so its test takes the median of the first three."""
+    return jax.random.split(jax.random.key(0), 4)[:n]
 
 
 def median_of_three_at_least(run, threshold, keys=None):
@@ -68,7 +69,7 @@ def test_median_of_three_at_least_agrees_with_the_median_of_all_three():
 
 
 def test_ppo_defaults_solve_cartpole():
-    mean, _ = final_return(presets.ppo_cartpole(), None, keys=two_of_four())
+    mean, _ = final_return(presets.ppo_cartpole(), None, keys=first_of_four(2))
     assert mean >= 475.0
 
 
@@ -88,7 +89,7 @@ def test_single_trajectory_reward_reinforce_on_cartpole():
 
 
 def test_a2c_defaults_solve_cartpole():
-    # The median of three of the four seeds it averaged before (split(key(0), 4)[:3]): 16 seeds
+    # The median of three of the four seeds it averaged before (first_of_four): 16 seeds
     # in batches of two on the 2-core AMD EPYC end at 500 but one, seed 1, at 382.3 (in the
     # batch of four it ends at 500). One such seed in four would pull a mean of four to 470.6,
     # so on a CPU that rounds it that way the mean failed while the preset solves CartPole; the
@@ -96,7 +97,7 @@ def test_a2c_defaults_solve_cartpole():
     reached, per_seed = median_of_three_at_least(
         lambda keys: final_return(presets.a2c_cartpole(), None, keys=keys)[1],
         475.0,
-        keys=jax.random.split(jax.random.key(0), 4)[:3],
+        keys=first_of_four(3),
     )
     assert reached, per_seed
 
@@ -104,7 +105,7 @@ def test_a2c_defaults_solve_cartpole():
 def test_trpo_defaults_solve_cartpole_within_200k_steps():
     config = presets.trpo_cartpole()
     assert config.total_timesteps <= 200_000
-    mean, _ = final_return(config, None, keys=two_of_four())
+    mean, _ = final_return(config, None, keys=first_of_four(2))
     assert mean >= 475.0
 
 
@@ -121,12 +122,12 @@ def test_continuous_trpo_on_pendulum():
 def test_grpo_without_a_critic_solves_cartpole():
     config = presets.grpo_cartpole()
     assert config.total_timesteps <= 2_000_000 and not config.has_critic
-    mean, _ = final_return(config, None, keys=two_of_four())
+    mean, _ = final_return(config, None, keys=first_of_four(2))
     assert mean >= 475.0
 
 
 def test_ppo_with_one_reward_per_trajectory_on_cartpole():
-    mean, _ = final_return(presets.ppo_cartpole_trajectory(), None, keys=two_of_four())
+    mean, _ = final_return(presets.ppo_cartpole_trajectory(), None, keys=first_of_four(2))
     assert mean >= 475.0
 
 
