@@ -19,6 +19,7 @@ from jaxpg import updates
 from jaxpg.agents import Agent, agent_from_module, is_recurrent, unroll
 from jaxpg.algorithms import actor_critic_loss, ppo_surrogate, reinforce_targets, vanilla_surrogate
 from jaxpg.distributions import CATEGORICAL
+from jaxpg.permutation import random_permutation
 from jaxpg.rollout import RolloutOptions, env_carry_init, rollout
 
 PLAIN = RolloutOptions(normalize_obs=False, normalize_rewards=False, clip_actions=True)
@@ -263,6 +264,24 @@ def test_sequence_minibatches_keep_each_environment_whole(num_minibatches):
         updates.split_minibatches(jax.random.key(0), batch, 3, sequences=True)
     with pytest.raises(ValueError, match="recurrent"):
         updates.split_minibatches(jax.random.key(0), batch, 2, sequences=False)
+
+
+@pytest.mark.parametrize("sequences", [False, True])
+def test_a_given_permutation_splits_as_the_key_it_was_drawn_from(sequences):
+    # optimize draws every epoch's permutation before its scan and passes it as ``perm``.
+    batch = numbered_batch(6, 4, carry_width=3 if sequences else None)
+    rows = updates.shuffled_rows(batch, sequences=sequences)
+    assert rows == (4 if sequences else 24)
+    key = jax.random.key(7)
+    drawn = updates.split_minibatches(key, batch, 2, sequences=sequences)
+    given = updates.split_minibatches(
+        None, batch, 2, sequences=sequences, perm=random_permutation(key, rows)
+    )
+    assert_trees_equal(drawn, given)
+    reversed_rows = jnp.arange(rows)[::-1]
+    mbs = updates.split_minibatches(None, batch, 2, sequences=sequences, perm=reversed_rows)
+    first = np.asarray(mbs.obs)[0, 0, 0] if sequences else np.asarray(mbs.obs)[0, 0]
+    assert first.item() == (3 if sequences else 23)  # the given order, not a drawn one
 
 
 @pytest.mark.parametrize("sequences", [False, True])
