@@ -57,6 +57,17 @@ PUREJAXRL_CONFIG = {
     "DEBUG": False,
 }
 
+# PureJaxRL's MinAtar settings (its README's MinAtar results; ppo.py with ENV_NAME a MinAtar game)
+PUREJAXRL_MINATAR_CONFIG = {
+    **PUREJAXRL_CONFIG,
+    "LR": 5e-3,
+    "NUM_ENVS": 64,
+    "TOTAL_TIMESTEPS": 1e7,
+    "NUM_MINIBATCHES": 8,
+    "ACTIVATION": "relu",
+    "ENV_NAME": "Breakout-MinAtar",
+}
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(

@@ -12,11 +12,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: bash benchmarks/device_suite.sh OUT_DIR [options]}"
 shift
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/jaxpg-site .whl/*.whl
-  export PYTHONPATH="/tmp/jaxpg-site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-python3 -c "import jax; print('jax', jax.__version__, jax.devices())"
+. benchmarks/device_env.sh
 exec python3 benchmarks/device_suite.py "$out" "$@"

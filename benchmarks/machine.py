@@ -105,6 +105,8 @@ def jax_info() -> dict[str, Any] | None:
         "devices": [f"{d.platform}:{getattr(d, 'device_kind', '?')}" for d in devices],
         "device_count": len(devices),
         "x64": bool(jax.config.jax_enable_x64),
+        # TF32 is the default for float32 matmuls on Hopper GPUs, and it can change learning
+        "default_matmul_precision": str(jax.config.jax_default_matmul_precision),
     }
 
 

@@ -14,6 +14,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:?usage: bash benchmarks/minatar_10m.sh OUT_DIR [DEADLINE_S]}"
+. benchmarks/device_env.sh  # the wheels in .whl/, if any, and this checkout on PYTHONPATH
 deadline="${2:-0}"
 seeds="${SEEDS:-8}"
 mkdir -p "$out"

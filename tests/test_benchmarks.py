@@ -296,6 +296,49 @@ def test_sb3_training_returns_use_the_one_final_return():
     assert np.isnan(empty[1]) and np.isnan(final_return(empty))
 
 
+def test_purejaxrl_side_by_side_helpers():
+    # purejaxrl_speed.py needs a PureJaxRL checkout; its own arithmetic is checked here.
+    sys.path.insert(0, str(BENCH))
+    import purejaxrl_speed as ps
+
+    # PureJaxRL's LogWrapper records [U, T, N]: per update, the mean return of the episodes
+    # that ended in it, against a NumPy loop; NaN where none ended.
+    rng = np.random.default_rng(0)
+    done = rng.random((5, 6, 3)) < 0.2
+    done[2] = False
+    returns = rng.normal(size=(5, 6, 3)).astype(np.float32) * 100
+    curve = np.asarray(
+        ps.purejaxrl_curve({"returned_episode": done, "returned_episode_returns": returns})
+    )
+    for u in range(5):
+        ended = returns[u][done[u]]
+        if ended.size:
+            assert curve[u] == pytest.approx(ended.mean(), rel=1e-6)
+        else:
+            assert np.isnan(curve[u])
+    # compile 2 s, a run of 10 s over 4 updates: the threshold first met at update 2 of 0-3
+    assert ps.time_to_threshold([10.0, 480.0, 500.0, 490.0], 500, 2.0, 10.0) == 2.0 + 7.5
+    assert ps.time_to_threshold([10.0, np.nan, 20.0], 500, 2.0, 10.0) is None
+    assert ps.parse_point("4:500000") == ps.Point(4, 500000, 1, "CartPole-v1")
+    assert ps.parse_point("64:1e7:256:Breakout-MinAtar") == (64, 10**7, 256, "Breakout-MinAtar")
+    for bad in ("4", "4:0", "4:100:1:Pendulum-v1", "4:100:1:x:y"):
+        with pytest.raises(ValueError, match="--points"):
+            ps.parse_point(bad)
+    pj, jx = ps.configs(ps.Point(64, 10**6, 1, "Breakout-MinAtar"))
+    assert (pj["LR"], pj["NUM_MINIBATCHES"], pj["ACTIVATION"]) == (
+        jx.lr,
+        jx.num_minibatches,
+        "relu",
+    )
+    assert (pj["NUM_ENVS"], pj["TOTAL_TIMESTEPS"]) == (jx.num_envs, jx.total_timesteps)
+    assert (pj["GAMMA"], jx.activation, jx.hidden_sizes, jx.anneal_lr) == (
+        0.99,
+        "relu",
+        (64, 64),
+        True,
+    )
+
+
 def test_peers(outputs):
     data = _load(outputs, "peers")
     (setting,) = data["results"]
