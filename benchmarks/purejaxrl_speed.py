@@ -18,9 +18,11 @@ jaxpg / PureJaxRL. Env steps/s counts every agent's steps. Each program also giv
 return per update (the mean over the agents of the mean return of the episodes that ended in
 the update, PureJaxRL's from its ``LogWrapper`` records), reduced inside the jit: the final
 return (the mean of the last tenth of updates, as jaxpg's summary) and, with ``--threshold``,
-on CartPole's points, the time to reach it (compile plus the median round's seconds up to the
-first update whose return reaches it): "one CartPole agent to 500" is ``--points 4:500000
---threshold 500``.
+on one CartPole agent's points, the time to reach it (compile plus the median round's seconds
+up to the first update whose return reaches it): "one CartPole agent to 500" is ``--points
+4:500000 --threshold 500``. Before its rounds each program is called once untimed (allocation,
+warm caches); ``--no-warmup`` times that first call as the first round instead, for points
+whose one run takes minutes.
 
 The anchors of issue 25 (PureJaxRL on an A100: one CartPole agent to 500 in about 7-8 s, 2048
 CartPole agents in about 98 s, one Breakout agent for 10M steps in about 35 s, 256 in about
@@ -71,6 +73,11 @@ def parse_args(argv=None):
     )
     p.add_argument("--rounds", type=int, default=None, help="default 5 (quick: 2)")
     p.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="time the first call as the first round (for long points: no untimed run)",
+    )
+    p.add_argument(
         "--threshold",
         type=float,
         default=None,
@@ -92,10 +99,19 @@ def parse_point(text: str) -> Point:
     parts = text.split(":")
     if not 2 <= len(parts) <= 4:
         raise ValueError(f"--points {text!r}: expected NUM_ENVS:TOTAL_STEPS[:AGENTS[:ENV]]")
-    numbers = [int(float(x)) for x in parts[:3]]
-    if min(numbers) < 1:
-        raise ValueError(f"--points {text!r}: NUM_ENVS, TOTAL_STEPS and AGENTS must be >= 1")
-    num_envs, total_steps, agents = (*numbers, 1)[:3]
+    try:
+        numbers = [float(x) for x in parts[:3]]
+    except ValueError:
+        raise ValueError(
+            f"--points {text!r}: NUM_ENVS, TOTAL_STEPS and AGENTS are numbers"
+        ) from None
+    if any(x != int(x) or x < 1 for x in numbers):
+        raise ValueError(f"--points {text!r}: NUM_ENVS, TOTAL_STEPS and AGENTS are integers >= 1")
+    num_envs, total_steps, agents = (*(int(x) for x in numbers), 1)[:3]
+    if total_steps < num_envs * 128:
+        raise ValueError(
+            f"--points {text!r}: TOTAL_STEPS must hold one update, NUM_ENVS x 128 = {num_envs * 128}"
+        )
     env = parts[3] if len(parts) == 4 else "CartPole-v1"
     if env != "CartPole-v1" and not env.endswith("-MinAtar"):
         raise ValueError(f"--points {text!r}: ENV must be CartPole-v1 or a MinAtar game")
@@ -196,7 +212,9 @@ def _compiled(fn, keys):
     return compiled, time.perf_counter() - start
 
 
-def measure(folder: Path, point: Point, rounds: int, threshold: float | None) -> list[dict]:
+def measure(
+    folder: Path, point: Point, rounds: int, threshold: float | None, warmup: bool = True
+) -> list[dict]:
     import jax
     import numpy as np
 
@@ -209,15 +227,17 @@ def measure(folder: Path, point: Point, rounds: int, threshold: float | None) ->
     compiled, compile_s, seconds, curves = {}, {}, {name: [] for name in built}, {}
     for name, (fn, keys) in built.items():
         compiled[name], compile_s[name] = _compiled(fn, keys)
-        curve, _ = jax.block_until_ready(compiled[name](keys))  # first call: allocation
-        curves[name] = np.asarray(curve, np.float64)
-        assert curves[name].shape == (updates,), (name, curves[name].shape, updates)
     for r in range(rounds):
         order = list(built) if r % 2 == 0 else list(built)[::-1]
         for name in order:
+            if r == 0 and warmup:  # an untimed first call: allocation, warm caches
+                jax.block_until_ready(compiled[name](built[name][1]))
             start = time.perf_counter()
-            jax.block_until_ready(compiled[name](built[name][1]))
+            curve, _ = jax.block_until_ready(compiled[name](built[name][1]))
             seconds[name].append(time.perf_counter() - start)
+            if r == 0:
+                curves[name] = np.asarray(curve, np.float64)
+                assert curves[name].shape == (updates,), (name, curves[name].shape, updates)
             rate = point.agents * steps / seconds[name][-1]
             log(f"{point}, round {r}, {name}: {rate:,.0f} env steps/s")
     rows = []
@@ -236,12 +256,12 @@ def measure(folder: Path, point: Point, rounds: int, threshold: float | None) ->
             "final_return": float(final_return(curve)),
             "returns": [None if np.isnan(x) else float(x) for x in curve],
         }
-        if threshold is not None:  # CartPole's points only (500: solved)
+        if threshold is not None:  # one CartPole agent's points only (500: solved)
             row["time_to_threshold_s"] = (
                 time_to_threshold(
                     curve, threshold, compile_s[name], statistics.median(seconds[name])
                 )
-                if point.env == "CartPole-v1"
+                if point.env == "CartPole-v1" and point.agents == 1
                 else None
             )
         rows.append(row)
@@ -254,11 +274,14 @@ def main(argv=None):
     args = parse_args(argv)
     rounds = args.rounds or (2 if args.quick else 5)
     points = [parse_point(p) for p in args.points]
-    if args.quick:
-        points = [Point(4, 4 * 128 * 4), Point(4, 4 * 128 * 2, 2)]
+    if args.quick:  # several agents off the CPU only (see programs)
+        import jax
+
+        agents = 1 if jax.default_backend() == "cpu" else 2
+        points = [Point(4, 4 * 128 * 4), Point(64, 64 * 128 * 2, agents, "Breakout-MinAtar")]
     rows = []
     for point in points:
-        rows += measure(args.purejaxrl, point, rounds, args.threshold)
+        rows += measure(args.purejaxrl, point, rounds, args.threshold, not args.no_warmup)
     columns = [
         ("impl", "impl"),
         ("env", "env"),
@@ -277,6 +300,7 @@ def main(argv=None):
         "points": [p._asdict() for p in points],
         "rounds": rounds,
         "threshold": args.threshold,
+        "warmup": not args.no_warmup,
         "purejaxrl": str(args.purejaxrl),
     }
     data = payload(
@@ -297,7 +321,8 @@ def main(argv=None):
             "agents: jax.vmap over seeds.",
             "Final training return: the mean over the agents of each update's mean episode "
             "return, averaged over the last tenth of updates; the time to a threshold is "
-            "compile plus the median round's seconds up to the first update that reaches it.",
+            "compile plus the median round's seconds up to the first update that reaches it "
+            "(one CartPole agent's points only).",
         ],
     )
     return publish(args, "purejaxrl_speed", data, rows, columns)

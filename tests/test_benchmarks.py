@@ -324,19 +324,32 @@ def test_purejaxrl_side_by_side_helpers():
     for bad in ("4", "4:0", "4:100:1:Pendulum-v1", "4:100:1:x:y"):
         with pytest.raises(ValueError, match="--points"):
             ps.parse_point(bad)
-    pj, jx = ps.configs(ps.Point(64, 10**6, 1, "Breakout-MinAtar"))
-    assert (pj["LR"], pj["NUM_MINIBATCHES"], pj["ACTIVATION"]) == (
-        jx.lr,
-        jx.num_minibatches,
-        "relu",
-    )
-    assert (pj["NUM_ENVS"], pj["TOTAL_TIMESTEPS"]) == (jx.num_envs, jx.total_timesteps)
-    assert (pj["GAMMA"], jx.activation, jx.hidden_sizes, jx.anneal_lr) == (
-        0.99,
-        "relu",
-        (64, 64),
-        True,
-    )
+    for point in (ps.Point(64, 10**6, 1, "Breakout-MinAtar"), ps.Point(8, 10**5)):
+        pj, jx = ps.configs(point)  # PureJaxRL's config keys against jaxpg's fields
+        assert pj["ENV_NAME"] == jx.env == point.env
+        assert (pj["NUM_ENVS"], pj["TOTAL_TIMESTEPS"]) == (jx.num_envs, jx.total_timesteps)
+        pairs = {
+            "LR": "lr",
+            "NUM_STEPS": "num_steps",
+            "UPDATE_EPOCHS": "num_epochs",
+            "NUM_MINIBATCHES": "num_minibatches",
+            "GAMMA": "gamma",
+            "GAE_LAMBDA": "gae_lambda",
+            "CLIP_EPS": "clip_eps",
+            "ENT_COEF": "ent_coef",
+            "VF_COEF": "vf_coef",
+            "MAX_GRAD_NORM": "max_grad_norm",
+            "ACTIVATION": "activation",
+            "ANNEAL_LR": "anneal_lr",
+        }
+        for key, field in pairs.items():
+            assert pj[key] == getattr(jx, field), (point.env, key)
+        assert jx.hidden_sizes == (64, 64) and not jx.shared_network
+    assert ps.configs(ps.Point(64, 10**6, 1, "Breakout-MinAtar"))[0]["LR"] == 5e-3
+    assert ps.parse_point("4:5e5") == (4, 500000, 1, "CartPole-v1")
+    for bad in ("4:abc", "4.5:100000", "4:100"):
+        with pytest.raises(ValueError, match="--points"):
+            ps.parse_point(bad)
 
 
 def test_peers(outputs):

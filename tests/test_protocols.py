@@ -285,6 +285,52 @@ def test_a_given_permutation_splits_as_the_key_it_was_drawn_from(sequences):
 
 
 @pytest.mark.parametrize("sequences", [False, True])
+@pytest.mark.parametrize("epochs_minibatches", [(1, 1), (3, 2), (2, 4)])
+def test_optimize_steps_through_each_epochs_own_split(sequences, epochs_minibatches):
+    # optimize draws every epoch's permutation before its scan: the same steps as a loop over
+    # split_minibatches(split(key, E)[e]), in order (a loss of each minibatch's first row
+    # makes the Adam trajectory depend on which rows come when).
+    num_epochs, num_minibatches = epochs_minibatches
+    if sequences and num_minibatches > 4:
+        pytest.skip("4 environments")
+    batch = numbered_batch(6, 4, carry_width=3 if sequences else None)
+    # w starts inside the rows' range (0-23) and a large step size carries it across them,
+    # so each step's direction depends on which minibatch it meets
+    params, hp, lr = {"w": jnp.full(2, 10.0)}, hparams(), jnp.float32(4.0)
+    opt_state = updates.make_optimizer(hp, lr, 1e-5).init(params)
+
+    def loss_fn(p, mb, hp):
+        rows = mb.obs.reshape(-1)
+        return jnp.sum((p["w"] - jnp.stack([rows[0], jnp.mean(rows)])) ** 2), {}
+
+    key = jax.random.key(11)
+    got, got_opt, _, finite = jax.jit(
+        functools.partial(
+            updates.optimize,
+            loss_fn=loss_fn,
+            num_epochs=num_epochs,
+            num_minibatches=num_minibatches,
+            adam_eps=1e-5,
+            sequences=sequences,
+        )
+    )(params, opt_state, batch, hp, lr, key)
+    assert bool(finite)
+    want, want_opt = params, opt_state
+    shuffle = (num_epochs, num_minibatches) != (1, 1)
+    for epoch_key in jax.random.split(key, num_epochs):
+        mbs = updates.split_minibatches(
+            epoch_key, batch, num_minibatches, sequences=sequences, shuffle=shuffle
+        )
+        for m in range(num_minibatches):
+            mb = jax.tree.map(lambda x: x[m], mbs)
+            want, want_opt, _ = updates.gradient_step(
+                want, want_opt, mb, hp, lr, loss_fn=loss_fn, adam_eps=1e-5
+            )
+    assert_trees_close(got, want, atol=1e-5)
+    assert_trees_close(got_opt, want_opt, atol=1e-5)
+
+
+@pytest.mark.parametrize("sequences", [False, True])
 def test_a_nonfinite_step_restores_params_and_optimizer_state(sequences):
     batch = numbered_batch()
     params = {"w": jnp.ones(2)}

@@ -170,7 +170,7 @@ def test_trajectory_mode_takes_num_steps_from_the_env():
 def test_vmapped_seed_equals_single_run_and_runs_are_bit_identical(config):
     train = jaxpg.make_train(config)
     keys = jax.random.split(jax.random.key(3), 3)
-    # With XLA's default emitters, as users compile it: the suite's faster elemental emitters
+    # With XLA's default emitters (at the suite's optimisation level): the faster elemental ones
     # round a batched program apart from the unbatched one by more (there, Pendulum's
     # trajectories drifted until the normaliser's mean was 5 ulps away after 3 updates).
     batched = compile_options.exact_jit(jax.vmap(train))(keys)
