@@ -134,14 +134,24 @@ def configs(point: Point):
 
 def purejaxrl_curve(info) -> Any:
     """PureJaxRL's training return per update ``[U]`` from its ``LogWrapper`` records ``[U, T,
-    N]``: the mean return of the episodes that ended in each update, NaN where none did."""
+    N]``: the mean return of the episodes that ended in each update, NaN where none did, by
+    jaxpg's own definition (:func:`jaxpg.rollout.episode_stats`)."""
+    import types
+
+    import jax
     import jax.numpy as jnp
 
-    done = info["returned_episode"]
-    axes = tuple(range(1, done.ndim))
-    count = jnp.sum(done, axis=axes)
-    total = jnp.sum(jnp.where(done, info["returned_episode_returns"], 0.0), axis=axes)
-    return jnp.where(count > 0, total / jnp.maximum(count, 1), jnp.nan)
+    from jaxpg.rollout import episode_stats
+
+    def per_update(done, returns):
+        records = types.SimpleNamespace(
+            episode_done=done,
+            episode_return=returns,
+            episode_length=jnp.zeros(done.shape, jnp.int32),  # not recorded alike; unused
+        )
+        return episode_stats(records)["episode_return"]
+
+    return jax.vmap(per_update)(info["returned_episode"], info["returned_episode_returns"])
 
 
 def _checksum(tree):

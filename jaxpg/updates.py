@@ -316,13 +316,14 @@ def optimize(
     # Every epoch's permutation is drawn before the epochs' scan, in one pass. Drawn inside it,
     # the permutation is an elementwise hash that XLA fuses into each leaf's gather: one copy
     # per leaf to compile and to run (7 for PPO's feed-forward batch).
-    rows = shuffled_rows(batch, sequences=sequences)
-    epoch_keys = jax.random.split(key, num_epochs)
+    # (A single minibatch of a single epoch is not shuffled: no permutation.)
+    perms = None
     if shuffle:
-        perms = jax.vmap(lambda k: random_permutation(k, rows))(epoch_keys)
-    else:
-        perms = jnp.broadcast_to(jnp.arange(rows), (num_epochs, rows))
-    (new_params, new_opt_state), aux = jax.lax.scan(epoch, (params, opt_state), perms)
+        rows = shuffled_rows(batch, sequences=sequences)
+        perms = jax.vmap(lambda k: random_permutation(k, rows))(jax.random.split(key, num_epochs))
+    (new_params, new_opt_state), aux = jax.lax.scan(
+        epoch, (params, opt_state), perms, length=num_epochs
+    )
     finite = jnp.all(aux.pop("finite"))
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
     return (
