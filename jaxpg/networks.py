@@ -196,8 +196,11 @@ class RecurrentActorCritic(nn.Module):
         one = (h, h) if self.cell == "lstm" else h
         return (one, one) if self.critic and self.critic_apart else one
 
-    def _core(self, carry, obs, prefix: str):
-        """The encoder and the cell: ``(carry, features)``."""
+    def _core(self, carry, obs, reset, prefix: str, over_time: bool):
+        """The encoder and the cell: ``(carry, features)``. One step: ``obs [B, ...]``, ``reset
+        [B]``. ``over_time``: ``obs [T, N, ...]`` and ``reset [T, N]``; the encoder reads every
+        step in one pass and only the cell is scanned (the same floats as one step at a time:
+        the dense layers act on each row alike)."""
         act = ACTIVATIONS[self.activation]
         batch = obs.shape[: obs.ndim - self.obs_rank]
         x = jnp.asarray(obs, jnp.float32).reshape(batch + (-1,))
@@ -210,22 +213,33 @@ class RecurrentActorCritic(nn.Module):
             recurrent_kernel_init=orthogonal(1.0),
             name=f"{prefix}cell",
         )
-        return cell(carry, x)
+
+        def step(cell, carry, inputs):
+            x, reset = inputs
+            fresh = self.initial_carry(reset.shape[0])
+            fresh = fresh[0] if self.critic and self.critic_apart else fresh
+            carry = jax.tree.map(lambda c, f: jnp.where(reset[:, None], f, c), carry, fresh)
+            return cell(carry, x)
+
+        if not over_time:
+            return step(cell, carry, (x, reset))
+        scan = nn.scan(step, variable_broadcast="params", split_rngs={"params": False})
+        return scan(cell, carry, (x, reset))
 
     @nn.compact
-    def __call__(self, carry, obs, reset):
+    def __call__(self, carry, obs, reset, over_time: bool = False):
+        """One step, or with ``over_time`` the steps ``[T, N]`` from ``carry`` (what scanning
+        the one step gives, the encoder and the heads applied to all steps at once)."""
         act = ACTIVATIONS[self.activation]
-        fresh = self.initial_carry(reset.shape[0])
-        carry = jax.tree.map(lambda c, f: jnp.where(reset[:, None], f, c), carry, fresh)
         apart = self.critic and self.critic_apart
-        actor_carry, features = self._core(carry[0] if apart else carry, obs, "")
+        actor_carry, features = self._core(carry[0] if apart else carry, obs, reset, "", over_time)
         width = self.hidden_sizes[-1]
         pi = act(_dense(width, math.sqrt(2.0), name="actor_hidden")(features))
         dist_params = _policy_head(self, pi)
         if not self.critic:
             return actor_carry, dist_params, None
         if apart:
-            critic_carry, critic_features = self._core(carry[1], obs, "critic_")
+            critic_carry, critic_features = self._core(carry[1], obs, reset, "critic_", over_time)
             carry = (actor_carry, critic_carry)
         else:
             carry, critic_features = actor_carry, features

@@ -103,6 +103,44 @@ def test_replay_from_the_start_carry_gives_the_rollouts_log_probs_and_values(cel
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("apart,discrete", [(False, True), (True, False)])
+def test_the_built_in_replay_equals_the_one_step_scanned_over_time(cell, apart, discrete):
+    # The agent's own replay (the encoder and the heads over all steps at once, the cell
+    # scanned) against jax.lax.scan of its one-step apply, resets mid-sequence included: the
+    # outputs, the final carry and the gradient of a loss through them.
+    from jaxpg.agents import recurrent_agent, scan_apply
+
+    agent = recurrent_agent(
+        (3,), 2, discrete, cell=cell, recurrent_size=16, hidden_sizes=(8, 8), critic_apart=apart
+    )
+    assert agent.replay is not None
+    params = agent.init(jax.random.key(0))
+    T, N = 9, 4
+    obs = jax.random.normal(jax.random.key(1), (T, N, 3))
+    reset = jnp.zeros((T, N), bool).at[3, 1].set(True).at[0, 2].set(True).at[6, :2].set(True)
+    start = random_carry(agent, N, jax.random.key(2))
+
+    def loss(replay, params):
+        carry, dist_params, value = replay(params, start, obs, reset)
+        total = sum(jnp.sum(jnp.sin(x)) for x in jax.tree.leaves((carry, dist_params, value)))
+        return total, (carry, dist_params, value)
+
+    scanned = functools.partial(scan_apply, agent.apply)
+    (want_loss, want), want_grad = jax.jit(jax.value_and_grad(
+        functools.partial(loss, scanned), has_aux=True))(params)  # fmt: skip
+    (got_loss, got), got_grad = jax.jit(jax.value_and_grad(
+        functools.partial(loss, agent.replay), has_aux=True))(params)  # fmt: skip
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(g, w, atol=1e-6, rtol=1e-6)
+    for g, w in zip(jax.tree.leaves(got_grad), jax.tree.leaves(want_grad)):
+        np.testing.assert_allclose(g, w, atol=1e-5, rtol=1e-5)
+    assert jax.tree.structure(got_grad) == jax.tree.structure(want_grad)
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_a_carry_after_a_done_equals_the_initial_carry(cell):
     agent = make_agent(short_cartpole(cell))
     params = agent.init(jax.random.key(0))
