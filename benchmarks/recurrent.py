@@ -1,7 +1,7 @@
 """Recurrent policies: what a GRU buys on partially observed tasks, and what it costs.
 
 * ``learning``: the recurrent presets (``jaxpg.presets.ppo_cartpole_positions_gru``: CartPole-v1
-  without velocities at 1M steps; ``ppo_memorychain_gru``: MemoryChain-bsuite at 200k) beside the
+  without velocities at 500k steps; ``ppo_memorychain_gru``: MemoryChain-bsuite at 200k) beside the
   same config with the feed-forward MLP (``network="mlp"``, ``hidden_sizes=(64, 64)``), at the
   same budget: final training return (mean over the last 10% of updates,
   ``jaxpg.metrics.final_return``) and the evaluation return of the final policy (64 episodes),
