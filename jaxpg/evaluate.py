@@ -13,6 +13,7 @@ written with Pillow, which matplotlib already depends on). gymnax draws only the
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -124,13 +125,33 @@ def evaluate(
         as ``network="module:attr"`` needs nothing here).
 
     Jittable (``num_episodes``, ``deterministic`` and ``max_steps`` are static) and vmappable over
-    ``params`` (for many seeds). Returns an :class:`EvalResult`.
+    ``params`` (for many seeds). Called outside a trace it runs one compiled program, compiled
+    once per ``(config, agent, num_episodes, deterministic, max_steps)``: a second call with new
+    parameters or a new key compiles nothing. Returns an :class:`EvalResult`.
     """
     if not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
         raise ValueError(f"num_episodes={num_episodes!r} is invalid: a positive integer")
     limit = _max_steps(config, max_steps)
+    static = (config, agent, int(num_episodes), bool(deterministic), limit)
+    try:
+        compiled = _compiled_evaluate(*static)
+    except TypeError:  # an agent object that cannot be hashed: evaluate without the cache
+        policy = make_policy(config, agent)
+        return _evaluate(config, policy, params, key, *static[2:])
+    return compiled(params, key)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_evaluate(config, agent, num_episodes, deterministic, limit):
+    """``jax.jit`` of one evaluation, kept per static arguments: without it every eager call
+    built new closures for its ``while_loop``, whose program jax compiled again each time
+    (about 3 s a call for a Brax environment)."""
     policy = make_policy(config, agent)
-    return _evaluate(config, policy, params, key, int(num_episodes), bool(deterministic), limit)
+    return jax.jit(
+        lambda params, key: _evaluate(
+            config, policy, params, key, num_episodes, deterministic, limit
+        )
+    )
 
 
 class PlayState(NamedTuple):

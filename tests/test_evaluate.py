@@ -127,6 +127,28 @@ def test_vmapped_over_seeds_equals_one_by_one(probe):
         np.testing.assert_array_equal(batched.episode_return[s], one.episode_return)
 
 
+def test_evaluate_compiles_once_and_equals_the_jitted_evaluation(probe):
+    # jaxpg.evaluate called eagerly, again with other parameters and another key: the second
+    # call compiles nothing (each eager call used to compile its while_loop again); each result
+    # equals make_evaluate's under jax.jit, and a traced call (under vmap) still works.
+    from jit_counts import compiles
+
+    config, params = probe
+    other = _policy(config, seed=1)
+    with compiles() as first:
+        a = ev.evaluate(config, params, jax.random.key(3), 8)
+    with compiles() as second:
+        b = ev.evaluate(config, other, jax.random.key(4), 8)
+    assert len(first) >= 1 and len(second) == 0, (first, second)
+    for got, p, k in ((a, params, 3), (b, other, 4)):
+        want = _evaluate(config, p, jax.random.key(k), 8)
+        np.testing.assert_array_equal(got.episode_return, want.episode_return)
+        np.testing.assert_array_equal(got.episode_length, want.episode_length)
+    keys = jnp.stack([jax.random.key(3), jax.random.key(4)])
+    both = jax.jit(jax.vmap(lambda k: ev.evaluate(config, params, k, 8)))(keys)
+    np.testing.assert_array_equal(both.episode_return[0], a.episode_return)
+
+
 def test_bad_arguments(probe):
     config, params = probe
     with pytest.raises(ValueError, match="num_episodes=0 is invalid"):
