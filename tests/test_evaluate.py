@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import struct
 from gymnax.environments import environment, spaces
+from jit_counts import compiles
 
 from jaxpg import evaluate as ev
 from jaxpg.ppo import PPOConfig
@@ -131,8 +132,6 @@ def test_evaluate_compiles_once_and_equals_the_jitted_evaluation(probe):
     # jaxpg.evaluate called eagerly, again with other parameters and another key: the second
     # call compiles nothing (each eager call used to compile its while_loop again); each result
     # equals make_evaluate's under jax.jit, and a traced call (under vmap) still works.
-    from jit_counts import compiles
-
     config, params = probe
     other = _policy(config, seed=1)
     with compiles() as first:
