@@ -476,6 +476,7 @@ def restore_checkpoint(
     *,
     step: int | None = None,
     agent: AgentLike | None = None,
+    sharding: jax.sharding.Sharding | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Restores ``(state, metadata)`` from the latest (or the given) checkpoint in ``directory``.
 
@@ -483,6 +484,10 @@ def restore_checkpoint(
     the structure and types that ``init_state(config, ..., agent=agent)`` builds, batched as it
     was saved (``agent``: a policy of your own given as an object; one the config names as
     ``network="module:attr"`` needs nothing here).
+    By default the whole state is read onto this process's first device. ``sharding``, for a
+    batched state, places every leaf so (its leading member axis split, as
+    :func:`jaxpg.sharding.member_sharding` does): each process then reads only the members its
+    own devices hold, and with many processes every process must call this together.
     Raises :class:`CheckpointError` (and changes nothing on disk) when there is no checkpoint,
     when it cannot be read, or when it belongs to another environment, algorithm or network.
     """
@@ -503,11 +508,13 @@ def restore_checkpoint(
     key_impl = meta.get("key_impl", "threefry2x32")
     target = abstract_state(config, batch_shape, key_impl, agent=agent)
     on_disk = _format_2_target(target) if fmt == 2 else target
-    # Onto this process's first device: a checkpoint written by several processes (members
-    # spread over them) carries their shardings, which orbax refuses to use elsewhere.
-    here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    # Onto this process's first device unless a sharding is given: a checkpoint written by
+    # several processes (members spread over them) carries their shardings, which orbax refuses
+    # to use elsewhere.
+    if sharding is None or not batch_shape:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     target_on_disk = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=here),
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
         jax.eval_shape(_key_data, on_disk),
     )
     try:

@@ -34,6 +34,7 @@ _SHARDING = (
     "make_sharded_sweep",
     "make_sharded_train",
     "make_sharded_train_chunk",
+    "member_sharding",
     "shard_state",
     "spread_members",
     "state_shardings",

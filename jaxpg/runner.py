@@ -77,7 +77,7 @@ from jaxpg.processes import (
     int_from_process_0,
     mark_shared,
 )
-from jaxpg.sharding import spread_members, to_host
+from jaxpg.sharding import member_sharding, spread_members, to_host
 from jaxpg.train import init_state, make_train_chunk
 
 __all__ = [
@@ -282,7 +282,10 @@ def resume(
             raise RunArgumentError(str(e)) from None
     members = Members.from_dict(info)
     ckpt_dir = run_dir / runs.CHECKPOINT_DIR
-    state, meta = restore_checkpoint(ckpt_dir, config, step=step, agent=agent)
+    _check_spread(options.spread, members)
+    # Spread: each process reads only the members its devices train.
+    where = member_sharding() if options.spread else None
+    state, meta = restore_checkpoint(ckpt_dir, config, step=step, agent=agent, sharding=where)
     if tuple(meta.get("batch_shape", ())) != (len(members),):
         raise CheckpointError(
             f"{ckpt_dir}: the checkpoint holds {meta.get('batch_shape')} members, the run's "

@@ -157,6 +157,15 @@ def _axis(mesh: Mesh) -> str:
     return mesh.axis_names[0]
 
 
+def member_sharding(mesh: Mesh | None = None) -> NamedSharding:
+    """The sharding of a batch of runs spread over the devices (:func:`spread_members`): each
+    leaf's leading member axis split over the mesh, member ``m`` on device ``m // (M / D)``.
+    Given to :func:`jaxpg.checkpoint.restore_checkpoint`, every process reads only the members
+    its own devices hold."""
+    mesh = _mesh_or_default(mesh)
+    return NamedSharding(mesh, PartitionSpec(_axis(mesh)))
+
+
 def _state_spec_tree(state: TrainState, mesh: Mesh) -> TrainState:
     replicated = NamedSharding(mesh, PartitionSpec())
     per_env = NamedSharding(mesh, PartitionSpec(_axis(mesh)))
@@ -377,7 +386,7 @@ def make_sharded_sweep(
     many seeds of one agent. ``sweep.compile(keys, hparams=None)`` compiles ahead of time.
     """
     mesh = _mesh_or_default(mesh)
-    members = NamedSharding(mesh, PartitionSpec(_axis(mesh)))
+    members = member_sharding(mesh)
     train = make_train(config, agent=agent)
 
     def _sweep(key_data, hp: HParams, *, impl=None):
@@ -415,7 +424,7 @@ def spread_members(fn: Callable, mesh: Mesh | None = None) -> Callable:
     devices of all hosts.
     """
     mesh = _mesh_or_default(mesh)
-    members = NamedSharding(mesh, PartitionSpec(_axis(mesh)))
+    members = member_sharding(mesh)
 
     def constrain(tree):
         return jax.tree.map(

@@ -41,6 +41,16 @@ def key_data(key):
     return np.asarray(jax.random.key_data(key))
 
 
+def raw_keys(tree):
+    """``tree`` with its typed PRNG keys as their uint32 data."""
+
+    def raw(x):
+        typed = jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+        return jax.random.key_data(x) if typed else x
+
+    return jax.tree.map(raw, tree)
+
+
 def compare_runs(one, many) -> dict:
     """Measurements of a 4-device TrainResult against the one-device one."""
     out = {
@@ -297,6 +307,7 @@ def check_spread_run(tmp: str | None = None) -> dict:
     import tempfile
 
     import jaxpg
+    from jaxpg.checkpoint import restore_checkpoint
 
     config = tiny_ppo()
     common = dict(seeds=4, progress=False, chunk_updates=2, verbose=False)
@@ -304,11 +315,22 @@ def check_spread_run(tmp: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         first = jaxpg.run(config, spread=True, run_dir=f"{tmp}/run", stop_after=2, **common)
         spec = str(jax.tree.leaves(first.state.params)[0].sharding.spec)
+        # The checkpoint read spread: each device holds its own member, the values the same.
+        whole, _ = restore_checkpoint(f"{tmp}/run/checkpoints", config)
+        spread, _ = restore_checkpoint(
+            f"{tmp}/run/checkpoints", config, sharding=dist.member_sharding()
+        )
+        whole, spread = raw_keys(whole), raw_keys(spread)
+        per_device = {
+            s.data.shape[0] for x in jax.tree.leaves(spread) for s in x.addressable_shards
+        }
         many = jaxpg.resume(f"{tmp}/run", spread=True, progress=False, chunk_updates=2,
                             verbose=False)  # fmt: skip
     return {
         "status": [first.status, many.status],
         "spec": spec,
+        "restored_per_device": sorted(per_device),
+        "restored_equal": max_abs_diff(whole, spread) == 0.0,
         "params": max_abs_diff(one.state.params, many.state.params),
         "loss": float(np.max(np.abs(one.table["loss"] - many.table["loss"]))),
     }

@@ -7,7 +7,8 @@ Modes (``tests/test_multidevice.py`` checks each):
   and process 1's disk shows a checkpoint at every update (its ``checkpoint_steps`` says so),
   so the processes must agree on what to save from process 0's view.
 - ``resume``: resumes ``RUN_DIR`` to the end (spread, as ``jaxpg train --resume DIR
-  --distributed`` does).
+  --distributed`` does), and says how many members of the checkpoint the process read (the
+  member count of each leaf of the restored state on its devices).
 - ``raise``: a callback raises in process 1 alone, after the chunk that ends at update 4. This
   run is not spread: each process trains both members, and process 0 writes the checkpoint at
   update 2.
@@ -54,6 +55,26 @@ if mode == "interrupt" and process_id == 1:
 
     jaxpg.checkpoint.checkpoint_steps = lambda directory: list(range(1, 9))
 
+read = []
+if mode == "resume":
+    # How many members each leaf of the restored state holds in this process.
+    import jax
+
+    import jaxpg.runner
+
+    restore = jaxpg.runner.restore_checkpoint
+
+    def restore_and_count(*args, **kwargs):
+        state, meta = restore(*args, **kwargs)
+        raw = [
+            jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+            for x in jax.tree.leaves(state)
+        ]
+        read.append(sorted({sum(s.data.shape[0] for s in x.addressable_shards) for x in raw}))
+        return state, meta
+
+    jaxpg.runner.restore_checkpoint = restore_and_count
+
 if mode in ("resume", "blind-resume"):
     where = run_dir if not (mode == "blind-resume" and process_id == 1) else run_dir + "-missing"
     result = jaxpg.resume(
@@ -70,4 +91,5 @@ else:
         checkpoint_every=2,
         **RUN,
     )
-print(json.dumps({"status": result.status, "message": result.message, "done": result.updates_done}))
+status = {"status": result.status, "message": result.message, "done": result.updates_done}
+print(json.dumps({**status, "members_read": read} if mode == "resume" else status))

@@ -155,6 +155,8 @@ def test_the_run_loop_spreads_members_over_devices_and_resumes(four_devices):
     r = worker(four_devices, "spread_run")
     assert r["status"] == ["stopped", "complete"]
     assert r["spec"] in SHARDED_SPECS
+    # restore_checkpoint(sharding=member_sharding()): one member on each device, the same values
+    assert r["restored_per_device"] == [1] and r["restored_equal"]
     assert r["loss"] <= LOSS_TOL and r["params"] <= PARAM_TOL
 
 
@@ -306,7 +308,8 @@ def test_two_processes_checkpoint_stop_together_on_ctrl_c_and_resume(tmp_path):
     disk disagrees with process 0's about which checkpoints exist: both stop at update 4 with
     the same checkpoints, each process writing the members it holds. A new run, or a resume,
     where process 1 does not see the run directory is refused in both; a resume where both see
-    it runs to the end, and the table equals a one-process run's."""
+    it reads in each process only the member it trains, runs to the end, and the table equals a
+    one-process run's."""
     from _multihost_config import RUN, RUN_CONFIG
 
     import jaxpg
@@ -326,7 +329,8 @@ def test_two_processes_checkpoint_stop_together_on_ctrl_c_and_resume(tmp_path):
     ends = two_processes("resume", run_dir)
     for code, out, err in ends:
         assert code == 0, err[-3000:]
-        assert last_json(out) == {"status": "complete", "message": None, "done": 8}
+        # Each process read only the member its device trains, not both.
+        assert last_json(out) == {"status": "complete", "message": None, "done": 8, "members_read": [[1]]}  # fmt: skip
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["4", "6", "8"]
     # The members spread over the processes: each process wrote its own (orbax's per-process
     # OCDBT stores), none was gathered to process 0.
