@@ -10,8 +10,12 @@ growth over the timed ones (``VmHWM`` reset first, Linux):
 * before it, gathered: every member gathered to every process (``to_host``, a collective) and
   written by process 0 alone (orbax ``active_processes={0}``); the gather alone is timed too.
 
-Then :func:`jaxpg.checkpoint.restore_checkpoint` reads both latest checkpoints back in one
-process and compares them exactly. It also records the bytes of one member's state.
+Each process then reads the run loop's latest checkpoint back with
+:func:`jaxpg.checkpoint.restore_checkpoint`, timed with its peak RSS growth and the members it
+holds: spread (``sharding=member_sharding()``, as a spread resume reads it: each process its own
+members) and whole (every member onto each process's device, the default). Then it reads both
+latest checkpoints back in one process and compares them exactly. It also records the bytes of
+one member's state.
 
     python benchmarks/checkpoint_cost.py                  # 2, 8, 32, 128 members
     python benchmarks/checkpoint_cost.py --quick          # 2 and 8 members
@@ -53,9 +57,9 @@ def worker(port: int, process_id: int, members: int, repeats: int, out: str, hid
     import jaxpg
     from jaxpg import runner
     from jaxpg.callbacks import Checkpoints, RunContext, _primary_only
-    from jaxpg.checkpoint import Checkpointer, key_impl_of
+    from jaxpg.checkpoint import Checkpointer, key_impl_of, restore_checkpoint
     from jaxpg.members import Members
-    from jaxpg.sharding import to_host
+    from jaxpg.sharding import member_sharding, to_host
 
     config = jaxpg.PPOConfig(**config_args(hidden))
     group = Members.of(members)
@@ -103,12 +107,31 @@ def worker(port: int, process_id: int, members: int, repeats: int, out: str, hid
         gathered_saves.append(time.perf_counter() - t)
     if gathered is not None:
         gathered.close()
+    gathered_growth = rss_mb("VmHWM") - rss0
+    # Reading the run loop's checkpoint back in both processes, as a resume does: spread (each
+    # process reads the members its device holds), then whole (every member in every process).
+    # Spread first: a later read may reuse memory the earlier one freed, which can only make
+    # the whole read's growth look smaller.
+    reads = {}
+    for name, sharding in (("spread", member_sharding()), ("whole", None)):
+        reset_peak()
+        rss0, times = rss_mb("VmRSS"), []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            restored, _ = restore_checkpoint(Path(out) / "checkpoints", config, sharding=sharding)
+            jax.block_until_ready(restored)
+            times.append(time.perf_counter() - t)
+            held = sum(s.data.nbytes for x in raw_leaves(restored) for s in x.addressable_shards)
+            del restored
+        reads[name] = (float(np.median(times)), rss_mb("VmHWM") - rss0, held / member_bytes)
     print(json.dumps({
         "process": process_id, "members": members, "member_state_bytes": member_bytes,
         "checkpoint_s": float(np.median(saves)), "peak_rss_growth_mb": growth,
         "gather_s": float(np.median(gathers)),
         "gathered_checkpoint_s": float(np.median(gathered_saves)),
-        "gathered_peak_rss_growth_mb": rss_mb("VmHWM") - rss0,
+        "gathered_peak_rss_growth_mb": gathered_growth,
+        **{f"restore_{k}_{part}": v[i] for k, v in reads.items()
+           for i, part in enumerate(("s", "peak_rss_growth_mb", "members_held"))},
     }))  # fmt: skip
 
 
@@ -229,7 +252,9 @@ def main(argv=None) -> None:
             log(f"  process {r['process']}: checkpoint {r['checkpoint_s']:.3f} s, peak RSS "
                 f"+{r['peak_rss_growth_mb']:.1f} MB; gathered {r['gathered_checkpoint_s']:.3f} s "
                 f"(gather {r['gather_s']:.3f} s), +{r['gathered_peak_rss_growth_mb']:.1f} MB; "
-                f"same state: {r['same_state']}")  # fmt: skip
+                f"same state: {r['same_state']}; restore spread {r['restore_spread_s']:.3f} s, "
+                f"+{r['restore_spread_peak_rss_growth_mb']:.1f} MB, whole "
+                f"{r['restore_whole_s']:.3f} s, +{r['restore_whole_peak_rss_growth_mb']:.1f} MB")  # fmt: skip
     settings = {"env": "CartPole-v1", "algorithm": "ppo", "num_envs": 4, "num_steps": 32,
                 "hidden_sizes": args.hidden_sizes,
                 "processes": 2, "devices_per_process": 1, "repeats": plan["repeats"]}  # fmt: skip
@@ -243,6 +268,12 @@ def main(argv=None) -> None:
         ("gathered_checkpoint_s", "gathered: checkpoint s (gather + write)"),
         ("gathered_peak_rss_growth_mb", "gathered: peak RSS growth, MB"),
         ("same_state", "same state (read in one process)"),
+        ("restore_spread_members_held", "restore spread: members held"),
+        ("restore_spread_s", "restore spread s"),
+        ("restore_spread_peak_rss_growth_mb", "restore spread: peak RSS growth, MB"),
+        ("restore_whole_members_held", "restore whole: members held"),
+        ("restore_whole_s", "restore whole s"),
+        ("restore_whole_peak_rss_growth_mb", "restore whole: peak RSS growth, MB"),
     ]  # fmt: skip
     publish(args, "checkpoint_cost_cpu", data, rows, columns)
 
