@@ -93,11 +93,13 @@ def test_a2c_defaults_solve_cartpole():
     # in batches of two on the 2-core AMD EPYC end at 500 but one, seed 1, at 382.3 (in the
     # batch of four it ends at 500). One such seed in four would pull a mean of four to 470.6,
     # so on a CPU that rounds it that way the mean failed while the preset solves CartPole; the
-    # median of three needs two seeds out of three to fail.
+    # median of three needs two seeds out of three to fail. Seeds 0 and 2 run first (500 and
+    # 500 together there), seed 1 only if they disagree: the same verdict as seeds 0 and 1
+    # first, which disagree there (500 and 382.3), without the third run and its compile.
     reached, per_seed = median_of_three_at_least(
         lambda keys: final_return(presets.a2c_cartpole(), None, keys=keys)[1],
         475.0,
-        keys=first_of_four(3),
+        keys=first_of_four(3)[np.array([0, 2, 1])],
     )
     assert reached, per_seed
 
