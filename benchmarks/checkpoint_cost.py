@@ -20,7 +20,7 @@ one member's state.
     python benchmarks/checkpoint_cost.py                  # 2, 8, 32, 128 members
     python benchmarks/checkpoint_cost.py --quick          # 2 and 8 members
     python benchmarks/checkpoint_cost.py --hidden-sizes 1024,1024 --members 2 8 32 \
-        --name checkpoint_cost_big_cpu                     # 25 MB per member
+        --name checkpoint_restore_big_cpu                     # 25 MB per member
 """
 
 from __future__ import annotations
@@ -254,7 +254,8 @@ def main(argv=None) -> None:
                 f"(gather {r['gather_s']:.3f} s), +{r['gathered_peak_rss_growth_mb']:.1f} MB; "
                 f"same state: {r['same_state']}; restore spread {r['restore_spread_s']:.3f} s, "
                 f"+{r['restore_spread_peak_rss_growth_mb']:.1f} MB, whole "
-                f"{r['restore_whole_s']:.3f} s, +{r['restore_whole_peak_rss_growth_mb']:.1f} MB")  # fmt: skip
+                f"{r['restore_whole_s']:.3f} s, "
+                f"+{r['restore_whole_peak_rss_growth_mb']:.1f} MB")  # fmt: skip
     settings = {"env": "CartPole-v1", "algorithm": "ppo", "num_envs": 4, "num_steps": 32,
                 "hidden_sizes": args.hidden_sizes,
                 "processes": 2, "devices_per_process": 1, "repeats": plan["repeats"]}  # fmt: skip

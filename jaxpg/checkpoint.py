@@ -487,7 +487,9 @@ def restore_checkpoint(
     By default the whole state is read onto this process's first device. ``sharding``, for a
     batched state, places every leaf so (its leading member axis split, as
     :func:`jaxpg.sharding.member_sharding` does): each process then reads only the members its
-    own devices hold, and with many processes every process must call this together.
+    own devices hold, and with many processes every process must call this together. An
+    unbatched state is read whole whatever ``sharding`` says; a member count that ``sharding``
+    cannot split evenly is a :class:`CheckpointError`.
     Raises :class:`CheckpointError` (and changes nothing on disk) when there is no checkpoint,
     when it cannot be read, or when it belongs to another environment, algorithm or network.
     """
@@ -513,6 +515,13 @@ def restore_checkpoint(
     # to use elsewhere.
     if sharding is None or not batch_shape:
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    try:
+        sharding.shard_shape(batch_shape)
+    except ValueError:
+        raise CheckpointError(
+            f"{where} holds {batch_shape[0]} members, which the sharding asked for cannot split "
+            f"evenly over its {len(sharding.device_set)} devices"
+        ) from None
     target_on_disk = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
         jax.eval_shape(_key_data, on_disk),

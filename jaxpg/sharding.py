@@ -159,7 +159,8 @@ def _axis(mesh: Mesh) -> str:
 
 def member_sharding(mesh: Mesh | None = None) -> NamedSharding:
     """The sharding of a batch of runs spread over the devices (:func:`spread_members`): each
-    leaf's leading member axis split over the mesh, member ``m`` on device ``m // (M / D)``.
+    leaf's leading member axis split over the mesh, member ``m`` on the mesh's device ``m // (M /
+    D)`` (the mesh's order, which may differ from ``jax.devices()``'s).
     Given to :func:`jaxpg.checkpoint.restore_checkpoint`, every process reads only the members
     its own devices hold."""
     mesh = _mesh_or_default(mesh)

@@ -307,7 +307,7 @@ def check_spread_run(tmp: str | None = None) -> dict:
     import tempfile
 
     import jaxpg
-    from jaxpg.checkpoint import restore_checkpoint
+    from jaxpg.checkpoint import CheckpointError, restore_checkpoint
 
     config = tiny_ppo()
     common = dict(seeds=4, progress=False, chunk_updates=2, verbose=False)
@@ -321,6 +321,13 @@ def check_spread_run(tmp: str | None = None) -> dict:
             f"{tmp}/run/checkpoints", config, sharding=dist.member_sharding()
         )
         whole, spread = raw_keys(whole), raw_keys(spread)
+        try:  # 4 members over 3 devices
+            three = jax.sharding.Mesh(np.array(jax.devices()[:3]), ("data",))
+            restore_checkpoint(
+                f"{tmp}/run/checkpoints", config, sharding=dist.member_sharding(three)
+            )
+        except CheckpointError as err:
+            uneven = str(err)
         per_device = {
             s.data.shape[0] for x in jax.tree.leaves(spread) for s in x.addressable_shards
         }
@@ -331,6 +338,7 @@ def check_spread_run(tmp: str | None = None) -> dict:
         "spec": spec,
         "restored_per_device": sorted(per_device),
         "restored_equal": max_abs_diff(whole, spread) == 0.0,
+        "restored_uneven_error": uneven,
         "params": max_abs_diff(one.state.params, many.state.params),
         "loss": float(np.max(np.abs(one.table["loss"] - many.table["loss"]))),
     }

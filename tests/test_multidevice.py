@@ -157,6 +157,9 @@ def test_the_run_loop_spreads_members_over_devices_and_resumes(four_devices):
     assert r["spec"] in SHARDED_SPECS
     # restore_checkpoint(sharding=member_sharding()): one member on each device, the same values
     assert r["restored_per_device"] == [1] and r["restored_equal"]
+    assert r["restored_uneven_error"].endswith(
+        "holds 4 members, which the sharding asked for cannot split evenly over its 3 devices"
+    )
     assert r["loss"] <= LOSS_TOL and r["params"] <= PARAM_TOL
 
 
@@ -330,7 +333,9 @@ def test_two_processes_checkpoint_stop_together_on_ctrl_c_and_resume(tmp_path):
     for code, out, err in ends:
         assert code == 0, err[-3000:]
         # Each process read only the member its device trains, not both.
-        assert last_json(out) == {"status": "complete", "message": None, "done": 8, "members_read": [[1]]}  # fmt: skip
+        assert last_json(out) == {
+            "status": "complete", "message": None, "done": 8, "members_read": [[1]]
+        }  # fmt: skip
     assert sorted(os.listdir(run_dir / "checkpoints")) == ["4", "6", "8"]
     # The members spread over the processes: each process wrote its own (orbax's per-process
     # OCDBT stores), none was gathered to process 0.
