@@ -333,8 +333,14 @@ def check_spread_run(tmp: str | None = None) -> dict:
         }
         many = jaxpg.resume(f"{tmp}/run", spread=True, progress=False, chunk_updates=2,
                             verbose=False)  # fmt: skip
+        # Resumed again, complete: nothing to train, the state read back spread as it was
+        done = jaxpg.resume(f"{tmp}/run", spread=True, progress=False, verbose=False)
+        done_spec = str(jax.tree.leaves(done.state.params)[0].sharding.spec)
     return {
-        "status": [first.status, many.status],
+        "status": [first.status, many.status, done.status],
+        "done": [done.updates_done, config.num_updates],
+        "done_spec": done_spec,
+        "done_params": max_abs_diff(many.state.params, done.state.params),
         "spec": spec,
         "restored_per_device": sorted(per_device),
         "restored_equal": max_abs_diff(whole, spread) == 0.0,

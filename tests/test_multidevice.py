@@ -153,7 +153,10 @@ def test_the_run_loop_spreads_members_over_devices_and_resumes(four_devices):
     """jaxpg.run(spread=True), as ``jaxpg train --distributed`` runs it: one member per device,
     checkpointed and resumed, equals the one-device run."""
     r = worker(four_devices, "spread_run")
-    assert r["status"] == ["stopped", "complete"]
+    assert r["status"] == ["stopped", "complete", "complete"]
+    # resumed once more when complete: nothing trained, the final state read back spread
+    assert r["done"][0] == r["done"][1] and r["done_params"] == 0.0
+    assert r["done_spec"] in SHARDED_SPECS
     assert r["spec"] in SHARDED_SPECS
     # restore_checkpoint(sharding=member_sharding()): one member on each device, the same values
     assert r["restored_per_device"] == [1] and r["restored_equal"]
