@@ -58,7 +58,7 @@ if mode == "interrupt" and process_id == 1:
 read = []
 if mode == "resume":
     # How many members each leaf of the restored state holds in this process.
-    import jax
+    from trees import raw_leaves
 
     import jaxpg.runner
 
@@ -66,11 +66,8 @@ if mode == "resume":
 
     def restore_and_count(*args, **kwargs):
         state, meta = restore(*args, **kwargs)
-        raw = [
-            jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-            for x in jax.tree.leaves(state)
-        ]
-        read.append(sorted({sum(s.data.shape[0] for s in x.addressable_shards) for x in raw}))
+        held = {sum(s.data.shape[0] for s in x.addressable_shards) for x in raw_leaves(state)}
+        read.append(sorted(held))
         return state, meta
 
     jaxpg.runner.restore_checkpoint = restore_and_count

@@ -5,12 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def raw_leaves(tree):
+    """The leaves, PRNG keys as their raw data; still JAX arrays, whose shards can be looked at
+    where a NumPy copy cannot be made (arrays spread over processes)."""
+    raw = lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+    return [raw(x) for x in jax.tree.leaves(tree)]
+
+
 def arrays(tree):
     """The leaves as NumPy arrays (PRNG keys as their raw data)."""
-    as_np = lambda x: np.asarray(
-        jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-    )
-    return [as_np(x) for x in jax.tree.leaves(tree)]
+    return [np.asarray(x) for x in raw_leaves(tree)]
 
 
 def trees_equal(a, b) -> bool:
