@@ -265,11 +265,15 @@ def registered_envs() -> list[str]:
     return names
 
 
+_MAX_EPISODE_LIMIT = 2**31 - 1
+
+
 def check_env_params(name: str, params: Any) -> None:
     """Refuses environment params that cannot be right, as config fields are refused: an
-    episode limit ``max_steps_in_episode`` that is not a positive integer, and any number that is
-    not finite (NaN or infinity). Traced values (params vmapped or passed through ``jit``) are
-    not checked. Raises a ``ValueError`` naming the field, the value and what is allowed."""
+    episode limit ``max_steps_in_episode`` that is not a positive integer an int32 step counter
+    reaches, and any number that is not finite (NaN or infinity). Traced values (params
+    vmapped or passed through ``jit``) are not checked. Raises a ``ValueError`` naming the
+    field, the value and what is allowed."""
     if params is None:
         return
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -283,10 +287,11 @@ def check_env_params(name: str, params: Any) -> None:
             whole = np.issubdtype(value.dtype, np.integer) or (
                 np.issubdtype(value.dtype, np.floating) and np.all(value == np.round(value))
             )
-            if not (whole and np.all(value >= 1)):
+            if not (whole and np.all(value >= 1) and np.all(value <= _MAX_EPISODE_LIMIT)):
                 raise ValueError(
                     f"env_params: max_steps_in_episode={leaf!r} is invalid for {name}: the "
-                    "episode limit, a positive integer"
+                    f"episode limit, a positive integer up to {_MAX_EPISODE_LIMIT} (the "
+                    "environments count an episode's steps in int32)"
                 )
         if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
             raise ValueError(f"env_params: {field}={leaf!r} is invalid for {name}: a finite number")

@@ -212,10 +212,27 @@ def _replace_fields(params: Any, overrides: Mapping[str, Any], where: str):
         default = getattr(params, name)
         if isinstance(value, Mapping) and dataclasses.is_dataclass(default):
             value = _replace_fields(default, value, f"{where}.{name}")
-        elif _is_array(default) and isinstance(value, (list, tuple, int, float)):
+        elif _is_array(default):
             value = _as_array_like(value, default, f"{where}.{name}")
+        else:
+            _check_kind(value, default, f"{where}.{name}")
         changes[name] = value
     return params.replace(**changes)
+
+
+def _check_kind(value: Any, default: Any, where: str) -> None:
+    """Refuses a JSON value of another kind than the field's (non-array) default: a string, a
+    list or ``null`` for a number, a number for a flag, a number for a string."""
+    if isinstance(default, bool):
+        ok, wanted = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok, wanted = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+    elif isinstance(default, str):
+        ok, wanted = isinstance(value, str), "a string"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{where}={value!r} is invalid: {wanted}, as the default {default!r}")
 
 
 def _is_array(value: Any) -> bool:

@@ -307,6 +307,10 @@ def run_main(argv, stream="err"):
             ["train", "--env-params", '{"max_steps_in_episode": -5}'],
             ["env_params", "max_steps_in_episode=-5", "positive integer"],
         ),
+        (
+            ["train", "--env-params", '{"gravity": "strong"}'],
+            ["env_params.gravity='strong'", "a number"],
+        ),
         (["train", "--num-minibatches", "3"], ["num_minibatches"]),
         (["train", "--anneal-lr", "maybe"], ["--anneal-lr"]),
         (["train", "--sweep", "num_envs=4,8"], ["num_envs", "static"]),

@@ -71,6 +71,8 @@ def test_registry_kwargs_pass_through_and_instances_work():
         ("max_steps_in_episode", -5, "positive integer"),
         ("max_steps_in_episode", 0, "positive integer"),
         ("max_steps_in_episode", 2.5, "positive integer"),
+        ("max_steps_in_episode", 2**31, "positive integer up to 2147483647"),
+        ("max_steps_in_episode", 1e12, "positive integer up to 2147483647"),
         ("gravity", float("nan"), "finite"),
         ("masspole", float("inf"), "finite"),
     ],

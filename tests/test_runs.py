@@ -151,6 +151,25 @@ def test_env_params_with_turns_json_lists_into_arrays_of_the_default_dtype():
         runs.env_params_with("Acrobot-v1", {"available_torque": ["a"]}, {})
 
 
+@pytest.mark.parametrize(
+    "env, field, value, wanted, good",
+    [
+        ("CartPole-v1", "gravity", "strong", "a number", 3),
+        ("CartPole-v1", "gravity", None, "a number", 3.5),
+        ("CartPole-v1", "gravity", [9.8], "a number", 3),
+        ("CartPole-v1", "max_steps_in_episode", True, "a number", 7),
+        ("Acrobot-v1", "available_torque", "x", "an array of float32", [-2, 0, 2]),
+    ],
+)
+def test_env_params_with_refuses_values_of_another_kind(env, field, value, wanted, good):
+    with pytest.raises(ValueError, match=rf"env_params.{field}=.* is invalid: {wanted}"):
+        runs.env_params_with(env, {field: value}, {})
+    # the same field takes a value of its kind (an int for a float field too)
+    np.testing.assert_array_equal(
+        getattr(runs.env_params_with(env, {field: good}, {}), field), good
+    )
+
+
 def test_env_params_with_names_unknown_fields():
     with pytest.raises(ValueError, match=r"env_params: unknown field\(s\) \['nope'\]"):
         runs.env_params_with("CartPole-v1", {"nope": 1}, {})
