@@ -26,7 +26,10 @@ rewritten from 59cf0e7 on an AMD EPYC with AVX-512 when the instruction sets joi
 references in the 7th digit). They were rewritten once more when the orthogonal initialiser's
 Gram-Schmidt scan became a sign-corrected LAPACK QR (issue 25: the same matrices to float32
 rounding; the new references agree with the old to 1.1e-4 relative, the largest in
-``reinforce_value``'s losses, 2e-5 elsewhere).
+``reinforce_value``'s losses, 2e-5 elsewhere). The CPU's model joined the key when an AMD EPYC of
+family 26 (Zen 5), with the same versions and vector instruction sets, gave other floats at
+6e87b08, whose program equals the one that wrote them (within ``RTOL``: at most 5.2e-5 relative,
+in ``ppo_pendulum_norm``'s policy loss); the references were rewritten there from 764c739.
 """
 
 import json
@@ -111,20 +114,44 @@ VECTOR_ISA = ("avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_b
               "avx512_fp16", "amx_tile", "asimd", "sve", "sve2")  # fmt: skip
 
 
-def cpu_vector_isa() -> str:
-    """The host CPU's vector instruction sets among :data:`VECTOR_ISA` (Linux's
-    ``/proc/cpuinfo`` flags), else the machine's architecture name."""
-    import platform
-
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of Linux's ``/proc/cpuinfo`` (empty elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return platform.machine()
-    flags = set()
+        return {}
+    fields = {}
     for line in text.splitlines():
-        if line.split(":")[0].strip() in ("flags", "Features"):
-            flags |= set(line.split(":", 1)[1].split())
+        name, sep, value = line.partition(":")
+        if sep and name.strip() not in fields:
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def cpu_vector_isa() -> str:
+    """The host CPU's vector instruction sets among :data:`VECTOR_ISA` (``/proc/cpuinfo``'s
+    flags), else the machine's architecture name."""
+    import platform
+
+    info = _cpuinfo()
+    flags = set(info.get("flags", info.get("Features", "")).split())
     return " ".join(f for f in VECTOR_ISA if f in flags) or platform.machine()
+
+
+def cpu_model() -> str:
+    """The host CPU's vendor, family and model numbers (x86; implementer and part on Arm), else
+    the machine's architecture name. XLA's CPU code generation tunes for the host CPU's model
+    (LLVM's host CPU name): an AMD EPYC of family 26 (Zen 5) rounded these runs differently from
+    an earlier EPYC with the same vector instruction sets, both at 6e87b08."""
+    import platform
+
+    info = _cpuinfo()
+    keys = (
+        ("vendor_id", "cpu family", "model")
+        if "vendor_id" in info
+        else ("CPU implementer", "CPU architecture", "CPU part")
+    )
+    return " ".join(f"{k}={info[k]}" for k in keys if k in info) or platform.machine()
 
 
 def versions() -> dict:
@@ -134,6 +161,7 @@ def versions() -> dict:
     out = {n: md.version(n) for n in names} | {"backend": jax.default_backend()}
     if out["backend"] == "cpu":
         out["cpu_vector_isa"] = cpu_vector_isa()
+        out["cpu_model"] = cpu_model()
     return out
 
 
