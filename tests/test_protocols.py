@@ -784,7 +784,17 @@ def test_probe_two_step_credit_assignment():
         terminated=jnp.asarray([[False, False], [True, True]]),
     )
     targets, _ = jaxpg.algorithms.gae_targets(batch, config.hparams(), ())
-    assert float(targets.advantages[0, 0]) > 0 > float(targets.advantages[0, 1])
+    adv = np.asarray(targets.advantages[0])
+    # By hand: both first steps have delta_0 = gamma V(s1) - V(s0); the second steps' deltas are
+    # r - V(s1), so GAE carries the reward gap, 1, back to the first action by gamma * lambda.
+    # Action 0 is blamed; action 1, which the converged policy takes, has an advantage near 0
+    # whose sign is the critic's error, so the gap is what shows the credit.
+    g, lam = float(config.hparams().gamma), float(config.hparams().gae_lambda)
+    delta0 = g * v1 - v0
+    want = [delta0 + g * lam * (1.0 - v1), delta0 + g * lam * (0.0 - v1)]
+    np.testing.assert_allclose(adv, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(adv[0] - adv[1], g * lam, rtol=1e-5)
+    assert adv[1] < 0
 
 
 # -- the registry -----------------------------------------------------------------------------
