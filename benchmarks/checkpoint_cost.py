@@ -20,7 +20,7 @@ one member's state.
     python benchmarks/checkpoint_cost.py                  # 2, 8, 32, 128 members
     python benchmarks/checkpoint_cost.py --quick          # 2 and 8 members
     python benchmarks/checkpoint_cost.py --hidden-sizes 1024,1024 --members 2 8 32 \
-        --name checkpoint_restore_big_cpu                     # 25 MB per member
+        --name checkpoint_restore_big_cpu                  # 25 MB per member
 """
 
 from __future__ import annotations

@@ -311,6 +311,7 @@ def check_spread_run(tmp: str | None = None) -> dict:
         spread, _ = restore_checkpoint(
             f"{tmp}/run/checkpoints", config, sharding=dist.member_sharding()
         )
+        uneven = None
         try:  # 4 members over 3 devices
             three = jax.sharding.Mesh(np.array(jax.devices()[:3]), ("data",))
             restore_checkpoint(

@@ -1,15 +1,15 @@
 """The one tree-equality helper of the test suite."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from jaxpg.checkpoint import _key_data
 
 
 def raw_leaves(tree):
     """The leaves, PRNG keys as their raw data; still JAX arrays, whose shards can be looked at
     where a NumPy copy cannot be made (arrays spread over processes)."""
-    raw = lambda x: jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-    return [raw(x) for x in jax.tree.leaves(tree)]
+    return jax.tree.leaves(_key_data(tree))
 
 
 def arrays(tree):
