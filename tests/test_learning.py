@@ -177,10 +177,12 @@ def test_grpo_transformer_copies_16_token_completions():
     # The long task: 16 tokens, all right for exact match (rotary positions, 204,800 tokens).
     # GRPO fails it on about 1 seed in 9 (README: the failure modes), so the median of three
     # seeds is checked; GRPO with a transformer on a short task (seq:reverse) is this test's
-    # special case, so it has no test of its own.
+    # special case, so it has no test of its own. Seeds 1 and 2 run first: seed 0 is the one
+    # that fails on some CPUs (0.025 on an Intel Xeon, where 1 and 2 reach 1.0), and running it
+    # first there cost a third run and its compile for the same verdict.
     config = presets.grpo_copy16_transformer()
     reached, rates = median_of_three_at_least(
-        lambda seeds: exact_match(config, num_seeds=3, seeds=seeds), 0.9, keys=np.arange(3)
+        lambda seeds: exact_match(config, num_seeds=3, seeds=seeds), 0.9, keys=np.array([1, 2, 0])
     )
     assert reached, rates
 
