@@ -142,3 +142,76 @@ def test_conv_torso_against_a_numpy_loop():
 def test_conv_torso_needs_image_observations():
     with pytest.raises(ValueError, match=r"conv_channels=\(16,\) needs image observations"):
         mlp_agent((4,), 2, True, conv_channels=(16,))
+
+
+def _numpy_cell(cell, params, x, reset):
+    """GRU / LSTM over ``x [T, N, D]`` in float64, one product per gate as the papers write
+    them (flax's GRUCell / OptimizedLSTMCell formulas), a zero carry where ``reset``."""
+    p = {k: {n: np.asarray(v, np.float64) for n, v in d.items()} for k, d in params.items()}
+    T, N, _ = x.shape
+    H = p["hn" if cell == "gru" else "hi"]["kernel"].shape[0]
+    h, c, out = np.zeros((N, H)), np.zeros((N, H)), []
+
+    def sig(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    def lin(name, v):
+        return v @ p[name]["kernel"] + p[name].get("bias", 0.0)
+
+    for t in range(T):
+        h, c = np.where(reset[t][:, None], 0.0, h), np.where(reset[t][:, None], 0.0, c)
+        if cell == "gru":
+            r = sig(lin("ir", x[t]) + lin("hr", h))
+            z = sig(lin("iz", x[t]) + lin("hz", h))
+            n = np.tanh(lin("in", x[t]) + r * lin("hn", h))
+            h = (1 - z) * n + z * h
+        else:
+            i, f, g, o = (lin(f"h{k}", h) + lin(f"i{k}", x[t]) for k in "ifgo")
+            c = sig(f) * c + sig(i) * np.tanh(g)
+            h = sig(o) * np.tanh(c)
+        out.append(h)
+    return h, c, np.stack(out)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_recurrent_cell_against_a_numpy_loop_and_flax_cells_parameters(cell):
+    import flax.linen as nn
+
+    from jaxpg.networks import RecurrentCell
+
+    T, N, D, H = 6, 3, 5, 8
+    x = jax.random.normal(jax.random.key(1), (T, N, D))
+    reset = np.zeros((T, N), bool)
+    reset[2, 1] = reset[0, 0] = reset[4, :2] = True
+    zero = jnp.zeros((N, H))
+    carry = zero if cell == "gru" else (zero, zero)
+    module = RecurrentCell(cell, H)
+    params = module.init(jax.random.key(0), carry, x[0], jnp.asarray(reset[0]))
+    # flax's own cell: the same parameter names, shapes and initial values (checkpoints of the
+    # agents built on flax's cells load unchanged)
+    flax_cell = {"gru": nn.GRUCell, "lstm": nn.OptimizedLSTMCell}[cell](
+        H, kernel_init=orthogonal(1.0), recurrent_kernel_init=orthogonal(1.0)
+    )
+    want_init = flax_cell.init(jax.random.key(0), carry, x[0])
+    assert jax.tree.structure(params) == jax.tree.structure(want_init)
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(want_init)):
+        np.testing.assert_array_equal(got, want)
+    # the steps one at a time and over time against the float64 loop
+    h, c, hs = _numpy_cell(cell, params["params"], np.asarray(x), reset)
+    over = jax.jit(lambda p: module.apply(p, carry, x, jnp.asarray(reset), over_time=True))
+    last, outs = over(params)
+    np.testing.assert_allclose(outs, hs, atol=2e-6)
+    stepped = carry
+    for t in range(T):
+        stepped, out = module.apply(params, stepped, x[t], jnp.asarray(reset[t]))
+        np.testing.assert_allclose(out, hs[t], atol=2e-6)
+    want_carry = h if cell == "gru" else (c, h)
+    for got in (last, stepped):
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want_carry)):
+            np.testing.assert_allclose(g, w, atol=2e-6)
+    # and against flax's cell applied to the same parameters
+    flax_h = carry
+    for t in range(T):
+        flax_h = jax.tree.map(lambda v, t=t: jnp.where(reset[t][:, None], 0.0, v), flax_h)
+        flax_h, flax_out = flax_cell.apply(params, flax_h, x[t])
+        np.testing.assert_allclose(outs[t], flax_out, atol=1e-6)
