@@ -16,6 +16,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax.linen.recurrent import DenseParams
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish}
 
@@ -164,23 +165,6 @@ class ActorCritic(nn.Module):
 RECURRENT_CELLS = ("gru", "lstm")
 
 
-class _DenseParams(nn.Module):
-    """The ``kernel [in, features]`` and ``bias [features]`` (or ``None``) of an ``nn.Dense`` of
-    the same name, created in the same order with the same initialisers, hence the same values:
-    the weights of a product the caller computes itself."""
-
-    features: int
-    use_bias: bool
-    kernel_init: Any
-
-    @nn.compact
-    def __call__(self, in_features: int):
-        kernel = self.param("kernel", self.kernel_init, (in_features, self.features))
-        if not self.use_bias:
-            return kernel, None
-        return kernel, self.param("bias", nn.initializers.zeros_init(), (self.features,))
-
-
 # Per gate of each cell, flax's parameter name and whether its input and its recurrent product
 # carry a bias (flax's GRUCell and OptimizedLSTMCell).
 _GATES = {
@@ -205,7 +189,7 @@ class RecurrentCell(nn.Module):
     Not flax's cells themselves: scanned over time, they compute the input products inside the
     scan, one step at a time (the GRU six products a step, its gradient six more), where the
     sequential work is what a recurrent update waits on. Hoisting them made PPO's GRU program
-    1.6x faster at 4 envs, 1.35x at 64 and 1.08x at 1024 (``benchmarks/results/
+    1.61x faster at 4 envs, 1.36x at 64 and 1.08x at 1024 (``benchmarks/results/
     recurrent_hoist_cpu/``). Tested against a float64 NumPy loop and flax's cells."""
 
     cell: str
@@ -213,13 +197,16 @@ class RecurrentCell(nn.Module):
 
     @nn.compact
     def __call__(self, carry, x, reset, over_time: bool = False):
+        # flax's own parameter modules (those of its OptimizedLSTMCell): nn.Dense's names,
+        # creation order and initialisers, the products computed here
         gates = _GATES[self.cell]
+        h0 = carry if self.cell == "gru" else carry[1]
         inputs = [
-            _DenseParams(self.features, bias, orthogonal(1.0), name=f"i{g}")(x.shape[-1])
+            DenseParams(self.features, bias, kernel_init=orthogonal(1.0), name=f"i{g}")(x)
             for g, bias, _ in gates
         ]
         hidden = [
-            _DenseParams(self.features, bias, orthogonal(1.0), name=f"h{g}")(self.features)
+            DenseParams(self.features, bias, kernel_init=orthogonal(1.0), name=f"h{g}")(h0)
             for g, _, bias in gates
         ]
 
