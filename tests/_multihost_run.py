@@ -1,6 +1,9 @@
 """One process of a 2-process ``jaxpg.run`` / ``jaxpg.resume`` job on this machine (1 CPU device
-each): ``python _multihost_run.py PORT PROCESS_ID MODE RUN_DIR``. Prints the run's status as
-JSON on the last line of stdout.
+each): ``python _multihost_run.py PORT PROCESS_ID MODE[,MODE...] RUN_DIR``. Runs the modes one
+after another in the same two processes and prints one line of JSON per mode: the run's status,
+or for a ``blind-*`` mode its refusal (``{"refused": "module.Error: message", "left": [what the
+run directory holds after it]}``). A process start (jax, jaxpg, the coordination service) costs
+about 5 s of a 2-core CPU, so a refusal is checked in the processes of the run that follows it.
 
 Modes (``tests/test_multidevice.py`` checks each):
 - ``interrupt``: Ctrl-C (SIGINT) reaches process 1 alone, after the chunk that ends at update 4;
@@ -28,65 +31,93 @@ import sys
 
 import jaxpg.distributed as dist  # must not start JAX's backend: initialize comes first
 
-port, process_id, mode, run_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+port, process_id, modes, run_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 dist.initialize_distributed(f"localhost:{port}", 2, process_id)
 
 from _multihost_config import RUN, RUN_CONFIG  # noqa: E402
 
 import jaxpg  # noqa: E402
+import jaxpg.checkpoint  # noqa: E402
+import jaxpg.runner  # noqa: E402
 from jaxpg.callbacks import Callback  # noqa: E402
 
 
 class OnProcess1(Callback):
+    def __init__(self, mode):
+        self.mode = mode
+
     def on_start(self, run):
-        if mode == "raise-at-start" and process_id == 1:
+        if self.mode == "raise-at-start" and process_id == 1:
             raise ValueError("on_start failed in process 1")
 
     def on_chunk(self, run, chunk):
         if process_id == 1 and chunk.first_update + chunk.length == 4:
-            if mode == "interrupt":
+            if self.mode == "interrupt":
                 os.kill(os.getpid(), signal.SIGINT)
-            elif mode == "raise":
+            elif self.mode == "raise":
                 raise RuntimeError("on_chunk failed in process 1")
 
 
-if mode == "interrupt" and process_id == 1:
-    import jaxpg.checkpoint
+def run_mode(mode: str) -> dict:
+    steps = jaxpg.checkpoint.checkpoint_steps
+    if mode == "interrupt" and process_id == 1:
+        jaxpg.checkpoint.checkpoint_steps = lambda directory: list(range(1, 9))
+    try:
+        return train(mode)
+    finally:
+        jaxpg.checkpoint.checkpoint_steps = steps
 
-    jaxpg.checkpoint.checkpoint_steps = lambda directory: list(range(1, 9))
 
-read = []
-if mode == "resume":
-    # How many members each leaf of the restored state holds in this process.
-    from trees import raw_leaves
+def train(mode: str) -> dict:
+    read = []
+    if mode in ("resume", "blind-resume"):
+        # How many members each leaf of the restored state holds in this process.
+        from trees import raw_leaves
 
-    import jaxpg.runner
+        restore = jaxpg.runner.restore_checkpoint
 
-    restore = jaxpg.runner.restore_checkpoint
+        def restore_and_count(*args, **kwargs):
+            state, meta = restore(*args, **kwargs)
+            held = {sum(s.data.shape[0] for s in x.addressable_shards) for x in raw_leaves(state)}
+            read.append(sorted(held))
+            return state, meta
 
-    def restore_and_count(*args, **kwargs):
-        state, meta = restore(*args, **kwargs)
-        held = {sum(s.data.shape[0] for s in x.addressable_shards) for x in raw_leaves(state)}
-        read.append(sorted(held))
-        return state, meta
+        jaxpg.runner.restore_checkpoint = restore_and_count
+        missing = mode == "blind-resume" and process_id == 1
+        try:
+            result = jaxpg.resume(
+                run_dir + "-missing" if missing else run_dir,
+                spread=True,
+                checkpoint_every=2,
+                chunk_updates=2,
+                progress=False,
+                plot=False,
+            )
+        finally:
+            jaxpg.runner.restore_checkpoint = restore
+    else:
+        missing = mode == "blind-run" and process_id == 1
+        result = jaxpg.run(
+            RUN_CONFIG,
+            run_dir=run_dir + "-missing" if missing else run_dir,
+            callbacks=[OnProcess1(mode)],
+            spread=True,
+            checkpoint_every=2,
+            **RUN,
+        )
+    status = {"status": result.status, "message": result.message, "done": result.updates_done}
+    return {**status, "members_read": read} if mode == "resume" else status
 
-    jaxpg.runner.restore_checkpoint = restore_and_count
 
-if mode in ("resume", "blind-resume"):
-    where = run_dir if not (mode == "blind-resume" and process_id == 1) else run_dir + "-missing"
-    result = jaxpg.resume(
-        where, spread=True, checkpoint_every=2, chunk_updates=2, progress=False, plot=False
-    )
-else:
-    if mode == "blind-run" and process_id == 1:
-        run_dir += "-missing"
-    result = jaxpg.run(
-        RUN_CONFIG,
-        run_dir=run_dir,
-        callbacks=[OnProcess1()],
-        spread=True,
-        checkpoint_every=2,
-        **RUN,
-    )
-status = {"status": result.status, "message": result.message, "done": result.updates_done}
-print(json.dumps({**status, "members_read": read} if mode == "resume" else status))
+for mode in modes.split(","):
+    if mode.startswith("blind-"):
+        # Refused in every process: the exception's own line, and what the run left behind.
+        try:
+            run_mode(mode)
+            outcome = {"refused": None}
+        except jaxpg.runner.RunArgumentError as err:
+            outcome = {"refused": f"{type(err).__module__}.{type(err).__name__}: {err}"}
+        outcome["left"] = sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
+        print(json.dumps(outcome), flush=True)
+    else:
+        print(json.dumps(run_mode(mode)), flush=True)
