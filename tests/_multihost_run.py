@@ -87,7 +87,7 @@ def train(mode: str) -> dict:
         try:
             result = jaxpg.resume(
                 run_dir + "-missing" if missing else run_dir,
-                spread=True,
+                spread=mode != "raise",
                 checkpoint_every=2,
                 chunk_updates=2,
                 progress=False,
@@ -101,7 +101,7 @@ def train(mode: str) -> dict:
             RUN_CONFIG,
             run_dir=run_dir + "-missing" if missing else run_dir,
             callbacks=[OnProcess1(mode)],
-            spread=True,
+            spread=mode != "raise",
             checkpoint_every=2,
             **RUN,
         )

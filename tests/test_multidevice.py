@@ -377,7 +377,11 @@ def test_an_exception_in_one_process_stops_both_with_its_message(tmp_path, mode,
     assert code0 == 1, err0[-3000:]
     if mode == "raise":
         assert f"ProcessFailed: process 1 failed: {message}" in err0, err0[-3000:]
-        # Not spread (each process trains both members): process 0 wrote the checkpoints (the built-in callbacks run first).
+        # Not spread (each process trains both members): process 0 wrote the checkpoints (the
+        # built-in callbacks run first), alone.
         assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["2", "4"]
+        for step in ("2", "4"):
+            written = os.listdir(tmp_path / "run" / "checkpoints" / step / "state")
+            assert not any(name.startswith("ocdbt.process_1") for name in written), written
     else:
         assert f"jaxpg: stopping: process 1 failed: {message}" in err0, err0[-3000:]
