@@ -215,6 +215,10 @@ def test_jaxpg_train_distributed_spreads_the_seeds_over_two_processes(tmp_path):
     np.testing.assert_allclose(spread[:, 0], single[:, 0], rtol=LOSS_TOL, atol=LOSS_TOL)
     summary = json.loads((tmp_path / "spread" / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["process_count"] == 2
+    # Spread: each process trained and wrote its own seed (a run that is not spread, each
+    # process training both, has the same table; process 0 alone writes its checkpoint)
+    written = os.listdir(tmp_path / "spread" / "checkpoints" / "8" / "state")
+    assert {"ocdbt.process_0", "ocdbt.process_1"} <= set(written), written
 
 
 def test_num_envs_must_divide_over_the_devices(four_devices):
