@@ -28,6 +28,8 @@ from jaxpg import sweep as sweep_lib
 
 def _leaf_diff(x, y) -> float:
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if x.shape != y.shape:
+        return float("inf")  # no broadcasting: another shape is a real difference
     if not np.array_equal(np.isnan(x), np.isnan(y)):
         return float("inf")  # NaN in one run only: a real difference
     return float(np.max(np.abs(np.nan_to_num(x) - np.nan_to_num(y)), initial=0.0))
@@ -242,6 +244,10 @@ def check_sharded_sweep() -> dict:
     spread = dist.make_sharded_sweep(config)
     many = spread(keys, hparams)
     seeds_only = spread(jax.random.split(jax.random.key(5), 4))  # K = 1, S = 4
+    one_setting = jax.tree.map(lambda x: jnp.asarray(x)[None], config.hparams())  # K = 1
+    seeds_plain = jax.jit(sweep_lib.make_sweep(config))(
+        jax.random.split(jax.random.key(5), 4), one_setting
+    )
     out = {
         "shape": list(many.metrics["loss"].shape),
         "loss": max_abs_diff(plain.metrics["loss"], many.metrics["loss"]),
@@ -249,6 +255,8 @@ def check_sharded_sweep() -> dict:
         "episodes_equal": bool(np.array_equal(plain.metrics["episodes"], many.metrics["episodes"])),
         "seeds_only_shape": list(seeds_only.metrics["loss"].shape),
         "seeds_only_devices": len(seeds_only.metrics["loss"].sharding.device_set),
+        "seeds_only_loss": max_abs_diff(seeds_plain.metrics["loss"], seeds_only.metrics["loss"]),
+        "seeds_only_params": max_abs_diff(seeds_plain.params, seeds_only.params),
     }
     try:
         spread(jax.random.split(jax.random.key(5), 3), hparams)

@@ -238,5 +238,15 @@ def test_running_stats_match_float64_across_the_switch_to_two_parts():
     rows = data.astype(np.float64).reshape(-1, 3)
     assert _value(stats.count, stats.count_lo) == pytest.approx(len(rows) + 1e-4, abs=1e-3)
     assert np.any(np.asarray(stats.mean_lo))  # the two-part merge was used
-    np.testing.assert_allclose(_value(stats.mean, stats.mean_lo), rows.mean(0), rtol=1e-5)
-    np.testing.assert_allclose(_value(stats.var, stats.var_lo), rows.var(0), rtol=1e-5)
+    # Within 5e-7 of float64 (measured: 2.3e-8 on the mean, 1.4e-7 on the variance), which the
+    # plain float32 merge of the same batches misses (1.2e-6 and 3.6e-6)
+    np.testing.assert_allclose(_value(stats.mean, stats.mean_lo), rows.mean(0), rtol=5e-7)
+    np.testing.assert_allclose(_value(stats.var, stats.var_lo), rows.var(0), rtol=5e-7)
+    plain = jax.jit(lambda s: jax.lax.scan(lambda s, b: (_float32_merge(s, b), None), s, data)[0])(
+        (jnp.zeros(3), jnp.ones(3), jnp.float32(1e-4))
+    )
+    plain_error = max(
+        np.max(np.abs(np.asarray(plain[0], np.float64) / rows.mean(0) - 1)),
+        np.max(np.abs(np.asarray(plain[1], np.float64) / rows.var(0) - 1)),
+    )
+    assert plain_error > 5e-7, plain_error

@@ -214,7 +214,7 @@ def test_sharded_train_on_this_process_devices_equals_plain_jit():
     result = sharded(key)
     np.testing.assert_allclose(result.metrics["loss"], plain.metrics["loss"], rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(result.metrics["episodes"], plain.metrics["episodes"])
-    for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(plain.params)):
+    for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(plain.params), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # Other hyperparameters reuse the compiled program (a raw uint32 PRNGKey is another
     # signature: one more program, then reused too).

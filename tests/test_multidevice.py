@@ -141,6 +141,8 @@ def test_sweep_members_spread_over_devices_equal_the_vmapped_sweep(four_devices)
     assert r["shape"][:2] == [2, 2] and r["episodes_equal"]
     assert r["loss"] <= LOSS_TOL and r["params"] <= PARAM_TOL
     assert r["seeds_only_shape"][:2] == [1, 4] and r["seeds_only_devices"] == 4
+    # seeds alone (K = 1) against the one-device sweep; the chunked loop below against them
+    assert r["seeds_only_loss"] <= LOSS_TOL and r["seeds_only_params"] <= PARAM_TOL
     assert "6 runs must be divisible by the device count 4" in r["indivisible_error"]
     # spread_members: a host loop of chunks over flat members, as the CLI runs seeds.
     assert r["members_spec"] in SHARDED_SPECS

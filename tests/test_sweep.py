@@ -86,9 +86,13 @@ def test_sweep_member_equals_single_run(config, values):
     single = jax.jit(jaxpg.make_train(config))
     for k, setting in enumerate(settings):
         for s in range(2):
-            # The single run gets its hyperparameters from the config: no sweep machinery.
+            # The single run gets its hyperparameters as traced values, one setting at a time
             one = jax.device_get(single(keys[s], config.hparams(**setting)))
             assert_same_run(one, member(swept, k, s))
+    # and, for the last setting, from a config that holds them: no sweep machinery at all
+    # (config.hparams is what builds the sweep's batch too)
+    own = jax.jit(jaxpg.make_train(config.replace(**settings[-1])))(keys[1])
+    assert_same_run(jax.device_get(own), member(swept, len(settings) - 1, 1))
     # The hyperparameters were really used: different settings, different agents.
     assert not np.allclose(swept.metrics["loss"][0, 0], swept.metrics["loss"][-1, 0])
 

@@ -145,10 +145,11 @@ def test_a_sweep_over_its_own_hyperparameter_is_one_program_equal_to_single_runs
     hparams, settings = jaxpg.sweep.grid(config, **SWEEP)
     keys = jax.random.split(jax.random.key(0), 2)
     swept = jax.jit(jaxpg.make_sweep(config))(keys, hparams)
-    single = jax.jit(jaxpg.make_train(config))(keys[1], config.hparams(my_coef=0.5))
-    for a, b in zip(jax.tree.leaves(swept.params), jax.tree.leaves(single.params)):
+    # the single run from a config that holds the setting: no sweep machinery
+    single = jax.jit(jaxpg.make_train(config.replace(my_coef=0.5)))(keys[1])
+    for a, b in zip(jax.tree.leaves(swept.params), jax.tree.leaves(single.params), strict=True):
         np.testing.assert_allclose(a[1, 1], b, rtol=1e-5, atol=1e-6)
-    # The coefficient changes the update: the penalised members moved less far from the start.
+    # The coefficient changes the update: the two settings' members differ.
     final = jax.tree.leaves(swept.params)
     assert any(not np.allclose(x[0], x[1]) for x in final)
     assert settings == [{"my_coef": 0.0}, {"my_coef": 0.5}]
@@ -181,7 +182,9 @@ def test_run_resume_in_another_process_eval_and_the_command_line(tmp_path):
     whole = jaxpg.run(config, seeds=2, sweep=SWEEP, chunk_updates=1, progress=False, verbose=False)
     state, meta = restore_checkpoint(run_dir / "checkpoints", config)
     assert int(meta["step"]) == config.num_updates
-    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(whole.state.params)):
+    for a, b in zip(
+        jax.tree.leaves(state.params), jax.tree.leaves(whole.state.params), strict=True
+    ):
         np.testing.assert_array_equal(a, b)  # bit for bit
     assert jax.tree.leaves(state.params)[0].shape[0] == 4  # 2 settings x 2 seeds
 
