@@ -2,7 +2,7 @@
 each): ``python _multihost_run.py PORT PROCESS_ID MODE[,MODE...] RUN_DIR``. Runs the modes one
 after another in the same two processes and prints one line of JSON per mode: the run's status,
 or for a ``blind-*`` mode its refusal (``{"refused": "module.Error: message", "left": [what the
-run directory holds after it]}``). A process start (jax, jaxpg, the coordination service) costs
+run directory holds after it, in process 0]}``). A process start (jax, jaxpg, the coordination service) costs
 about 5 s of a 2-core CPU, so a refusal is checked in the processes of the run that follows it.
 
 Modes (``tests/test_multidevice.py`` checks each):
@@ -119,7 +119,9 @@ for mode in modes.split(","):
             outcome = {"refused": None}
         except jaxpg.runner.RunArgumentError as err:
             outcome = {"refused": f"{type(err).__module__}.{type(err).__name__}: {err}"}
-        outcome["left"] = sorted(os.listdir(run_dir)) if os.path.isdir(run_dir) else None
+        # process 0's view, after its own probe file is gone (another process may look first)
+        seen = process_id == 0 and os.path.isdir(run_dir)
+        outcome["left"] = sorted(os.listdir(run_dir)) if seen else None
         print(json.dumps(outcome), flush=True)
     else:
         print(json.dumps(run_mode(mode)), flush=True)
