@@ -86,3 +86,14 @@ def test_config_field_and_training():
     result = jax.jit(jaxpg.make_train(config))(jax.random.key(0))
     # every CountEnv episode is 3 steps whatever start it took
     np.testing.assert_allclose(np.asarray(result.metrics["episode_length"]), 3.0)
+    # The field reaches the training rollout: with one fresh start per step, environments that
+    # restarted at the same step share their start (independent draws would not)
+    pooled = jaxpg.PPOConfig(
+        env=RandomStartEnv(), reset_pool=1, num_envs=8, num_steps=8, total_timesteps=128
+    )
+    obs = np.asarray(jax.jit(jaxpg.make_train(pooled))(jax.random.key(0)).state.env.obs)
+    restarted = obs[:, 1] < 128 // 8  # [start, steps since the start]: these reset at least once
+    groups = [obs[restarted & (obs[:, 1] == t), 0] for t in np.unique(obs[restarted, 1])]
+    assert any(len(g) > 1 for g in groups), obs  # some restarted at the same step
+    for starts in groups:
+        np.testing.assert_array_equal(starts, starts[0])
