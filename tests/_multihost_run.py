@@ -1,10 +1,10 @@
 """One process of a 2-process ``jaxpg.run`` / ``jaxpg.resume`` job on this machine (1 CPU device
 each): ``python _multihost_run.py PORT PROCESS_ID MODE[,MODE...] RUN_DIR``. Runs the modes one
 after another in the same two processes and prints one line of JSON per mode: the run's status,
-or for a ``blind-*`` mode its refusal (``{"refused": "module.Error: message", "left": [what the
-run directory holds after it, in process 0]}``). A process start (jax, jaxpg, the coordination service) costs
-about 5 s of a 2-core CPU, so a refusal is checked in the processes of the run that follows it.
-
+or for a ``blind-*`` mode its refusal (``{"refused": "module.Error: message", "left": [what
+process 0 sees in the run directory after it]}``). A process start (jax, jaxpg, the coordination
+service) costs about 5 s of a 2-core CPU, so a refusal is checked in the processes of the run
+that follows it.
 Modes (``tests/test_multidevice.py`` checks each):
 - ``interrupt``: Ctrl-C (SIGINT) reaches process 1 alone, after the chunk that ends at update 4;
   and process 1's disk shows checkpoints 1 and 2 (its ``checkpoint_steps`` says so), so the
@@ -89,7 +89,7 @@ def train(mode: str) -> dict:
         try:
             result = jaxpg.resume(
                 run_dir + "-missing" if missing else run_dir,
-                spread=mode != "raise",
+                spread=True,
                 checkpoint_every=2,
                 chunk_updates=2,
                 progress=False,
