@@ -132,6 +132,46 @@ def init_state(
     """A fresh :class:`TrainState` for ``config``; pure, jittable and vmappable over keys."""
     agent, algorithm = _parts(config, algorithm, agent)
     hp = _coerce_hparams(config, hparams)
+    fresh = functools.partial(_fresh_state, config=config, agent=agent, algorithm=algorithm)
+    return mapped_when_few(fresh)(key, hp)
+
+
+# Up to this many vmapped seeds (or hyperparameter settings), :func:`init_state` runs one
+# initialisation after another (``lax.map``) instead of one batched initialisation.
+MAP_INITS_UP_TO = 32
+
+
+def mapped_when_few(fn: Callable) -> Callable:
+    """``fn`` whose ``jax.vmap`` over at most :data:`MAP_INITS_UP_TO` elements is a ``lax.map``
+    of the unbatched ``fn`` (over more, the usual batched ``fn``); the values are the same.
+
+    For an initialisation, which runs once: its random draws (threefry loops, one per draw)
+    then compile as the single run's kernels instead of batched ones, which on a CPU take about
+    twice as long to compile (PPO CartPole with 8 vmapped seeds: ``benchmarks/compile_time.py``).
+    Many elements keep the batched program: a loop of thousands of small initialisations would
+    cost an accelerator thousands of kernel launches each."""
+    wrapped = jax.custom_batching.custom_vmap(fn)
+
+    @wrapped.def_vmap
+    def rule(axis_size, in_batched, *args):
+        leaves, tree = jax.tree.flatten(args)
+        flags = jax.tree.leaves(in_batched)
+        batched = [leaf for leaf, flag in zip(leaves, flags, strict=True) if flag]
+
+        def one(batched_leaves):
+            it = iter(batched_leaves)
+            merged = [next(it) if flag else leaf for leaf, flag in zip(leaves, flags, strict=True)]
+            return fn(*jax.tree.unflatten(tree, merged))
+
+        out = jax.lax.map(one, batched) if axis_size <= MAP_INITS_UP_TO else jax.vmap(one)(batched)
+        return out, jax.tree.map(lambda _: True, out)
+
+    return wrapped
+
+
+def _fresh_state(
+    key: jax.Array, hp: HParams, *, config: Config, agent: Agent, algorithm: Algorithm
+) -> TrainState:
     net_key, env_key, key = jax.random.split(key, 3)
     params = agent.init(net_key)
     opt_state, algo_state = algorithm.init(params, hp)

@@ -189,6 +189,34 @@ def test_vmapped_seed_equals_single_run_and_runs_are_bit_identical(config):
     )
 
 
+def test_vmapped_init_states_equal_single_ones_mapped_or_batched(monkeypatch):
+    # Up to MAP_INITS_UP_TO elements a vmapped init_state is a loop of the single init (its jaxpr
+    # has a while loop around it); over it, one batched init. Both equal the single inits bit
+    # for bit, with the hyperparameters batched too (a sweep) or not.
+    from jaxpg import train as train_module
+
+    config = jaxpg.PPOConfig(env="Pendulum-v1", normalize_obs=True, **TINY_PPO)
+    keys = jax.random.split(jax.random.key(7), 3)
+    from jaxpg import sweep
+
+    hps, settings = sweep.grid(config, lr=[1e-3, 2e-3, 3e-3])
+    single = [
+        jaxpg.init_state(config, k, config.hparams(**setting))
+        for k, setting in zip(keys, settings, strict=True)
+    ]
+    want = jax.tree.map(lambda *xs: jnp.stack(xs), *single)
+    for limit, mapped in ((3, True), (2, False)):
+        monkeypatch.setattr(train_module, "MAP_INITS_UP_TO", limit)
+        # a fresh function each time: jax caches a traced function's program
+        init = jax.vmap(lambda k, hp: jaxpg.init_state(config, k, hp))
+        top = [eqn.primitive.name for eqn in jax.make_jaxpr(init)(keys, hps).jaxpr.eqns]
+        # mapped: the whole init is the body of one loop; batched: the keys are split outside
+        assert (top == ["scan"]) == mapped and ("random_split" in top) != mapped, (limit, top)
+        assert_trees_equal(jax.jit(init)(keys, hps), want)
+    seeds_only = jax.vmap(lambda k: jaxpg.init_state(config, k))(keys)
+    assert_trees_equal(seeds_only.params, want.params)
+
+
 def test_chunks_compose_exactly():
     config = jaxpg.PPOConfig(total_timesteps=512 * 4)
     whole = compile_options.exact_jit(jaxpg.make_train(config))(jax.random.key(5))
