@@ -345,8 +345,16 @@ def _loggers(args: Any) -> list:
 
 
 def _report(result: Any) -> int:
-    """Prints the final return and what to do next; returns the exit status."""
+    """Prints the final return and what to do next; returns the exit status. In a
+    multi-process run (``--distributed``) process 0 alone prints them; an error goes to every
+    process's stderr."""
+    import jax
+
     summary, settings, run_dir = result.summary, result.members.settings, result.run_dir
+    if jax.process_index() != 0:
+        if result.status in ("nonfinite", "checkpoint_failed"):
+            _say(f"jaxpg train: {result.message}", file=sys.stderr)
+        return EXIT_STATUS[result.status]
     if "seeds" in summary:
         seeds = len(summary["seeds"])
         window = (

@@ -775,4 +775,8 @@ def _nonfinite_message(
 
 
 def _say(*parts: Any, file: Any = None) -> None:
+    """Prints what the run does; to stdout in process 0 alone (a multi-process run's other
+    processes would repeat it), to another ``file`` (stderr) in every process."""
+    if file is None and jax.process_index() != 0:
+        return
     print(*parts, file=file or sys.stdout, flush=True)
