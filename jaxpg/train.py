@@ -132,24 +132,51 @@ def init_state(
     """A fresh :class:`TrainState` for ``config``; pure, jittable and vmappable over keys."""
     agent, algorithm = _parts(config, algorithm, agent)
     hp = _coerce_hparams(config, hparams)
-    fresh = functools.partial(_fresh_state, config=config, agent=agent, algorithm=algorithm)
-    return mapped_when_few(fresh)(key, hp)
+    draws = functools.partial(_initial_draws, config=config, agent=agent)
+    params, env, key = mapped_when_few(draws)(key)
+    opt_state, algo_state = algorithm.init(params, hp)
+    return TrainState(
+        params=params,
+        opt_state=opt_state,
+        env=env,
+        algo_state=algo_state,
+        hparams=hp,
+        key=key,
+        update_step=jnp.zeros((), jnp.int32),
+        nonfinite_updates=jnp.zeros((), jnp.int32),
+    )
 
 
-# Up to this many vmapped seeds (or hyperparameter settings), :func:`init_state` runs one
-# initialisation after another (``lax.map``) instead of one batched initialisation.
+def _initial_draws(key: jax.Array, *, config: Config, agent: Agent) -> tuple:
+    """What the initial state draws from its key: the agent's parameters, the environments'
+    first states, and the state's next key."""
+    net_key, env_key, key = jax.random.split(key, 3)
+    env = env_carry_init(
+        env_key, config.env_spec, config.num_envs, agent_carry=agent.initial_carry(config.num_envs)
+    )
+    return agent.init(net_key), env, key
+
+
+# Up to this many vmapped seeds, :func:`init_state`'s random draws run one seed after another
+# (``lax.map``) instead of batched.
 MAP_INITS_UP_TO = 32
 
 
 def mapped_when_few(fn: Callable) -> Callable:
     """``fn`` whose ``jax.vmap`` over at most :data:`MAP_INITS_UP_TO` elements is a ``lax.map``
-    of the unbatched ``fn`` (over more, the usual batched ``fn``); the values are the same.
+    of the unbatched ``fn`` (over more, or a symbolic size, the batched ``fn``); the values are
+    the same. A nested vmap applies it to the innermost axis.
 
-    For an initialisation, which runs once: its random draws (threefry loops, one per draw)
-    then compile as the single run's kernels instead of batched ones, which on a CPU take about
+    For the random draws of an initialisation, which run once: their threefry loops then
+    compile as the single run's kernels instead of batched ones, which on a CPU take about
     twice as long to compile (PPO CartPole with 8 vmapped seeds: ``benchmarks/compile_time.py``).
     Many elements keep the batched program: a loop of thousands of small initialisations would
-    cost an accelerator thousands of kernel launches each."""
+    cost an accelerator thousands of kernel launches each.
+
+    It is a ``jax.custom_batching.custom_vmap``, whose limits apply: ``fn`` must not close
+    over a value batched by the same ``vmap`` (pass such a value as an argument), and it has no
+    reverse-mode derivative (:func:`init_state` keeps the hyperparameters out of it, so a
+    gradient with respect to them goes through)."""
     wrapped = jax.custom_batching.custom_vmap(fn)
 
     @wrapped.def_vmap
@@ -163,33 +190,11 @@ def mapped_when_few(fn: Callable) -> Callable:
             merged = [next(it) if flag else leaf for leaf, flag in zip(leaves, flags, strict=True)]
             return fn(*jax.tree.unflatten(tree, merged))
 
-        out = jax.lax.map(one, batched) if axis_size <= MAP_INITS_UP_TO else jax.vmap(one)(batched)
+        few = isinstance(axis_size, int) and axis_size <= MAP_INITS_UP_TO
+        out = jax.lax.map(one, batched) if few else jax.vmap(one)(batched)
         return out, jax.tree.map(lambda _: True, out)
 
     return wrapped
-
-
-def _fresh_state(
-    key: jax.Array, hp: HParams, *, config: Config, agent: Agent, algorithm: Algorithm
-) -> TrainState:
-    net_key, env_key, key = jax.random.split(key, 3)
-    params = agent.init(net_key)
-    opt_state, algo_state = algorithm.init(params, hp)
-    return TrainState(
-        params=params,
-        opt_state=opt_state,
-        env=env_carry_init(
-            env_key,
-            config.env_spec,
-            config.num_envs,
-            agent_carry=agent.initial_carry(config.num_envs),
-        ),
-        algo_state=algo_state,
-        hparams=hp,
-        key=key,
-        update_step=jnp.zeros((), jnp.int32),
-        nonfinite_updates=jnp.zeros((), jnp.int32),
-    )
 
 
 def env_steps(update_step: jax.Array, batch_size: int) -> jax.Array:
