@@ -260,7 +260,9 @@ def cmd_train(args: Any, explicit_algo: bool) -> int:
                 extended = config.replace(total_timesteps=given["total_timesteps"])
             except ValueError as e:
                 raise _error(str(e)) from None
-            if config.anneal_lr:
+            import jax
+
+            if config.anneal_lr and jax.process_index() == 0:  # once, not once per process
                 _say(
                     "note: anneal_lr is on, so the learning-rate schedule now spans "
                     f"{extended.num_updates} updates; the run will not match one trained to "
