@@ -295,8 +295,8 @@ def main(argv=None):
             "minibatches, 2x64 tanh actor and critic.",
             "jaxpg_init: jaxpg's initial state alone (inside the jaxpg program "
             "too): its orthogonal init is one LAPACK QR per weight matrix, as "
-            "PureJaxRL's; with up to 32 vmapped seeds the whole initial state is a "
-            "lax.map of the one-seed init (jaxpg.train.mapped_when_few).",
+            "PureJaxRL's; with up to 32 vmapped seeds its random draws are a "
+            "lax.map of the one-seed draws (jaxpg.train.mapped_when_few).",
         ],
     )
     return publish(args, "compile_time", data, rows, columns)

@@ -353,10 +353,7 @@ def _report(result: Any) -> int:
     import jax
 
     summary, settings, run_dir = result.summary, result.members.settings, result.run_dir
-    if jax.process_index() != 0:
-        if result.status in ("nonfinite", "checkpoint_failed"):
-            _say(f"jaxpg train: {result.message}", file=sys.stderr)
-        return EXIT_STATUS[result.status]
+    say = _say if jax.process_index() == 0 else (lambda *parts: None)  # stdout
     if "seeds" in summary:
         seeds = len(summary["seeds"])
         window = (
@@ -364,27 +361,27 @@ def _report(result: Any) -> int:
             f"seed{'s' if seeds > 1 else ''}"
         )
         if settings:
-            _say(f"final return per setting ({window}):")
+            say(f"final return per setting ({window}):")
             for row in summary["settings"]:
                 values = ", ".join(f"{k}={row[k]:g}" for k in settings[0])
-                _say(f"  {values}: {_fmt_return(row)}")
-            _say("best: " + ", ".join(f"{k}={summary['best_setting'][k]:g}" for k in settings[0]))
+                say(f"  {values}: {_fmt_return(row)}")
+            say("best: " + ", ".join(f"{k}={summary['best_setting'][k]:g}" for k in settings[0]))
         else:
-            _say(f"final return ({window}): {_fmt_return(summary)}")
+            say(f"final return ({window}): {_fmt_return(summary)}")
     if result.status in ("nonfinite", "checkpoint_failed"):
         _say(f"jaxpg train: {result.message}", file=sys.stderr)
     elif result.status == "interrupted":
-        _say(f"{result.message}; checkpoint saved. Continue with: jaxpg train --resume {run_dir}")
+        say(f"{result.message}; checkpoint saved. Continue with: jaxpg train --resume {run_dir}")
     elif result.status == "stopped":
         why = result.message or "--stop-after"
-        _say(
+        say(
             f"stopped after update {result.updates_done} of {summary['num_updates']} "
             f"({why}). Continue with: jaxpg train --resume {run_dir}"
         )
     if result.status in ("complete", "stopped"):
-        _say(f"run directory: {run_dir}")
+        say(f"run directory: {run_dir}")
     if result.status == "complete":
-        _say(f"next: jaxpg eval {run_dir}")
+        say(f"next: jaxpg eval {run_dir}")
     return EXIT_STATUS[result.status]
 
 

@@ -162,15 +162,15 @@ def _initial_draws(key: jax.Array, *, config: Config, agent: Agent) -> tuple:
 MAP_INITS_UP_TO = 32
 
 
-def mapped_when_few(fn: Callable) -> Callable:
-    """``fn`` whose ``jax.vmap`` over at most :data:`MAP_INITS_UP_TO` elements is a ``lax.map``
+def mapped_when_few(fn: Callable[[jax.Array], Any]) -> Callable[[jax.Array], Any]:
+    """``fn(key)`` whose ``jax.vmap`` over at most :data:`MAP_INITS_UP_TO` keys is a ``lax.map``
     of the unbatched ``fn`` (over more, or a symbolic size, the batched ``fn``); the values are
     the same. A nested vmap applies it to the innermost axis.
 
     For the random draws of an initialisation, which run once: their threefry loops then
     compile as the single run's kernels instead of batched ones, which on a CPU take about
     twice as long to compile (PPO CartPole with 8 vmapped seeds: ``benchmarks/compile_time.py``).
-    Many elements keep the batched program: a loop of thousands of small initialisations would
+    Many keys keep the batched program: a loop of thousands of small initialisations would
     cost an accelerator thousands of kernel launches each.
 
     It is a ``jax.custom_batching.custom_vmap``, whose limits apply: ``fn`` must not close
@@ -180,18 +180,9 @@ def mapped_when_few(fn: Callable) -> Callable:
     wrapped = jax.custom_batching.custom_vmap(fn)
 
     @wrapped.def_vmap
-    def rule(axis_size, in_batched, *args):
-        leaves, tree = jax.tree.flatten(args)
-        flags = jax.tree.leaves(in_batched)
-        batched = [leaf for leaf, flag in zip(leaves, flags, strict=True) if flag]
-
-        def one(batched_leaves):
-            it = iter(batched_leaves)
-            merged = [next(it) if flag else leaf for leaf, flag in zip(leaves, flags, strict=True)]
-            return fn(*jax.tree.unflatten(tree, merged))
-
+    def rule(axis_size, in_batched, key):  # called only when the key is batched
         few = isinstance(axis_size, int) and axis_size <= MAP_INITS_UP_TO
-        out = jax.lax.map(one, batched) if few else jax.vmap(one)(batched)
+        out = jax.lax.map(fn, key) if few else jax.vmap(fn)(key)
         return out, jax.tree.map(lambda _: True, out)
 
     return wrapped
